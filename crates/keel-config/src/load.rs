@@ -1,0 +1,409 @@
+//! From text to resources: documents, `kind: List`, envelope checks, namespace defaulting,
+//! typed decoding. A resource that fails is skipped with an error that says so; the rest of
+//! the file stays usable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::diagnostic::{Diagnostic, Level, ResourceRef};
+use crate::kinds::{Kind, LookupError};
+use crate::meta::ObjectMeta;
+use crate::resource::{Origin, Resource, Spec};
+use crate::source::{Input, read_inputs};
+use crate::validate::Severity;
+use crate::yaml::{FieldPath, Limits, Node, NodeKind, Pos, from_node, load_documents};
+
+/// How to read configuration.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Namespace for namespaced objects that name none (kubectl's `-n`, else `default`).
+    pub default_namespace: String,
+    pub limits: Limits,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            default_namespace: "default".to_string(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Resources read, and every problem met on the way.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub resources: Vec<Resource>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Number of files (or stdin) read.
+    pub inputs: usize,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.level == Level::Error)
+    }
+}
+
+/// Reads files, directories and `-` (stdin).
+pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> Loaded {
+    let (inputs, diagnostics) = read_inputs(paths);
+    let mut loaded = Loaded {
+        diagnostics,
+        ..Default::default()
+    };
+    for input in &inputs {
+        load_input(input, opts, &mut loaded);
+    }
+    loaded
+}
+
+/// Reads one text (named `name` in messages).
+pub fn load_str(text: &str, name: &str, opts: &LoadOptions) -> Loaded {
+    let mut loaded = Loaded::default();
+    load_input(
+        &Input {
+            name: Arc::from(name),
+            text: text.to_string(),
+        },
+        opts,
+        &mut loaded,
+    );
+    loaded
+}
+
+fn load_input(input: &Input, opts: &LoadOptions, out: &mut Loaded) {
+    out.inputs += 1;
+    let (docs, err) = load_documents(&input.text, opts.limits);
+    for doc in docs {
+        load_object(doc.root, &input.name, opts, out);
+    }
+    if let Some(e) = err {
+        out.diagnostics.push(Diagnostic::new(
+            Level::Error,
+            &input.name,
+            Some(e.pos),
+            format!("{}; the rest of the file was not read", e.message),
+        ));
+    }
+}
+
+fn str_field<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+    node.get(key).and_then(Node::as_str)
+}
+
+fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded) {
+    let pos = node.pos;
+    let err = |msg: String| Diagnostic::new(Level::Error, file, Some(pos), msg);
+    if !matches!(node.kind, NodeKind::Map(_)) {
+        out.diagnostics.push(err(format!(
+            "expected a Kubernetes object (a mapping with apiVersion, kind, metadata), found {}",
+            node.kind_name()
+        )));
+        return;
+    }
+    let kind_name = str_field(&node, "kind").unwrap_or_default().to_string();
+    let api_version = str_field(&node, "apiVersion")
+        .unwrap_or_default()
+        .to_string();
+    if kind_name.ends_with("List") && api_version == "v1" {
+        match node.kind {
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    if k.as_str() == Some("items") {
+                        match v.kind {
+                            NodeKind::Seq(items) => {
+                                for item in items {
+                                    load_object(item, file, opts, out);
+                                }
+                            }
+                            NodeKind::Null => {}
+                            _ => out
+                                .diagnostics
+                                .push(err(format!("{kind_name}: items must be a list"))),
+                        }
+                    }
+                }
+            }
+            _ => unreachable_map(),
+        }
+        return;
+    }
+    let name = node
+        .get("metadata")
+        .and_then(|m| str_field(m, "name"))
+        .unwrap_or_default()
+        .to_string();
+    let rref = ResourceRef {
+        kind: if kind_name.is_empty() {
+            "object".to_string()
+        } else {
+            kind_name.clone()
+        },
+        namespace: node
+            .get("metadata")
+            .and_then(|m| str_field(m, "namespace"))
+            .unwrap_or_default()
+            .to_string(),
+        name: name.clone(),
+    };
+    let mut rref = rref;
+    let namespaced = Kind::lookup(&api_version, &kind_name).map_or(true, |k| k.info().namespaced);
+    if rref.namespace.is_empty() && namespaced {
+        rref.namespace = opts.default_namespace.clone();
+    }
+    if kind_name.is_empty() || api_version.is_empty() {
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        out.diagnostics.push(
+            err(format!(
+                "missing \"{missing}\": every object needs apiVersion and kind; skipped"
+            ))
+            .with_resource(rref),
+        );
+        return;
+    }
+    let kind = match Kind::lookup(&api_version, &kind_name) {
+        Ok(k) => k,
+        Err(LookupError::NotMeshKind) => {
+            out.diagnostics.push(
+                Diagnostic::new(
+                    Level::Note,
+                    file,
+                    Some(pos),
+                    format!("{api_version} {kind_name} is not a kind the mesh reads; skipped"),
+                )
+                .with_resource(rref),
+            );
+            return;
+        }
+        Err(LookupError::UnknownIstioKind) => {
+            let known: Vec<&str> = crate::kinds::KINDS
+                .iter()
+                .filter(|k| k.kind.is_istio())
+                .map(|k| k.name)
+                .collect();
+            let hint = crate::suggest::closest(&kind_name, known.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            out.diagnostics.push(
+                err(format!(
+                    "unknown kind \"{kind_name}\" in {api_version}{hint}; skipped"
+                ))
+                .with_resource(rref),
+            );
+            return;
+        }
+        Err(LookupError::UnknownVersion { kind, served }) => {
+            let group = kind.info().group;
+            let served: Vec<String> = served
+                .iter()
+                .map(|v| {
+                    if group.is_empty() {
+                        v.to_string()
+                    } else {
+                        format!("{group}/{v}")
+                    }
+                })
+                .collect();
+            let at = node.get("apiVersion").map_or(pos, |n| n.pos);
+            out.diagnostics.push(
+                Diagnostic::new(
+                    Level::Error,
+                    file,
+                    Some(at),
+                    format!("{kind_name} is not served at apiVersion \"{api_version}\"; use one of: {}; skipped", served.join(", ")),
+                )
+                .with_resource(rref),
+            );
+            return;
+        }
+    };
+    match decode(kind, api_version, &node, file, opts) {
+        Ok(resource) => out.resources.push(resource),
+        Err(d) => out.diagnostics.push(d.with_resource(rref)),
+    }
+}
+
+fn unreachable_map() {}
+
+const ISTIO_TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+fn decode(
+    kind: Kind,
+    api_version: String,
+    node: &Node,
+    file: &Arc<str>,
+    opts: &LoadOptions,
+) -> Result<Resource, Diagnostic> {
+    let fail = |path: FieldPath, pos: Pos, msg: String| {
+        Diagnostic::new(
+            Level::Error,
+            file,
+            Some(pos),
+            format!("{msg}; resource skipped"),
+        )
+        .with_field(path)
+    };
+    let mut meta: ObjectMeta = match node.get("metadata") {
+        Some(m) => from_node(m).map_err(|e| {
+            let mut path = FieldPath::root().key("metadata");
+            path.0.extend(e.path.0);
+            fail(path, e.pos.unwrap_or(m.pos), e.message)
+        })?,
+        None => ObjectMeta::default(),
+    };
+    if kind.info().namespaced && meta.namespace.is_empty() {
+        meta.namespace = opts.default_namespace.clone();
+    }
+    let body = if kind.is_istio() {
+        if let Some(entries) = node.as_map() {
+            for (k, _) in entries {
+                let key = k.as_str().unwrap_or_default();
+                if !ISTIO_TOP_LEVEL.contains(&key) {
+                    let msg = crate::yaml::de::unknown_message("field", key, ISTIO_TOP_LEVEL);
+                    return Err(fail(FieldPath::root().key(key), k.pos, msg));
+                }
+            }
+        }
+        match node.get("spec") {
+            Some(s) if !s.is_null() => s,
+            _ => {
+                let at = node.get("spec").map_or(node.pos, |s| s.pos);
+                return Err(fail(
+                    FieldPath::root().key("spec"),
+                    at,
+                    "Required value: an Istio resource needs a spec".to_string(),
+                ));
+            }
+        }
+    } else {
+        node
+    };
+    let spec = Spec::decode(kind, body).map_err(|e| {
+        let mut path = if kind.is_istio() {
+            FieldPath::root().key("spec")
+        } else {
+            FieldPath::root()
+        };
+        path.0.extend(e.path.0);
+        fail(path, e.pos.unwrap_or(body.pos), e.message)
+    })?;
+    Ok(Resource {
+        api_version,
+        meta,
+        spec,
+        origin: Origin {
+            file: file.clone(),
+            pos: node.pos,
+            node: Arc::new(node.clone()),
+        },
+    })
+}
+
+/// Validates resources with Istio's rules; each issue becomes a diagnostic with a position.
+pub fn validate_resources(resources: &[Resource], root_namespace: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for r in resources {
+        for issue in r.validate(root_namespace) {
+            let level = match issue.severity {
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warning,
+            };
+            let pos = r.origin.locate(&issue.path);
+            out.push(
+                Diagnostic::new(level, &r.origin.file, Some(pos), issue.message)
+                    .with_resource(r.reference())
+                    .with_field(issue.path),
+            );
+        }
+        if let Some(why) = r.kind().info().unsupported {
+            out.push(
+                Diagnostic::new(
+                    Level::Warning,
+                    &r.origin.file,
+                    Some(r.origin.pos),
+                    format!(
+                        "{} is recognised but not supported by Keel: {why}",
+                        r.kind()
+                    ),
+                )
+                .with_resource(r.reference()),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_namespaces_and_skips() {
+        let text = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a}
+- apiVersion: batch/v1
+  kind: Job
+  metadata: {name: j}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualServce
+metadata: {name: x}
+spec: {}
+---
+apiVersion: networking.istio.io/v9
+kind: Gateway
+metadata: {name: g, namespace: prod}
+spec: {}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+"#;
+        let opts = LoadOptions {
+            default_namespace: "team".into(),
+            ..Default::default()
+        };
+        let loaded = load_str(text, "t.yaml", &opts);
+        assert_eq!(loaded.resources.len(), 2);
+        assert_eq!(loaded.resources[0].namespace(), "team");
+        assert_eq!(loaded.resources[1].namespace(), "");
+        let msgs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs[0].contains("note") && msgs[0].contains("batch/v1 Job"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].contains("did you mean \"VirtualService\""),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[2].contains("t.yaml:17:13")
+                && msgs[2].contains("networking.istio.io/v1, networking.istio.io/v1beta1"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn istio_objects_need_spec_and_known_top_level_fields() {
+        let text = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b}\nspce: {}\n";
+        let loaded = load_str(text, "t.yaml", &LoadOptions::default());
+        assert!(loaded.resources.is_empty());
+        let msgs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(msgs[0].contains("spec: Required value"), "{msgs:?}");
+        assert!(
+            msgs[1].contains("PeerAuthentication default/b")
+                && msgs[1].contains("did you mean \"spec\""),
+            "{msgs:?}"
+        );
+    }
+}
