@@ -37,6 +37,8 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// Number of files (or stdin) read.
     pub inputs: usize,
+    /// Mesh resources that could not be decoded and were left out.
+    pub skipped: Vec<ResourceRef>,
 }
 
 impl Loaded {
@@ -210,6 +212,7 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
                 })
                 .collect();
             let at = node.get("apiVersion").map_or(pos, |n| n.pos);
+            out.skipped.push(rref.clone());
             out.diagnostics.push(
                 Diagnostic::new(
                     Level::Error,
@@ -224,7 +227,10 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
     };
     match decode(kind, api_version, &node, file, opts) {
         Ok(resource) => out.resources.push(resource),
-        Err(d) => out.diagnostics.push(d.with_resource(rref)),
+        Err(d) => {
+            out.skipped.push(rref.clone());
+            out.diagnostics.push((*d).with_resource(rref));
+        }
     }
 }
 
@@ -238,15 +244,17 @@ fn decode(
     node: &Node,
     file: &Arc<str>,
     opts: &LoadOptions,
-) -> Result<Resource, Diagnostic> {
+) -> Result<Resource, Box<Diagnostic>> {
     let fail = |path: FieldPath, pos: Pos, msg: String| {
-        Diagnostic::new(
-            Level::Error,
-            file,
-            Some(pos),
-            format!("{msg}; resource skipped"),
+        Box::new(
+            Diagnostic::new(
+                Level::Error,
+                file,
+                Some(pos),
+                format!("{msg}; resource skipped"),
+            )
+            .with_field(path),
         )
-        .with_field(path)
     };
     let mut meta: ObjectMeta = match node.get("metadata") {
         Some(m) => from_node(m).map_err(|e| {

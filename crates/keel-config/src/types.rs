@@ -306,6 +306,7 @@ macro_rules! istio_enum {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 mod tests {
     use super::*;
 

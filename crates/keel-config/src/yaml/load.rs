@@ -61,10 +61,7 @@ pub fn load_documents(text: &str, limits: Limits) -> (Vec<Document>, Option<Load
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut docs = Vec::new();
     let mut builder = Builder::new(limits);
-    loop {
-        let Some(item) = parser.next_event() else {
-            break;
-        };
+    while let Some(item) = parser.next_event() {
         let (event, span) = match item {
             Ok(ev) => ev,
             Err(e) => {

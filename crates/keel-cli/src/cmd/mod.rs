@@ -1,0 +1,3 @@
+pub mod analyze;
+pub mod validate;
+pub mod version;

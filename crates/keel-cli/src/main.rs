@@ -1,0 +1,31 @@
+//! `keel`: the command-line interface of the Keel service mesh.
+
+mod cli;
+mod cmd;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // --help and --version are not errors; wrong usage exits 64 like istioctl.
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match args.command {
+        cli::Command::Validate(a) => cmd::validate::run(&a),
+        cli::Command::Analyze(a) => cmd::analyze::run(&a),
+        cli::Command::Version(a) => cmd::version::run(&a),
+    };
+    ExitCode::from(code)
+}
