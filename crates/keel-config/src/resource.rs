@@ -81,7 +81,7 @@ pub struct Origin {
 impl Origin {
     /// The position of a field (or of its nearest existing parent).
     pub fn locate(&self, path: &crate::yaml::FieldPath) -> Pos {
-        self.node.locate(path).pos
+        self.node.locate_pos(path)
     }
 }
 

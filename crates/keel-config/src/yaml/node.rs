@@ -212,6 +212,34 @@ impl Node {
         cur
     }
 
+    /// Where to point a user for `path`: a scalar's own position; for an object or list,
+    /// the key that introduces it (`portLevelMtls:` rather than its first entry); for an absent
+    /// field, the nearest existing parent, found the same way.
+    pub fn locate_pos(&self, path: &FieldPath) -> Pos {
+        let mut cur = self;
+        let mut key_pos = None;
+        for seg in &path.0 {
+            let next = match seg {
+                Seg::Key(k) => cur
+                    .as_map()
+                    .and_then(|m| m.iter().find(|(kn, _)| kn.as_str() == Some(k.as_str())))
+                    .map(|(kn, v)| (Some(kn.pos), v)),
+                Seg::Index(i) => cur.as_seq().and_then(|s| s.get(*i)).map(|v| (None, v)),
+            };
+            match next {
+                Some((kp, n)) => {
+                    key_pos = kp;
+                    cur = n;
+                }
+                None => break,
+            }
+        }
+        match (&cur.kind, key_pos) {
+            (NodeKind::Map(_) | NodeKind::Seq(_) | NodeKind::Null, Some(kp)) => kp,
+            _ => cur.pos,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
             NodeKind::Null => "null",
