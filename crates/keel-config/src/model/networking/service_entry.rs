@@ -26,7 +26,9 @@ pub struct ServiceEntry {
     pub addresses: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ServicePort>,
+    #[serde(skip_serializing_if = "is_default")]
     pub location: Location,
+    #[serde(skip_serializing_if = "is_default")]
     pub resolution: Resolution,
     /// The service's endpoints; exclusive with `workloadSelector`. The CRD tells an empty
     /// list from an absent one.
@@ -59,6 +61,10 @@ pub struct ServicePort {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 /// `istio.networking.v1alpha3.WorkloadSelector` (note: `labels`, not `matchLabels`), used by

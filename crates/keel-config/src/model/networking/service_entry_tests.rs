@@ -406,3 +406,24 @@ fn positions_point_at_the_field() {
     );
     assert!(e[0].starts_with("se.yaml:10:13:"), "{e:?}");
 }
+
+#[test]
+fn limits_and_json() {
+    assert_err(
+        &format!("  hosts: [a.com]\n  addresses: [\"{}\"]\n", "1".repeat(65)),
+        "spec.addresses[0]: Too long: may not be more than 64 bytes",
+    );
+    assert_err(
+        &format!(
+            "  hosts: [a.com]\n  workloadSelector: {{labels: {{app: {}}}}}\n",
+            "a".repeat(64)
+        ),
+        "spec.workloadSelector.labels.app: Too long",
+    );
+    let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se}\nspec:\n  hosts: [a.com]\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTP}]\n";
+    let loaded = load_str(text, "se.yaml", &LoadOptions::default());
+    assert_eq!(
+        loaded.resources[0].spec.to_json(),
+        serde_json::json!({"hosts": ["a.com"], "resolution": "DNS", "ports": [{"number": 80, "protocol": "HTTP", "name": "http"}]})
+    );
+}
