@@ -11,13 +11,15 @@ mod checks;
 pub mod core;
 pub mod pod;
 pub mod protocol;
+pub mod secret;
 pub mod selector;
 pub mod service;
 pub mod workloads;
 
-pub use core::{ConfigMap, Namespace, Secret, ServiceAccount};
+pub use core::{ConfigMap, Namespace, ServiceAccount};
 pub use pod::{Container, ContainerPort, PodSpec, PodTemplateMeta, PodTemplateSpec};
 pub use protocol::{MeshProtocol, Protocol, convert_protocol};
+pub use secret::Secret;
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use service::{EndpointSlice, Endpoints, Service};
 pub use workloads::{DaemonSet, Deployment, Pod, ReplicaSet, StatefulSet, Workload};
