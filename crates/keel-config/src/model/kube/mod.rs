@@ -9,6 +9,7 @@
 #[macro_use]
 mod checks;
 pub mod core;
+pub mod endpoints;
 pub mod pod;
 pub mod protocol;
 pub mod secret;
@@ -17,9 +18,10 @@ pub mod service;
 pub mod workloads;
 
 pub use core::{ConfigMap, Namespace, ServiceAccount};
+pub use endpoints::{EndpointSlice, Endpoints};
 pub use pod::{Container, ContainerPort, PodSpec, PodTemplateMeta, PodTemplateSpec};
 pub use protocol::{MeshProtocol, Protocol, convert_protocol};
 pub use secret::Secret;
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
-pub use service::{EndpointSlice, Endpoints, Service};
+pub use service::{Service, ServicePort, ServiceType};
 pub use workloads::{DaemonSet, Deployment, Pod, ReplicaSet, StatefulSet, Workload};
