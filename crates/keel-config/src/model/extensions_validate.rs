@@ -3,11 +3,14 @@
 use std::collections::BTreeSet;
 
 use super::{EnvValueSource, TrafficSelector, VmConfig, WasmPlugin};
-use crate::validate::common::{check_max_items, parse_request_uri, validate_policy_selection};
+use crate::validate::common::{
+    check_max_items, parse_request_uri, reject_dry_run_annotation, validate_policy_selection,
+};
 use crate::validate::{Validate, Validator};
 
 impl Validate for WasmPlugin {
     fn validate(&self, v: &mut Validator) {
+        reject_dry_run_annotation(v);
         v.field("spec", |v| {
             validate_policy_selection(
                 v,
@@ -239,6 +242,26 @@ mod tests {
             "  url: http://test\n  match:\n  - ports: [{number: 80}, {number: 80}]\n",
             "Duplicate value: {\"number\":80}",
         );
+    }
+
+    /// Cases from Istio's `TestValidateWasmPlugin`.
+    #[test]
+    fn istio_table_cases() {
+        rejects("  url: ftp://test.com/test\n", "unsupported scheme: ftp");
+        accepts("  url: http://test.com/test\n");
+        accepts(
+            "  url: http://test.com/test\n  sha256: 01ba4719c80b6fe911b091a7c05124b64eeece964e09c058ef8f9805daca546b\n",
+        );
+        rejects(
+            "  url: http://test.com/test\n  sha256: 01ba47\n",
+            "sha256 field must be 64 lower-case hex characters",
+        );
+        rejects(
+            "  url: http://test.com/test\n  sha256: 01Ba4719c80b6fe911b091a7c05124b64eeece964e09c058ef8f9805daca546b\n",
+            "spec.sha256",
+        );
+        accepts("  url: oci://test.com/test\n");
+        accepts("  url: test.com/test\n");
     }
 
     #[test]

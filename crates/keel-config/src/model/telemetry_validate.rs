@@ -1,11 +1,12 @@
 //! Istio's `ValidateTelemetry` (pkg/config/validation) plus the Telemetry CRD schema rules.
 
 use super::{AccessLogging, CustomTag, Metrics, ProviderRef, TagOperation, Telemetry, Tracing};
-use crate::validate::common::validate_policy_selection;
+use crate::validate::common::{reject_dry_run_annotation, validate_policy_selection};
 use crate::validate::{Validate, Validator};
 
 impl Validate for Telemetry {
     fn validate(&self, v: &mut Validator) {
+        reject_dry_run_annotation(v);
         v.field("spec", |v| {
             validate_policy_selection(
                 v,

@@ -454,6 +454,22 @@ pub fn validate_policy_selection(
     });
 }
 
+/// Istio rejects the `istio.io/dry-run` annotation on every kind but AuthorizationPolicy
+/// (`checkDryRunAnnotation`). Call at the resource root. (Belongs in `validate::meta` for all
+/// Istio kinds; kept here until it moves.)
+pub fn reject_dry_run_annotation(v: &mut Validator) {
+    const DRY_RUN: &str = "istio.io/dry-run";
+    if v.ctx.annotations.contains_key(DRY_RUN) {
+        let msg = format!(
+            "{}/{} has unsupported annotation {DRY_RUN}, please remove the annotation: only AuthorizationPolicy supports dry runs",
+            v.ctx.namespace, v.ctx.name
+        );
+        v.field("metadata", |v| {
+            v.field("annotations", |v| v.error_at(DRY_RUN, msg))
+        });
+    }
+}
+
 /// Go's `url.ParseRequestURI`, which Kubernetes' CEL `isURL`/`url()` use: an absolute URL
 /// or an absolute path, no control characters, valid `%` escapes, a valid host and port.
 /// Returns the scheme (lower case; empty for a bare path).

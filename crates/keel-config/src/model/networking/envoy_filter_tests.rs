@@ -238,3 +238,15 @@ fn analyzer_warnings() {
         "REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER",
     );
 }
+
+#[test]
+fn dry_run_annotation_is_rejected() {
+    let (e, _) = crate::validate::common::check_doc(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: f\n  annotations: {\"istio.io/dry-run\": \"true\"}\nspec: {}\n",
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("has unsupported annotation istio.io/dry-run")),
+        "{e:?}"
+    );
+}

@@ -7,7 +7,8 @@ use super::{
     PatchContext, PatchOperation, WorkloadSelector,
 };
 use crate::validate::common::{
-    check_max_items, validate_label_value, validate_regex, validate_target_ref_schema,
+    check_max_items, reject_dry_run_annotation, validate_label_value, validate_regex,
+    validate_target_ref_schema,
 };
 use crate::validate::{Validate, Validator};
 
@@ -15,6 +16,7 @@ const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 impl Validate for EnvoyFilter {
     fn validate(&self, v: &mut Validator) {
+        reject_dry_run_annotation(v);
         v.field("spec", |v| {
             if self.workload_selector.is_some() && !self.target_refs.is_empty() {
                 v.error_at(

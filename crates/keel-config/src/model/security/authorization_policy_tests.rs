@@ -373,3 +373,58 @@ fn deny_with_only_http_attributes_warns() {
     let w = warnings("  action: DENY\n  rules:\n  - from:\n    - source: {namespaces: [a]}\n");
     assert!(w.is_empty(), "{w:?}");
 }
+
+/// Cases from Istio's `TestValidateAuthorizationPolicy`.
+#[test]
+fn istio_table_cases() {
+    accepts(
+        "  selector: {matchLabels: {app: httpbin, version: v1}}\n  rules:\n  - from: [{source: {principals: [sa1]}}, {source: {principals: [sa2]}}]\n    to: [{operation: {methods: [GET]}}, {operation: {methods: [POST]}}]\n    when:\n    - {key: source.ip, values: [1.2.3.4, 5.6.7.0/24]}\n    - {key: \"request.headers[:authority]\", values: [v1, v2]}\n",
+    );
+    accepts("  action: CUSTOM\n  provider: {name: my-custom-authz}\n  rules: [{}]\n");
+    rejects(
+        "  action: CUSTOM\n  provider: {name: \"\"}\n  rules: [{}]\n",
+        "`provider.name` must not be empty",
+    );
+    rejects(
+        "  action: CUSTOM\n  rules: [{}]\n",
+        "`provider.name` must not be empty",
+    );
+    rejects(
+        "  action: CUSTOM\n  provider: {name: a}\n  rules:\n  - from: [{source: {requestPrincipals: [req]}}]\n",
+        "From.RequestPrincipals is currently not supported",
+    );
+    rejects(
+        "  provider: {name: \"\"}\n  rules: [{}]\n",
+        "`provider` must not be with non CUSTOM action",
+    );
+    accepts("  action: ALLOW\n");
+    rejects("  action: DENY\n", "DENY action without `rules`");
+    accepts("  selector: {matchLabels: {app: \"\", version: v1}}\n");
+    rejects(
+        "  selector: {matchLabels: {app: httpbin, \"\": v1}}\n",
+        "key must not be empty",
+    );
+    rejects(
+        "  selector: {matchLabels: {app: \"httpbin-*\"}}\n",
+        "wildcard not allowed in label value match",
+    );
+    rejects(
+        "  selector: {matchLabels: {\"app-*\": httpbin}}\n",
+        "wildcard not allowed in label key match",
+    );
+    rejects(
+        "  rules:\n  - when:\n    - {key: \"request.headers[:authority]\", values: [v1, \"\"]}\n",
+        "empty value not allowed",
+    );
+    let e = errors(
+        "  rules:\n  - from: [{source: {ipBlocks: [1.2.3.4, ip1], notIpBlocks: [5.6.7.8, ip2]}}]\n    to: [{operation: {ports: [\"80\", port1], notPorts: [\"90\", port2]}}]\n",
+    );
+    for want in [
+        "bad IP address (ip1)",
+        "bad IP address (ip2)",
+        "bad port (port1)",
+        "bad port (port2)",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "want {want:?} in {e:?}");
+    }
+}

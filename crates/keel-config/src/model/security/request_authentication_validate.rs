@@ -6,13 +6,14 @@ use regex::Regex;
 
 use super::{JwtRule, RequestAuthentication};
 use crate::validate::common::{
-    check_max_items, check_not_empty, parse_request_uri, validate_duration,
-    validate_policy_selection,
+    check_max_items, check_not_empty, parse_request_uri, reject_dry_run_annotation,
+    validate_duration, validate_policy_selection,
 };
 use crate::validate::{Validate, Validator};
 
 impl Validate for RequestAuthentication {
     fn validate(&self, v: &mut Validator) {
+        reject_dry_run_annotation(v);
         v.field("spec", |v| {
             validate_policy_selection(
                 v,
@@ -301,6 +302,50 @@ mod tests {
             "ms precision",
         );
         accepts("  jwtRules:\n  - issuer: a\n    timeout: 1ms\n");
+    }
+
+    /// Cases from Istio's `TestValidateRequestAuthentication`.
+    #[test]
+    fn istio_table_cases() {
+        accepts("  selector: {}\n");
+        accepts(
+            "  selector: {matchLabels: {app: httpbin, version: \"\"}}\n  jwtRules:\n  - {issuer: foo.com, jwksUri: \"https://foo.com/cert\"}\n",
+        );
+        accepts(
+            "  jwtRules:\n  - issuer: foo.com\n    jwksUri: https://foo.com\n    fromHeaders: [{name: x-foo, prefix: \"Bearer \"}]\n",
+        );
+        rejects(
+            "  jwtRules:\n  - {}\n",
+            "issuer or jwksUri must be non-empty string",
+        );
+        rejects(
+            "  jwtRules:\n  - {issuer: foo.com, jwksUri: foo.com}\n",
+            "url must have scheme",
+        );
+        rejects(
+            "  jwtRules:\n  - {issuer: foo.com, jwksUri: \"https://foo.com:not-a-number\"}\n",
+            "invalid port",
+        );
+        rejects(
+            "  selector: {matchLabels: {app: httpbin, \"\": v1}}\n",
+            "key must not be empty",
+        );
+        rejects(
+            "  jwtRules:\n  - {issuer: foo.com, jwksUri: \"https://foo.com\", fromHeaders: [{name: \"\", prefix: \"Bearer \"}]}\n",
+            "fromHeaders[0].name: Required value",
+        );
+        rejects(
+            "  jwtRules:\n  - {issuer: foo.com, jwks: foo}\n",
+            "jwks parse error",
+        );
+    }
+
+    #[test]
+    fn dry_run_annotation_is_only_for_authorization_policy() {
+        let (e, _) = crate::validate::common::check_doc(
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata:\n  name: r\n  namespace: foo\n  annotations: {\"istio.io/dry-run\": \"true\"}\nspec: {}\n",
+        );
+        assert!(e[0].contains("metadata.annotations[istio.io/dry-run]: foo/r has unsupported annotation istio.io/dry-run"), "{e:?}");
     }
 
     #[test]
