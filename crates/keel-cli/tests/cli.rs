@@ -21,14 +21,25 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn help_teaches_and_version_prints() {
-    keel().arg("--help").assert().success().stdout(predicate::str::contains("keel validate -f"));
+    keel()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("keel validate -f"));
     keel()
         .args(["validate", "--help"])
         .assert()
         .success()
         .stdout(predicate::str::contains("Exit status").and(predicate::str::contains("Examples")));
-    keel().arg("version").assert().success().stdout(predicate::str::starts_with("keel version "));
-    let out = keel().args(["version", "-o", "json"]).output().expect("run");
+    keel()
+        .arg("version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("keel version "));
+    let out = keel()
+        .args(["version", "-o", "json"])
+        .output()
+        .expect("run");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v["version"].is_string());
 }
@@ -36,7 +47,10 @@ fn help_teaches_and_version_prints() {
 #[test]
 fn wrong_usage_exits_64() {
     keel().args(["validate"]).assert().code(64);
-    keel().args(["analyze", "-f", "x", "--failure-threshold", "Severe"]).assert().code(64);
+    keel()
+        .args(["analyze", "-f", "x", "--failure-threshold", "Severe"])
+        .assert()
+        .code(64);
     keel().args(["frobnicate"]).assert().code(64);
 }
 
@@ -58,7 +72,11 @@ fn validate_reports_each_problem_on_one_line_and_fails() {
         "pa.yaml",
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a, namespace: prod}\nspec:\n  mtls: {mode: STRCT}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b}\nspec:\n  mtls: {mode: STRICT}\n",
     );
-    let out = keel().args(["validate", "-f"]).arg(&f).output().expect("run");
+    let out = keel()
+        .args(["validate", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -67,7 +85,10 @@ fn validate_reports_each_problem_on_one_line_and_fails() {
         "pa.yaml:5:16: error: PeerAuthentication prod/a: spec.mtls.mode: unknown value \"STRCT\" (did you mean \"STRICT\"?); resource skipped"
     ), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("1 error") && stderr.contains("1 valid"), "{stderr}");
+    assert!(
+        stderr.contains("1 error") && stderr.contains("1 valid"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -103,7 +124,10 @@ fn validate_missing_file_names_it() {
         .args(["validate", "-f", "/nonexistent/keel.yaml"])
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("/nonexistent/keel.yaml").and(predicate::str::contains("check the path")));
+        .stdout(
+            predicate::str::contains("/nonexistent/keel.yaml")
+                .and(predicate::str::contains("check the path")),
+        );
 }
 
 #[test]
@@ -119,9 +143,17 @@ fn analyze_clean_config_exits_0() {
 #[test]
 fn analyze_unparseable_input_exits_65() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let f = write(&dir, "bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: a\n");
+    let f = write(
+        &dir,
+        "bad.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a\n",
+    );
     keel().args(["analyze", "-f"]).arg(&f).assert().code(65);
-    keel().args(["analyze", "--ignore-unknown", "-f"]).arg(&f).assert().code(0);
+    keel()
+        .args(["analyze", "--ignore-unknown", "-f"])
+        .arg(&f)
+        .assert()
+        .code(0);
 }
 
 #[test]
@@ -132,24 +164,59 @@ fn analyze_schema_errors_reach_threshold() {
         "pa.yaml",
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: ports, namespace: default}\nspec:\n  portLevelMtls:\n    \"80\": {mode: STRICT}\n",
     );
-    let out = keel().args(["analyze", "-f"]).arg(&f).output().expect("run");
+    let out = keel()
+        .args(["analyze", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(79));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("Error [IST0106] (PeerAuthentication default/ports "), "{stdout}");
-    assert!(stdout.contains("pa.yaml:5) Schema validation error: portLevelMtls requires selector"), "{stdout}");
+    assert!(
+        stdout.starts_with("Error [IST0106] (PeerAuthentication default/ports "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pa.yaml:5) Schema validation error: portLevelMtls requires selector"),
+        "{stdout}"
+    );
     // Other namespaces' messages are not shown with -n, and nothing then fails.
-    keel().args(["analyze", "-n", "other", "-f"]).arg(&f).assert().code(0);
+    keel()
+        .args(["analyze", "-n", "other", "-f"])
+        .arg(&f)
+        .assert()
+        .code(0);
     // Suppressed by code and resource glob.
-    keel().args(["analyze", "-S", "IST0106=PeerAuthentication default/*", "-f"]).arg(&f).assert().code(0);
-    let out = keel().args(["analyze", "-o", "json", "-f"]).arg(&f).output().expect("run");
+    keel()
+        .args([
+            "analyze",
+            "-S",
+            "IST0106=PeerAuthentication default/*",
+            "-f",
+        ])
+        .arg(&f)
+        .assert()
+        .code(0);
+    let out = keel()
+        .args(["analyze", "-o", "json", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v[0]["code"], "IST0106");
     assert_eq!(v[0]["origin"], "PeerAuthentication default/ports");
-    let out = keel().args(["analyze", "-o", "yaml", "-f"]).arg(&f).output().expect("run");
+    let out = keel()
+        .args(["analyze", "-o", "yaml", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("- code: IST0106\n"));
 }
 
 #[test]
 fn analyze_lists_analyzers() {
-    keel().args(["analyze", "-L"]).assert().success().stdout(predicate::str::contains("schema.ValidationAnalyzer"));
+    keel()
+        .args(["analyze", "-L"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("schema.ValidationAnalyzer"));
 }

@@ -143,7 +143,10 @@ fn corpus(count: usize) -> String {
     for i in 0..count {
         let t = TEMPLATES[i % TEMPLATES.len()];
         out.push_str("---\n");
-        out.push_str(&t.replace("-N", &format!("-{i}")).replace("ns-M", &format!("ns-{}", i % 50)));
+        out.push_str(
+            &t.replace("-N", &format!("-{i}"))
+                .replace("ns-M", &format!("ns-{}", i % 50)),
+        );
     }
     out
 }
@@ -165,7 +168,12 @@ fn pyyaml_seconds(text: &str) -> Option<f64> {
     let file = dir.join("corpus.yaml");
     std::fs::write(&file, text).ok()?;
     let script = "import sys,time,yaml\nL=getattr(yaml,'CSafeLoader',yaml.SafeLoader)\ns=open(sys.argv[1]).read()\nb=1e9\nfor _ in range(3):\n t=time.perf_counter(); d=[x for x in yaml.load_all(s, Loader=L) if x]; b=min(b,time.perf_counter()-t)\nprint(b, len(d), L.__name__)";
-    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&file).output().ok()?;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
         return None;
@@ -182,13 +190,22 @@ fn pyyaml_seconds(text: &str) -> Option<f64> {
 fn main() {
     let count = 10_000;
     let text = corpus(count);
-    println!("corpus: {count} resources of {} kinds, {} KiB", TEMPLATES.len(), text.len() / 1024);
+    println!(
+        "corpus: {count} resources of {} kinds, {} KiB",
+        TEMPLATES.len(),
+        text.len() / 1024
+    );
 
     let opts = LoadOptions::default();
     let (keel_s, n) = best_of(5, || {
         let loaded = load_str(&text, "bench.yaml", &opts);
         let diags = validate_resources(&loaded.resources, "istio-system");
-        assert!(loaded.diagnostics.is_empty() && diags.is_empty(), "bench corpus must be valid: {:?} {:?}", loaded.diagnostics.first(), diags.first());
+        assert!(
+            loaded.diagnostics.is_empty() && diags.is_empty(),
+            "bench corpus must be valid: {:?} {:?}",
+            loaded.diagnostics.first(),
+            diags.first()
+        );
         loaded.resources.len()
     });
     assert_eq!(n, count);
@@ -199,13 +216,35 @@ fn main() {
 
     let rate = |s: f64| count as f64 / s;
     println!("{:<48} {:>12} {:>10}", "", "resources/s", "ms");
-    println!("{:<48} {:>12.0} {:>10.1}", "keel: parse + decode + validate", rate(keel_s), keel_s * 1e3);
-    println!("{:<48} {:>12.0} {:>10.1}", "peer: serde-saphyr, untyped parse only", rate(saphyr_s), saphyr_s * 1e3);
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "keel: parse + decode + validate",
+        rate(keel_s),
+        keel_s * 1e3
+    );
+    println!(
+        "{:<48} {:>12.0} {:>10.1}",
+        "peer: serde-saphyr, untyped parse only",
+        rate(saphyr_s),
+        saphyr_s * 1e3
+    );
     match pyyaml_seconds(&text) {
-        Some(s) => println!("{:<48} {:>12.0} {:>10.1}", "peer: PyYAML safe_load_all, untyped parse only", rate(s), s * 1e3),
+        Some(s) => println!(
+            "{:<48} {:>12.0} {:>10.1}",
+            "peer: PyYAML safe_load_all, untyped parse only",
+            rate(s),
+            s * 1e3
+        ),
         None => println!("peer: PyYAML not available (pip install pyyaml to include it)"),
     }
     let target = 50_000.0;
-    let verdict = if rate(keel_s) >= target { "meets" } else { "MISSES" };
-    println!("target ≥ {target:.0} resources/s: keel {verdict} it ({:.1}x)", rate(keel_s) / target);
+    let verdict = if rate(keel_s) >= target {
+        "meets"
+    } else {
+        "MISSES"
+    };
+    println!(
+        "target ≥ {target:.0} resources/s: keel {verdict} it ({:.1}x)",
+        rate(keel_s) / target
+    );
 }

@@ -34,7 +34,8 @@ enum Edit {
 fn edit_strategy() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 0usize..40).prop_map(|(a, n)| Edit::Delete(a, n)),
-        (any::<usize>(), "[ -~\n\t:{}\\[\\]&*!|>'\"#%@`-]{1,12}").prop_map(|(a, s)| Edit::Insert(a, s)),
+        (any::<usize>(), "[ -~\n\t:{}\\[\\]&*!|>'\"#%@`-]{1,12}")
+            .prop_map(|(a, s)| Edit::Insert(a, s)),
         any::<usize>().prop_map(Edit::DuplicateLine),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
         any::<usize>().prop_map(Edit::Truncate),
@@ -107,9 +108,13 @@ proptest! {
 /// Istio's own samples, mutated, when `../shared` is present (CI); skipped otherwise.
 #[test]
 fn mutated_istio_samples_never_panic() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio-samples/samples");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/istio-samples/samples");
     let Ok(dirs) = std::fs::read_dir(&root) else {
-        eprintln!("skipping: {} not found (only in the CI checkout)", root.display());
+        eprintln!(
+            "skipping: {} not found (only in the CI checkout)",
+            root.display()
+        );
         return;
     };
     let mut texts = Vec::new();
@@ -125,7 +130,10 @@ fn mutated_istio_samples_never_panic() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     for text in &texts {
         for _ in 0..20 {
-            let edits = proptest::collection::vec(edit_strategy(), 1..4).new_tree(&mut runner).expect("tree").current();
+            let edits = proptest::collection::vec(edit_strategy(), 1..4)
+                .new_tree(&mut runner)
+                .expect("tree")
+                .current();
             let mut t = text.clone();
             for e in &edits {
                 t = apply(&t, e);
@@ -137,17 +145,36 @@ fn mutated_istio_samples_never_panic() {
 
 #[test]
 fn bombs_and_deep_nesting_are_refused_clearly() {
-    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut bomb = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
     for i in 1..12 {
         let p = i - 1;
-        bomb.push_str(&format!("  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        bomb.push_str(&format!(
+            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     let loaded = load_str(&bomb, "bomb.yaml", &LoadOptions::default());
     assert!(loaded.resources.is_empty());
-    assert!(loaded.diagnostics[0].message.contains("more than 1000000 nodes"), "{:?}", loaded.diagnostics);
+    assert!(
+        loaded.diagnostics[0]
+            .message
+            .contains("more than 1000000 nodes"),
+        "{:?}",
+        loaded.diagnostics
+    );
 
-    let deep = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata: {}", "[".repeat(10_000));
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata: {}",
+        "[".repeat(10_000)
+    );
     let loaded = load_str(&deep, "deep.yaml", &LoadOptions::default());
     assert!(loaded.resources.is_empty());
-    assert!(loaded.diagnostics[0].message.contains("nesting deeper than 64 levels"), "{:?}", loaded.diagnostics);
+    assert!(
+        loaded.diagnostics[0]
+            .message
+            .contains("nesting deeper than 64 levels"),
+        "{:?}",
+        loaded.diagnostics
+    );
 }

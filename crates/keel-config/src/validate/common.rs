@@ -12,7 +12,7 @@ use crate::types::{Duration, Percent};
 const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 
-fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+pub(crate) fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     // The patterns are constants of this file; a bad one is a bug caught by the unit tests.
     cell.get_or_init(|| {
         Regex::new(pattern).unwrap_or_else(|_| Regex::new("$^").expect("trivial regex"))
@@ -731,3 +731,5 @@ mod net2_tests {
         assert!(validate_partial_wildcard("*x").is_err());
     }
 }
+
+pub use super::policy::*;

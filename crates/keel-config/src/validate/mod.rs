@@ -120,3 +120,4 @@ pub trait Validate {
 }
 
 pub mod meta;
+pub mod policy;

@@ -302,7 +302,7 @@ fn workload_rules() {
         "  selector: {{matchLabels: {{app: b}}}}\n{TEMPLATE}"
     )));
     assert!(
-        e[0].contains("k.yaml:8:15")
+        e[0].contains("k.yaml:8:7")
             && e[0].contains("spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`"),
         "{e:?}"
     );
