@@ -99,6 +99,7 @@ enum Frame {
     Seq {
         pos: Pos,
         anchor: usize,
+        flow: bool,
         items: Vec<Node>,
     },
     Map {
@@ -191,12 +192,14 @@ impl Builder {
                 self.count(count_nodes(&node), pos)?;
                 self.finish(node, 0)?;
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::SequenceStart(style, anchor, _) => {
                 self.count(1, pos)?;
                 self.enter(pos)?;
+                let flow = matches!(style, granit_parser::StructureStyle::Flow);
                 self.stack.push(Frame::Seq {
                     pos,
                     anchor,
+                    flow,
                     items: Vec::new(),
                 });
             }
@@ -212,7 +215,10 @@ impl Builder {
                 });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { pos, anchor, items }) = self.stack.pop() {
+                if let Some(Frame::Seq {
+                    pos, anchor, items, ..
+                }) = self.stack.pop()
+                {
                     self.finish(
                         Node {
                             pos,
@@ -236,13 +242,18 @@ impl Builder {
                             entries.push((k, v));
                         }
                     }
-                    self.finish(
-                        Node {
-                            pos,
-                            kind: NodeKind::Map(entries),
-                        },
-                        anchor,
-                    )?;
+                    let node = Node {
+                        pos,
+                        kind: NodeKind::Map(entries),
+                    };
+                    let in_flow_seq =
+                        matches!(self.stack.last(), Some(Frame::Seq { flow: true, .. }));
+                    let node = if in_flow_seq {
+                        go_flow_scalar(node)
+                    } else {
+                        node
+                    };
+                    self.finish(node, anchor)?;
                 }
             }
             _ => {}
@@ -302,6 +313,30 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// In a flow sequence, go-yaml (which Kubernetes and Istio use) keeps a `:` followed by `,`
+/// or `]` inside a plain scalar, so `[1.2.3.4, 2001:db8::]` is two strings; YAML 1.2 reads
+/// the second as a one-pair mapping `{"2001:db8:": null}`. Undo that for the IPv6-like case.
+fn go_flow_scalar(node: Node) -> Node {
+    if let NodeKind::Map(entries) = &node.kind
+        && let [(key, value)] = entries.as_slice()
+        && value.is_null()
+        && let NodeKind::Scalar {
+            text,
+            style: ScalarStyle::Plain,
+        } = &key.kind
+        && text.contains(':')
+    {
+        return Node {
+            pos: key.pos,
+            kind: NodeKind::Scalar {
+                text: format!("{text}:"),
+                style: ScalarStyle::Plain,
+            },
+        };
+    }
+    node
 }
 
 /// YAML merge keys (`<<: *defaults`): keys already present win.
@@ -395,6 +430,16 @@ mod tests {
             docs[0].root.get("kind").and_then(Node::as_str),
             Some("List")
         );
+    }
+
+    #[test]
+    fn ipv6_in_flow_sequences_like_go_yaml() {
+        let (docs, err) = load_documents("a: [1.2.3.4, 001:db8::, ::1, {k: v}]", Limits::default());
+        assert!(err.is_none());
+        let a = docs[0].root.get("a").and_then(Node::as_seq).expect("seq");
+        assert_eq!(a[1].as_str(), Some("001:db8::"));
+        assert_eq!(a[2].as_str(), Some("::1"));
+        assert!(a[3].as_map().is_some());
     }
 
     #[test]
