@@ -1,0 +1,1 @@
+//! DestinationRule validation tests (Keel's own fixtures).

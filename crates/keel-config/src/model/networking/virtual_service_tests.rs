@@ -1,0 +1,1 @@
+//! VirtualService validation tests (Keel's own fixtures).
