@@ -174,7 +174,7 @@ fn subsets() {
     );
     rejected(
         "host: shop\nsubsets:\n- name: v1\n  labels: {version: 'v 1'}",
-        "invalid label value",
+        "spec.subsets[0].labels.version: invalid tag value: \"v 1\"",
     );
     rejected(
         "host: shop\nsubsets:\n- name: v1\n  trafficPolicy: {}",
@@ -541,9 +541,9 @@ fn port_level_settings() {
         &policy("portLevelSettings:\n- port: {number: 80}"),
         "port traffic policy must have at least one field",
     );
-    rejected(
+    warned(
         &policy("portLevelSettings:\n- port: {number: 0}\n  tls: {mode: SIMPLE}"),
-        "portLevelSettings[0].port.number: port number 0 must be in the range 1..65535",
+        "port number 0 must be in the range 1..65535; this port-level setting never applies",
     );
     rejected(
         &policy("portLevelSettings:\n- port: {number: 443}\n  tls: {mode: MUTUAL}"),

@@ -9,7 +9,7 @@ use super::net_rules as r;
 use crate::types::Duration;
 use crate::validate::Validator;
 use crate::validate::common::{
-    validate_duration, validate_labels, validate_port, validate_workload_selector_labels,
+    validate_duration, validate_port, validate_workload_selector_labels,
 };
 
 fn check(v: &mut Validator, field: &str, res: Result<(), String>) {
@@ -44,7 +44,7 @@ pub(super) fn validate(dr: &DestinationRule, v: &mut Validator) {
                 v.error_at("name", format!("duplicate subset names: {}", s.name));
             }
             check(v, "name", r::validate_subset_name(&s.name));
-            validate_labels(v, "labels", &s.labels);
+            r::validate_istio_labels(v, "labels", &s.labels);
             if let Some(tp) = &s.traffic_policy {
                 v.field("trafficPolicy", |v| validate_traffic_policy(v, tp));
             }
@@ -105,8 +105,15 @@ pub(crate) fn validate_traffic_policy(v: &mut Validator, tp: &TrafficPolicy) {
     v.each("portLevelSettings", &tp.port_level_settings, |v, p| {
         match &p.port {
             None => v.error("portTrafficPolicy must have valid port"),
+            // Istio only requires the port to be present; a number outside 1..65535 is
+            // accepted but can never apply.
             Some(port) => v.field("port", |v| {
-                check(v, "number", validate_port(i64::from(port.number)))
+                if let Err(e) = validate_port(i64::from(port.number)) {
+                    v.warn_at(
+                        "number",
+                        format!("{e}; this port-level setting never applies"),
+                    );
+                }
             }),
         }
         if p.outlier_detection.is_none()

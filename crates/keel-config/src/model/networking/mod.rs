@@ -9,6 +9,7 @@ pub mod proxy_config;
 pub mod service_entry;
 pub mod sidecar;
 pub mod virtual_service;
+mod virtual_service_http;
 mod virtual_service_unreachable;
 pub(crate) mod virtual_service_validate;
 pub mod workload_entry;

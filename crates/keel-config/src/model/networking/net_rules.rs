@@ -509,6 +509,48 @@ pub(crate) fn validate_int_percent(p: i64) -> Result<(), String> {
     }
 }
 
+const QUALIFIED_NAME: &str = "(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+
+/// Istio's `labels.Instance.Validate` (subset labels, `sourceLabels`): Kubernetes label keys
+/// (optional DNS prefix ≤ 253, name ≤ 63) and values of the same characters, any length.
+pub(crate) fn validate_istio_labels(
+    v: &mut Validator,
+    field: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) {
+    static KEY: OnceLock<Option<Regex>> = OnceLock::new();
+    static VALUE: OnceLock<Option<Regex>> = OnceLock::new();
+    let key_re = cached(
+        &KEY,
+        &format!("^({DNS1123_LABEL}(?:\\.{DNS1123_LABEL})*/)?({QUALIFIED_NAME})$"),
+    );
+    let value_re = cached(&VALUE, &format!("^(?:{QUALIFIED_NAME})?$"));
+    v.field(field, |v| {
+        for (k, val) in labels {
+            let key_err = match key_re.and_then(|r| r.captures(k)) {
+                None => Some(format!("invalid tag key: {k:?}")),
+                Some(c) => {
+                    let prefix = c.get(1).map_or(0, |m| m.as_str().len());
+                    let name = c.get(2).map_or(0, |m| m.as_str().len());
+                    if prefix > 0 && prefix - 1 > 253 {
+                        Some(format!("invalid tag key: {k:?} (DNS prefix is too long)"))
+                    } else if name > 63 {
+                        Some(format!("invalid tag key: {k:?} (name is too long)"))
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(e) = key_err {
+                v.error_at(k, e);
+            }
+            if !value_re.is_some_and(|r| r.is_match(val)) {
+                v.error_at(k, format!("invalid tag value: {val:?}"));
+            }
+        }
+    });
+}
+
 /// `validateSubsetName`.
 pub(crate) fn validate_subset_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -540,6 +582,42 @@ mod tests {
         assert!(validate_wildcard_domain_for_gateway(true, "outbound_.80_._.e2e.foo.mesh").is_ok());
         assert!(validate_wildcard_domain_for_gateway(true, "outbound_.x").is_err());
         assert!(validate_wildcard_domain_for_gateway(false, "outbound_.80_.foo").is_err());
+    }
+
+    #[test]
+    fn istio_labels() {
+        let mut v = Validator::default();
+        let labels: std::collections::BTreeMap<String, String> = [
+            ("app", "web"),
+            ("app.kubernetes.io/name", "Web_1"),
+            ("empty", ""),
+            ("long-value", &"v".repeat(80)),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        validate_istio_labels(&mut v, "labels", &labels);
+        assert!(v.issues.is_empty(), "{:?}", v.issues);
+        let bad: std::collections::BTreeMap<String, String> = [
+            ("-app", "x"),
+            ("a/b/c", "x"),
+            ("ok", "bad value"),
+            (&"n".repeat(64), "x"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        validate_istio_labels(&mut v, "labels", &bad);
+        let msgs: Vec<&str> = v.issues.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("(name is too long)")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"invalid tag value: \"bad value\""),
+            "{msgs:?}"
+        );
     }
 
     #[test]

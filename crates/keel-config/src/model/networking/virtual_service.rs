@@ -487,3 +487,7 @@ impl Validate for VirtualService {
 #[cfg(test)]
 #[path = "virtual_service_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "virtual_service_http_tests.rs"]
+mod http_tests;
