@@ -344,8 +344,8 @@ fn match_requests() {
         "\"queryParams\": regex string match should not be empty",
     );
     rejected(
-        &(http("- match:\n  - authority: {regex: 'a{'}\n") + ROUTE),
-        "\"authority\": ",
+        &(http("- match:\n  - authority: {regex: 'a{3,2}'}\n") + ROUTE),
+        "\"authority\": error parsing regexp: invalid repeat count: `{3,2}`",
     );
     rejected(
         &(http(&format!(
