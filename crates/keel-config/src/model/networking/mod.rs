@@ -4,6 +4,7 @@ pub mod destination_rule;
 pub(crate) mod destination_rule_validate;
 pub mod envoy_filter;
 pub mod gateway;
+mod net_regex;
 pub(crate) mod net_rules;
 pub mod proxy_config;
 pub mod service_entry;
