@@ -54,7 +54,7 @@ pub(super) fn validate(dr: &DestinationRule, v: &mut Validator) {
             v.field("workloadSelector", |v| {
                 validate_workload_selector_labels(v, &sel.match_labels);
                 if sel.match_labels.is_empty() {
-                    v.warn("workload selector specified without labels; the rule applies to every workload in the namespace");
+                    v.warn("workload selector specified without labels");
                 }
             });
         }

@@ -80,9 +80,9 @@ pub(super) fn validate(vs: &VirtualService, v: &mut Validator) {
                         for key in headers.keys().filter(|k| r::is_jwt_claim_route(k)) {
                             v.field(field, |v| {
                                 v.error_at(key, format!(
-                                    "JWT claim based routing (key: {key}) is only supported for gateway, found no gateways: {:?}; \
+                                    "JWT claim based routing (key: {key}) is only supported for gateway, found no gateways: [{}]; \
                                      bind the VirtualService to an ingress gateway to route on claims",
-                                    vs.gateways
+                                    vs.gateways.join(" ")
                                 ))
                             });
                         }
