@@ -285,6 +285,32 @@ fn check_escapes(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Test helper for the kinds' unit tests: loads one resource (header plus `spec:` lines)
+/// and returns its error and warning lines, as users would see them.
+#[cfg(test)]
+pub(crate) fn check_spec(api_version: &str, kind: &str, spec: &str) -> (Vec<String>, Vec<String>) {
+    check_doc(&format!(
+        "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: t, namespace: foo}}\nspec:\n{spec}"
+    ))
+}
+
+/// Like [`check_spec`] for a whole document.
+#[cfg(test)]
+pub(crate) fn check_doc(text: &str) -> (Vec<String>, Vec<String>) {
+    use crate::{Level, LoadOptions, load_str, validate_resources};
+    let loaded = load_str(text, "t.yaml", &LoadOptions::default());
+    let mut diags = loaded.diagnostics;
+    diags.extend(validate_resources(&loaded.resources, "istio-system"));
+    let pick = |l: Level| {
+        diags
+            .iter()
+            .filter(|d| d.level == l)
+            .map(|d| d.to_string())
+            .collect()
+    };
+    (pick(Level::Error), pick(Level::Warning))
+}
+
 #[cfg(test)]
 mod sec_tests {
     use super::*;
@@ -314,30 +340,4 @@ mod sec_tests {
         assert!(parse_request_uri("http://host/%zz").is_err());
         assert!(parse_request_uri(":foo").is_err());
     }
-}
-
-/// Test helper for the kinds' unit tests: loads one resource (header plus `spec:` lines)
-/// and returns its error and warning lines, as users would see them.
-#[cfg(test)]
-pub(crate) fn check_spec(api_version: &str, kind: &str, spec: &str) -> (Vec<String>, Vec<String>) {
-    check_doc(&format!(
-        "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: t, namespace: foo}}\nspec:\n{spec}"
-    ))
-}
-
-/// Like [`check_spec`] for a whole document.
-#[cfg(test)]
-pub(crate) fn check_doc(text: &str) -> (Vec<String>, Vec<String>) {
-    use crate::{Level, LoadOptions, load_str, validate_resources};
-    let loaded = load_str(text, "t.yaml", &LoadOptions::default());
-    let mut diags = loaded.diagnostics;
-    diags.extend(validate_resources(&loaded.resources, "istio-system"));
-    let pick = |l: Level| {
-        diags
-            .iter()
-            .filter(|d| d.level == l)
-            .map(|d| d.to_string())
-            .collect()
-    };
-    (pick(Level::Error), pick(Level::Warning))
 }
