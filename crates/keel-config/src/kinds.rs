@@ -306,6 +306,14 @@ impl Kind {
         self.info().name
     }
 
+    /// Whether Istio's CRD marks `spec` as required (the others accept an object without one).
+    pub fn spec_required(&self) -> bool {
+        matches!(
+            self,
+            Kind::ServiceEntry | Kind::WorkloadEntry | Kind::WorkloadGroup | Kind::WasmPlugin
+        )
+    }
+
     pub fn is_istio(&self) -> bool {
         self.info().group.ends_with("istio.io")
     }

@@ -267,6 +267,10 @@ fn decode(
     if kind.info().namespaced && meta.namespace.is_empty() {
         meta.namespace = opts.default_namespace.clone();
     }
+    let empty = Node {
+        pos: node.pos,
+        kind: NodeKind::Map(Vec::new()),
+    };
     let body = if kind.is_istio() {
         if let Some(entries) = node.as_map() {
             for (k, _) in entries {
@@ -279,14 +283,17 @@ fn decode(
         }
         match node.get("spec") {
             Some(s) if !s.is_null() => s,
-            _ => {
+            _ if kind.spec_required() => {
                 let at = node.get("spec").map_or(node.pos, |s| s.pos);
                 return Err(fail(
                     FieldPath::root().key("spec"),
                     at,
-                    "Required value: an Istio resource needs a spec".to_string(),
+                    format!("Required value: a {kind} needs a spec"),
                 ));
             }
+            // Istio's CRDs for the other kinds accept an object without spec (e.g. an
+            // AuthorizationPolicy with no spec denies all traffic).
+            _ => &empty,
         }
     } else {
         node
@@ -403,7 +410,7 @@ metadata: {name: prod}
 
     #[test]
     fn istio_objects_need_spec_and_known_top_level_fields() {
-        let text = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b}\nspce: {}\n";
+        let text = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: a}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b}\nspce: {}\n";
         let loaded = load_str(text, "t.yaml", &LoadOptions::default());
         assert!(loaded.resources.is_empty());
         let msgs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
@@ -413,5 +420,9 @@ metadata: {name: prod}
                 && msgs[1].contains("did you mean \"spec\""),
             "{msgs:?}"
         );
+        // Kinds whose CRD doesn't require a spec decode an absent one as empty.
+        let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all}\n";
+        let loaded = load_str(text, "t.yaml", &LoadOptions::default());
+        assert_eq!(loaded.resources.len(), 1, "{:?}", loaded.diagnostics);
     }
 }

@@ -39,61 +39,16 @@ fn is_dns_label_loose(s: &str) -> bool {
         && re(&R, r"^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$").is_match(s)
 }
 
-/// Istio's `ValidateFQDN`: a domain name (trailing dot allowed), no wildcard.
+/// Istio's `ValidateFQDN`: a domain name (trailing dot allowed), no wildcard, and the top-level
+/// label not all-numeric.
 pub fn validate_fqdn(host: &str) -> Result<(), String> {
-    let h = host.strip_suffix('.').unwrap_or(host);
-    if h.is_empty() {
-        return Err("domain name is empty".into());
-    }
-    if h.len() > 255 {
-        return Err(format!("domain name \"{host}\" too long (max 255)"));
-    }
-    for label in h.split('.') {
-        if !is_dns_label_loose(label) {
-            return Err(format!(
-                "domain name \"{host}\" invalid (label \"{label}\" invalid)"
-            ));
-        }
-    }
-    Ok(())
+    crate::model::networking::net_rules::validate_fqdn(host)
 }
 
-/// Istio's `ValidateWildcardDomain`: a hostname that may start with `*` or `*.` (e.g.
-/// `*.example.com`, `*`); the rest must be a valid domain.
+/// Istio's `ValidateWildcardDomain`: the first label may be `*`, `*foo` or `*-foo`; the rest
+/// must be a valid domain (e.g. `*.example.com`, `*`).
 pub fn validate_wildcard_domain(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err("domain name is empty".into());
-    }
-    if host.len() > 255 {
-        return Err(format!("domain name \"{host}\" too long (max 255)"));
-    }
-    let rest = if host == "*" {
-        return Ok(());
-    } else if let Some(r) = host.strip_prefix("*.") {
-        r
-    } else if let Some(r) = host.strip_prefix('*') {
-        // `*foo.com` is accepted by Istio as a partial wildcard label.
-        r
-    } else {
-        host
-    };
-    if rest.contains('*') {
-        return Err(format!(
-            "domain name \"{host}\" invalid: a wildcard is only allowed as the first label"
-        ));
-    }
-    let rest = rest.strip_suffix('.').unwrap_or(rest);
-    if rest.is_empty() {
-        return Err(format!("domain name \"{host}\" invalid"));
-    }
-    for label in rest.split('.') {
-        if !is_dns_label_loose(label) {
-            return Err(format!(
-                "domain name \"{host}\" invalid (label \"{label}\" invalid)"
-            ));
-        }
-    }
-    Ok(())
+    crate::model::networking::net_rules::validate_wildcard_domain(host)
 }
 
 /// Ports are 1–65535 everywhere in Istio.
@@ -269,6 +224,8 @@ mod tests {
         assert!(validate_wildcard_domain("*.example.com").is_ok());
         assert!(validate_wildcard_domain("*").is_ok());
         assert!(validate_wildcard_domain("*foo.com").is_ok());
+        assert!(validate_wildcard_domain("*-foo.com").is_ok());
+        assert!(validate_fqdn("1.2.3.4").is_err());
         assert!(validate_wildcard_domain("foo.*.com").is_err());
         assert!(validate_wildcard_domain("").is_err());
         assert!(validate_wildcard_domain(&"a".repeat(64)).is_err());

@@ -194,7 +194,7 @@ fn rejects_what_istio_rejects() {
             "  hosts: [foo.com, \"*\"]\n",
             "spec.hosts[1]: hostname cannot be wildcard",
         ),
-        ("  hosts: [\"foo*\"]\n", "wildcard is only allowed"),
+        ("  hosts: [\"foo*\"]\n", "label \"foo*\" invalid"),
         (
             "  hosts: [google.com]\n  resolution: DNS\n  endpoints:\n  - {address: lon.google.com, ports: {http-valid1: 8080}}\n  - {address: in.google.com, ports: {http-dne: 9080}}\n",
             "spec.endpoints[1].ports.http-dne: endpoint port 9080 is not defined by the service entry",
