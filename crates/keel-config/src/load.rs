@@ -11,7 +11,7 @@ use crate::meta::ObjectMeta;
 use crate::resource::{Origin, Resource, Spec};
 use crate::source::{Input, read_inputs};
 use crate::validate::Severity;
-use crate::yaml::{FieldPath, Limits, Node, NodeKind, Pos, from_node, load_documents};
+use crate::yaml::{FieldPath, Limits, Node, NodeKind, Pos, from_node, load_documents_at};
 
 /// How to read configuration.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct LoadOptions {
     /// Namespace for namespaced objects that name none (kubectl's `-n`, else `default`).
     pub default_namespace: String,
     pub limits: Limits,
+    /// Threads for large inputs; 0 means one per CPU.
+    pub threads: usize,
 }
 
 impl Default for LoadOptions {
@@ -26,6 +28,7 @@ impl Default for LoadOptions {
         LoadOptions {
             default_namespace: "default".to_string(),
             limits: Limits::default(),
+            threads: 0,
         }
     }
 }
@@ -74,12 +77,78 @@ pub fn load_str(text: &str, name: &str, opts: &LoadOptions) -> Loaded {
     loaded
 }
 
+/// Inputs at least this large are split at document markers and read on several threads
+/// (a control plane starting with thousands of resources, `keel apply` of a big file).
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+fn threads(opts: &LoadOptions) -> usize {
+    match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 fn load_input(input: &Input, opts: &LoadOptions, out: &mut Loaded) {
     out.inputs += 1;
-    let (docs, err) = load_documents(&input.text, opts.limits);
+    let n = threads(opts);
+    let chunks = if input.text.len() >= PARALLEL_MIN_BYTES && n > 1 {
+        split_documents(&input.text, n)
+    } else {
+        vec![(0, 0)]
+    };
+    if chunks.len() == 1 {
+        load_chunk(input, 0, 0, input.text.len(), opts, out);
+        return;
+    }
+    let ends: Vec<usize> = chunks
+        .iter()
+        .skip(1)
+        .map(|c| c.0)
+        .chain([input.text.len()])
+        .collect();
+    let parts: Vec<(Loaded, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .zip(&ends)
+            .map(|(&(start, line), &end)| {
+                scope.spawn(move || {
+                    let mut part = Loaded::default();
+                    let failed = load_chunk(input, start, line, end, opts, &mut part);
+                    (part, failed)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    // A syntax error ends the file, as in a sequential read: later chunks are dropped.
+    for (part, failed) in parts {
+        out.resources.extend(part.resources);
+        out.diagnostics.extend(part.diagnostics);
+        out.skipped.extend(part.skipped);
+        if failed {
+            break;
+        }
+    }
+}
+
+/// Reads `text[start..end]` (which begins after `line` lines); returns whether YAML
+/// syntax stopped it early.
+fn load_chunk(
+    input: &Input,
+    start: usize,
+    line: u32,
+    end: usize,
+    opts: &LoadOptions,
+    out: &mut Loaded,
+) -> bool {
+    let (docs, err) = load_documents_at(&input.text[start..end], opts.limits, line);
     for doc in docs {
         load_object(doc.root, &input.name, opts, out);
     }
+    let failed = err.is_some();
     if let Some(e) = err {
         out.diagnostics.push(Diagnostic::new(
             Level::Error,
@@ -88,6 +157,28 @@ fn load_input(input: &Input, opts: &LoadOptions, out: &mut Loaded) {
             format!("{}; the rest of the file was not read", e.message),
         ));
     }
+    failed
+}
+
+/// Up to `parts` pieces of `text`, cut just before `---` document markers at column 0 (which
+/// YAML forbids inside scalars, so a cut never splits a value). Returns (byte offset, line
+/// offset) of each piece. Files with directives (`%YAML`) are not split.
+fn split_documents(text: &str, parts: usize) -> Vec<(usize, u32)> {
+    if text.starts_with('%') || text.contains("\n%") {
+        return vec![(0, 0)];
+    }
+    let mut cuts = vec![(0usize, 0u32)];
+    let target = text.len() / parts;
+    let mut offset = 0usize;
+    for (line, l) in text.split_inclusive('\n').enumerate() {
+        let is_marker =
+            l.starts_with("---") && l[3..].chars().next().is_none_or(char::is_whitespace);
+        if is_marker && offset >= cuts.len() * target && cuts.len() < parts {
+            cuts.push((offset, line as u32));
+        }
+        offset += l.len();
+    }
+    cuts
 }
 
 fn str_field<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
@@ -320,7 +411,26 @@ fn decode(
 }
 
 /// Validates resources with Istio's rules; each issue becomes a diagnostic with a position.
+/// Large sets are validated on one thread per CPU.
 pub fn validate_resources(resources: &[Resource], root_namespace: &str) -> Vec<Diagnostic> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if resources.len() < 1000 || n < 2 {
+        return validate_slice(resources, root_namespace);
+    }
+    let size = resources.len().div_ceil(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = resources
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || validate_slice(chunk, root_namespace)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn validate_slice(resources: &[Resource], root_namespace: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for r in resources {
         for issue in r.validate(root_namespace) {
@@ -356,6 +466,37 @@ pub fn validate_resources(resources: &[Resource], root_namespace: &str) -> Vec<D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_inputs_read_in_parallel_match_a_sequential_read() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  k: |\n    ---not a marker\n    v{i}\n"));
+        }
+        text.push_str("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: after}\n");
+        assert!(text.len() > PARALLEL_MIN_BYTES);
+        let seq = load_str(
+            &text,
+            "big.yaml",
+            &LoadOptions {
+                threads: 1,
+                ..Default::default()
+            },
+        );
+        let par = load_str(
+            &text,
+            "big.yaml",
+            &LoadOptions {
+                threads: 4,
+                ..Default::default()
+            },
+        );
+        assert_eq!(seq.resources.len(), 3000);
+        assert_eq!(par.resources, seq.resources);
+        assert_eq!(par.diagnostics, seq.diagnostics);
+        assert_eq!(par.resources[2999].origin.pos.line, 2999 * 9 + 2);
+        assert_eq!(split_documents("%YAML 1.2\n---\na: 1\n", 2), vec![(0, 0)]);
+    }
 
     #[test]
     fn lists_namespaces_and_skips() {

@@ -44,9 +44,9 @@ pub struct Document {
     pub root: Node,
 }
 
-fn pos_of(span: &Span) -> Pos {
+fn pos_of(span: &Span, line_offset: u32) -> Pos {
     Pos {
-        line: span.start.line() as u32,
+        line: span.start.line() as u32 + line_offset,
         col: span.start.col() as u32 + 1,
     }
 }
@@ -54,20 +54,29 @@ fn pos_of(span: &Span) -> Pos {
 /// Parses every document in `text`. A syntax error ends the stream: YAML can't be
 /// resynchronised reliably, so the documents before the error are returned with it.
 pub fn load_documents(text: &str, limits: Limits) -> (Vec<Document>, Option<LoadError>) {
+    load_documents_at(text, limits, 0)
+}
+
+/// As [`load_documents`], for a piece of a larger file that starts after `line_offset` lines.
+pub fn load_documents_at(
+    text: &str,
+    limits: Limits,
+    line_offset: u32,
+) -> (Vec<Document>, Option<LoadError>) {
     let options = granit_parser::options! {
         flow_nesting_limit: limits.max_depth,
         block_nesting_limit: limits.max_depth,
     };
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut docs = Vec::new();
-    let mut builder = Builder::new(limits);
+    let mut builder = Builder::new(limits, line_offset);
     while let Some(item) = parser.next_event() {
         let (event, span) = match item {
             Ok(ev) => ev,
             Err(e) => {
                 let m = e.marker();
                 let pos = Pos {
-                    line: m.line() as u32,
+                    line: m.line() as u32 + line_offset,
                     col: m.col() as u32 + 1,
                 };
                 let info = e.info();
@@ -118,12 +127,14 @@ struct Builder {
     nodes: usize,
     doc_pos: Option<Pos>,
     root: Option<Node>,
+    line_offset: u32,
 }
 
 impl Builder {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, line_offset: u32) -> Self {
         Builder {
             limits,
+            line_offset,
             stack: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
@@ -147,7 +158,7 @@ impl Builder {
     }
 
     fn push(&mut self, event: Event<'_>, span: &Span) -> Result<Option<Document>, LoadError> {
-        let pos = pos_of(span);
+        let pos = pos_of(span, self.line_offset);
         match event {
             Event::DocumentStart(..) => {
                 self.anchors.clear();
