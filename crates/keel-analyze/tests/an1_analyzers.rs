@@ -1231,3 +1231,74 @@ spec:
         ]
     );
 }
+
+#[test]
+fn destination_hosts_default_ingress_and_export_to() {
+    // The default ingress Service istioctl adds offline resolves; a ServiceEntry exported to
+    // one namespace and then `*` is visible everywhere.
+    let yaml = r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: partner
+  namespace: partners
+spec:
+  exportTo: [team, "*"]
+  hosts: [api.partner.example, "*.cdn.partner.example"]
+  ports:
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: edge
+  namespace: ops
+spec:
+  hosts: [edge.example.com]
+  http:
+  - route:
+    - destination:
+        host: istio-ingressgateway.istio-system.svc.cluster.local
+        port:
+          number: 80
+    - destination:
+        host: istio-ingressgateway.istio-system.svc.cluster.local
+        port:
+          number: 8080
+    - destination:
+        host: api.partner.example
+    - destination:
+        host: img.cdn.partner.example
+"#;
+    assert_eq!(
+        run(yaml, "virtualservice.DestinationHostAnalyzer"),
+        [
+            r#"Error [IST0101] (VirtualService ops/edge f.yaml:29) Referenced host:port not found: "istio-ingressgateway.istio-system.svc.cluster.local:8080""#
+        ]
+    );
+}
+
+#[test]
+fn kubernetes_gateway_references_are_not_modelled() {
+    // Keel does not decode gateway.networking.k8s.io Gateways, so a VirtualService bound to
+    // one is reported as referencing a missing gateway (istioctl would compare listener
+    // hostnames instead). This pins the current behaviour; see the analyzer's docs.
+    let yaml = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: vs
+  namespace: default
+spec:
+  hosts: [example.com]
+  gateways: [default/k8s-gateway]
+  http:
+  - route:
+    - destination:
+        host: web
+"#;
+    let got = run(yaml, "virtualservice.GatewayAnalyzer");
+    assert_eq!(got.len(), 2);
+    assert!(got[0].contains(r#"Referenced gateway not found: "default/k8s-gateway""#));
+}
