@@ -1,7 +1,17 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod gateway_certificate;
+mod gateway_conflicting;
+mod gateway_ingress_port;
+mod gateway_secret;
 mod schema;
+mod util_an1;
+mod virtualservice_conflicting_mesh_gateway_hosts;
+mod virtualservice_destination_hosts;
+mod virtualservice_destination_rules;
+mod virtualservice_gateways;
+mod virtualservice_jwt_claim_route;
 
 use crate::context::AnalysisContext;
 use crate::messages::{Message, MessageType};
@@ -16,7 +26,18 @@ pub trait Analyzer: Sync {
 
 /// Every analyzer, in name order.
 pub fn all() -> Vec<&'static dyn Analyzer> {
-    let mut v: Vec<&'static dyn Analyzer> = vec![&schema::SchemaAnalyzer];
+    let mut v: Vec<&'static dyn Analyzer> = vec![
+        &schema::SchemaAnalyzer,
+        &gateway_certificate::CertificateAnalyzer,
+        &gateway_conflicting::ConflictingGatewayAnalyzer,
+        &gateway_ingress_port::IngressGatewayPortAnalyzer,
+        &gateway_secret::SecretAnalyzer,
+        &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
+        &virtualservice_destination_hosts::DestinationHostAnalyzer,
+        &virtualservice_destination_rules::DestinationRuleAnalyzer,
+        &virtualservice_gateways::GatewayAnalyzer,
+        &virtualservice_jwt_claim_route::JwtClaimRouteAnalyzer,
+    ];
     v.sort_by_key(|a| a.name());
     v
 }
