@@ -1,7 +1,14 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod conditions;
+mod destinationrule_ca_certificates;
+mod destinationrule_subset;
+mod envoyfilter;
 mod schema;
+mod service_portname;
+mod serviceentry;
+mod util_an2;
 
 use crate::context::AnalysisContext;
 use crate::messages::{Message, MessageType};
@@ -17,8 +24,23 @@ pub trait Analyzer: Sync {
 /// Every analyzer, in name order.
 pub fn all() -> Vec<&'static dyn Analyzer> {
     let mut v: Vec<&'static dyn Analyzer> = vec![&schema::SchemaAnalyzer];
+    v.extend(an2());
     v.sort_by_key(|a| a.name());
     v
+}
+
+/// The analyzers of destination rules, service entries, services, envoy filters and status
+/// conditions.
+fn an2() -> [&'static dyn Analyzer; 7] {
+    [
+        &conditions::ConditionAnalyzer,
+        &destinationrule_ca_certificates::CaCertificateAnalyzer,
+        &destinationrule_subset::SubsetSelectPodAnalyzer,
+        &envoyfilter::EnvoyPatchAnalyzer,
+        &service_portname::PortNameAnalyzer,
+        &serviceentry::ConflictingServiceEntryProtocolAnalyzer,
+        &serviceentry::ProtocolAddressesAnalyzer,
+    ]
 }
 
 /// Which messages to keep.
