@@ -1,13 +1,17 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod authz;
 mod conditions;
+mod deployment;
 mod destinationrule_ca_certificates;
 mod destinationrule_subset;
 mod envoyfilter;
+mod injection;
 mod schema;
 mod service_portname;
 mod serviceentry;
+mod telemetry;
 mod util_an2;
 
 use crate::context::AnalysisContext;
@@ -29,17 +33,25 @@ pub fn all() -> Vec<&'static dyn Analyzer> {
     v
 }
 
-/// The analyzers of destination rules, service entries, services, envoy filters and status
-/// conditions.
-fn an2() -> [&'static dyn Analyzer; 7] {
+/// The analyzers of destination rules, service entries, services, workloads, policies,
+/// telemetry, injection, envoy filters and status conditions.
+fn an2() -> [&'static dyn Analyzer; 15] {
     [
+        &authz::AuthorizationPoliciesAnalyzer,
         &conditions::ConditionAnalyzer,
+        &deployment::ApplicationUidAnalyzer,
+        &deployment::MultiServiceAnalyzer,
         &destinationrule_ca_certificates::CaCertificateAnalyzer,
         &destinationrule_subset::SubsetSelectPodAnalyzer,
         &envoyfilter::EnvoyPatchAnalyzer,
+        &injection::InjectionAnalyzer,
         &service_portname::PortNameAnalyzer,
         &serviceentry::ConflictingServiceEntryProtocolAnalyzer,
         &serviceentry::ProtocolAddressesAnalyzer,
+        &telemetry::DefaultSelectorAnalyzer,
+        &telemetry::LightstepAnalyzer,
+        &telemetry::ProviderAnalyzer,
+        &telemetry::SelectorAnalyzer,
     ]
 }
 

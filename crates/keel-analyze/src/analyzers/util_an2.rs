@@ -2,7 +2,6 @@
 //! host FQDNs, the service-entry host map with exportTo scopes, label selector strings,
 //! sidecar-injection membership, and reading `status` from the raw YAML.
 
-#![allow(dead_code)] // helpers for the workload analyzers, which land next
 use std::collections::BTreeMap;
 
 use keel_config::Resource;
