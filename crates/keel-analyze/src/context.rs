@@ -1,6 +1,8 @@
 //! What analyzers see: every resource read, the mesh configuration, and helpers to report
 //! messages pinned to a field's line.
 
+use std::collections::BTreeMap;
+
 use keel_config::model::{kube, networking, security, telemetry};
 use keel_config::yaml::{FieldPath, NodeKind};
 use keel_config::{Kind, Resource, Spec};
@@ -17,6 +19,9 @@ pub struct MeshConfig {
     pub default_access_logging: Vec<String>,
     /// Names of extension providers whose type is lightstep (deprecated).
     pub lightstep_providers: Vec<String>,
+    /// `defaultConfig.proxyMetadata`: environment given to every proxy (DNS capture and
+    /// address auto-allocation are read from it).
+    pub proxy_metadata: BTreeMap<String, String>,
 }
 
 impl Default for MeshConfig {
@@ -27,6 +32,7 @@ impl Default for MeshConfig {
             cluster_domain: "cluster.local".to_string(),
             default_access_logging: Vec::new(),
             lightstep_providers: Vec::new(),
+            proxy_metadata: BTreeMap::new(),
         }
     }
 }
@@ -85,6 +91,7 @@ impl<'a> AnalysisContext<'a> {
     accessor!(deployments, Deployment, kube::Deployment);
     accessor!(namespaces, Namespace, kube::Namespace);
     accessor!(secrets, Secret, kube::Secret);
+    accessor!(config_maps, ConfigMap, kube::ConfigMap);
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.iter().filter(move |r| r.kind() == kind)

@@ -188,6 +188,7 @@ catalogue! {
     INGRESS_ROUTE_RULES_NOT_AFFECTED = "IST0140" "IngressRouteRulesNotAffected" Warning,
     INVALID_APPLICATION_UID = "IST0144" "InvalidApplicationUID" Warning,
     CONFLICTING_GATEWAYS = "IST0145" "ConflictingGateways" Error,
+    NAMESPACE_INJECTION_ENABLED_BY_DEFAULT = "IST0148" "NamespaceInjectionEnabledByDefault" Info,
     JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN = "IST0149" "JwtClaimBasedRoutingWithoutRequestAuthN" Error,
     EXTERNAL_NAME_SERVICE_TYPE_INVALID_PORT_NAME = "IST0150" "ExternalNameServiceTypeInvalidPortName" Warning,
     ENVOY_FILTER_USES_RELATIVE_OPERATION = "IST0151" "EnvoyFilterUsesRelativeOperation" Warning,

@@ -1,12 +1,23 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod authz;
+mod conditions;
+mod deployment;
+mod destinationrule_ca_certificates;
+mod destinationrule_subset;
+mod envoyfilter;
 mod gateway_certificate;
 mod gateway_conflicting;
 mod gateway_ingress_port;
 mod gateway_secret;
+mod injection;
 mod schema;
+mod service_portname;
+mod serviceentry;
+mod telemetry;
 mod util_an1;
+mod util_an2;
 mod virtualservice_conflicting_mesh_gateway_hosts;
 mod virtualservice_destination_hosts;
 mod virtualservice_destination_rules;
@@ -38,8 +49,31 @@ pub fn all() -> Vec<&'static dyn Analyzer> {
         &virtualservice_gateways::GatewayAnalyzer,
         &virtualservice_jwt_claim_route::JwtClaimRouteAnalyzer,
     ];
+    v.extend(an2());
     v.sort_by_key(|a| a.name());
     v
+}
+
+/// The analyzers of destination rules, service entries, services, workloads, policies,
+/// telemetry, injection, envoy filters and status conditions.
+fn an2() -> [&'static dyn Analyzer; 15] {
+    [
+        &authz::AuthorizationPoliciesAnalyzer,
+        &conditions::ConditionAnalyzer,
+        &deployment::ApplicationUidAnalyzer,
+        &deployment::MultiServiceAnalyzer,
+        &destinationrule_ca_certificates::CaCertificateAnalyzer,
+        &destinationrule_subset::SubsetSelectPodAnalyzer,
+        &envoyfilter::EnvoyPatchAnalyzer,
+        &injection::InjectionAnalyzer,
+        &service_portname::PortNameAnalyzer,
+        &serviceentry::ConflictingServiceEntryProtocolAnalyzer,
+        &serviceentry::ProtocolAddressesAnalyzer,
+        &telemetry::DefaultSelectorAnalyzer,
+        &telemetry::LightstepAnalyzer,
+        &telemetry::ProviderAnalyzer,
+        &telemetry::SelectorAnalyzer,
+    ]
 }
 
 /// Which messages to keep.
