@@ -149,12 +149,11 @@ pub struct ServicePort {
     /// prefix (`http-…`, `grpc-…`) when `appProtocol` is not set.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(
-        default,
-        deserialize_with = "Protocol::deserialize_optional",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub protocol: Option<Protocol>,
+    /// `TCP`, `UDP` or `SCTP` as written. Kept as text so that a Service with another value
+    /// (Istio's own analyzer fixtures use `HTTP`) is still read: validation reports it, and
+    /// the registry treats it as TCP, as Istio does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_protocol: Option<String>,
     pub port: i32,
@@ -199,7 +198,7 @@ pub struct LoadBalancerIngress {
 impl ServicePort {
     /// The transport (`TCP` unless said otherwise).
     pub fn protocol(&self) -> Protocol {
-        self.protocol.unwrap_or_default()
+        self.protocol.as_deref().and_then(Protocol::from_name).unwrap_or_default()
     }
 
     /// The pods' port, defaulting to `port` as Kubernetes does (also for `targetPort: 0`).
@@ -343,6 +342,12 @@ impl Service {
                 });
             }
             check_port_num(v, "port", i64::from(p.port));
+            if let Some(proto) = p.protocol.as_deref()
+                && !proto.is_empty()
+                && Protocol::from_name(proto).is_none()
+            {
+                v.error_at("protocol", super::checks::unsupported(proto, Protocol::NAMES));
+            }
             if !seen.insert((p.port, p.protocol())) {
                 v.error(format!(
                     "Duplicate value: port {}/{} is already defined",
