@@ -116,6 +116,13 @@ fn deprecated_egress_proxy_is_accepted() {
 
 #[test]
 fn empty_configuration() {
+    // Istio's CRD doesn't require a spec; the webhook then rejects the empty configuration.
+    let (e, _) = lint_in("v1", "");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("sidecar: empty configuration provided")),
+        "{e:?}"
+    );
     assert_err("  {}\n", "sidecar: empty configuration provided");
     assert_err(
         "  workloadSelector: {labels: {app: a}}\n",

@@ -294,17 +294,7 @@ fn validate_egress(
             }
             seen.insert(svc.to_string());
         }
-        let errs = validate_namespace_slash_wildcard_hostname(host, false, false);
-        if errs.is_empty() {
-            // The shared check lacks ValidateWildcardDomain's all-numeric TLD rule
-            // (`*/1.2.3.4`); net_rules has Istio's exact one.
-            if let Some((_, name)) = host.split_once('/')
-                && let Err(e) = r::validate_wildcard_domain(name)
-            {
-                v.error(e);
-            }
-        }
-        for e in errs {
+        for e in validate_namespace_slash_wildcard_hostname(host, false, false) {
             v.error(e);
         }
     });
