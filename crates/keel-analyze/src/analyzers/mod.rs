@@ -1,7 +1,10 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod deprecation;
 mod schema;
+mod sidecar_selector;
+mod util_sidecar;
 
 use crate::context::AnalysisContext;
 use crate::messages::{Message, MessageType};
@@ -16,7 +19,11 @@ pub trait Analyzer: Sync {
 
 /// Every analyzer, in name order.
 pub fn all() -> Vec<&'static dyn Analyzer> {
-    let mut v: Vec<&'static dyn Analyzer> = vec![&schema::SchemaAnalyzer];
+    let mut v: Vec<&'static dyn Analyzer> = vec![
+        &deprecation::DeprecationAnalyzer,
+        &schema::SchemaAnalyzer,
+        &sidecar_selector::SidecarSelectorAnalyzer,
+    ];
     v.sort_by_key(|a| a.name());
     v
 }
