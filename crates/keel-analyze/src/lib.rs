@@ -7,6 +7,7 @@ pub mod analyzers;
 pub mod context;
 pub mod messages;
 pub mod output;
+pub mod workload_pods;
 
 pub use context::{AnalysisContext, MeshConfig};
 pub use messages::{Level, Message};

@@ -54,14 +54,6 @@ struct Case {
     workaround: &'static [(&'static str, &'static str)],
 }
 
-/// Keel's decoder rejects a Service port `protocol` other than TCP/UDP/SCTP and drops the
-/// Service; Kubernetes' Go types (as `istioctl analyze` decodes them) take any string. The
-/// analyzer needs the Service's ports, so the case runs with the protocol rewritten.
-const KEEL_GAP_SERVICE_PROTOCOL: &[(&str, &str)] = &[
-    ("protocol: HTTPS\n", "protocol: TCP\n"),
-    ("protocol: HTTP\n", "protocol: TCP\n"),
-];
-
 const CASES: &[Case] = &[
     Case {
         name: "gatewayNoWorkload",
@@ -246,7 +238,7 @@ const CASES: &[Case] = &[
             ),
             ("IST0101", "VirtualService hello/hello-export-to-bogus"),
         ],
-        workaround: KEEL_GAP_SERVICE_PROTOCOL,
+        workaround: &[],
     },
     Case {
         name: "Route Rule no effect on Ingress",
@@ -256,7 +248,7 @@ const CASES: &[Case] = &[
             "IST0140",
             "VirtualService default/testing-service-01-test-01",
         )],
-        workaround: KEEL_GAP_SERVICE_PROTOCOL,
+        workaround: &[],
     },
     Case {
         name: "virtualServiceDestinationRules",

@@ -374,16 +374,8 @@ fn decode(
         }
         match node.get("spec") {
             Some(s) if !s.is_null() => s,
-            _ if kind.spec_required() => {
-                let at = node.get("spec").map_or(node.pos, |s| s.pos);
-                return Err(fail(
-                    FieldPath::root().key("spec"),
-                    at,
-                    format!("Required value: a {kind} needs a spec"),
-                ));
-            }
-            // Istio's CRDs for the other kinds accept an object without spec (e.g. an
-            // AuthorizationPolicy with no spec denies all traffic).
+            // A missing spec decodes as empty. Kinds whose CRD requires one get a validation
+            // error (validate/meta.rs), but stay visible to analysis, as in istioctl analyze.
             _ => &empty,
         }
     } else {
@@ -553,13 +545,19 @@ metadata: {name: prod}
     fn istio_objects_need_spec_and_known_top_level_fields() {
         let text = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: a}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b}\nspce: {}\n";
         let loaded = load_str(text, "t.yaml", &LoadOptions::default());
-        assert!(loaded.resources.is_empty());
+        assert_eq!(loaded.resources.len(), 1);
         let msgs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-        assert!(msgs[0].contains("spec: Required value"), "{msgs:?}");
         assert!(
-            msgs[1].contains("PeerAuthentication default/b")
-                && msgs[1].contains("did you mean \"spec\""),
+            msgs[0].contains("PeerAuthentication default/b")
+                && msgs[0].contains("did you mean \"spec\""),
             "{msgs:?}"
+        );
+        let errs = validate_resources(&loaded.resources, "istio-system");
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("t.yaml:1:1: error: WorkloadEntry default/a: spec: Required value"),
+            "{errs:?}"
         );
         // Kinds whose CRD doesn't require a spec decode an absent one as empty.
         let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all}\n";

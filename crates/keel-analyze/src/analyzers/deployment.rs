@@ -171,7 +171,11 @@ impl Analyzer for ApplicationUidAnalyzer {
     }
 
     fn analyze(&self, ctx: &AnalysisContext<'_>, out: &mut Vec<Message>) {
-        let pods = ctx.pods().map(|(r, p)| (r, &p.spec));
+        // Pods derived from a workload's template are reported through the workload itself.
+        let pods = ctx
+            .pods()
+            .filter(|(r, _)| !crate::workload_pods::is_template_pod(r))
+            .map(|(r, p)| (r, &p.spec));
         let deployments = ctx.deployments().map(|(r, d)| (r, &d.spec.template.spec));
         for (r, spec) in pods.chain(deployments) {
             if is_istio_control_plane(r) {

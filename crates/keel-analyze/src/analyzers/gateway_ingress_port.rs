@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 
-use keel_config::model::kube::Protocol;
 use keel_config::types::IntOrString;
 
 use super::Analyzer;
@@ -57,7 +56,7 @@ impl Analyzer for IngressGatewayPortAnalyzer {
                         continue;
                     }
                     for p in &svc.spec.ports {
-                        if p.protocol != Some(Protocol::Tcp) {
+                        if p.protocol.as_deref() != Some("TCP") {
                             continue;
                         }
                         service_ports.insert(i64::from(p.port));

@@ -134,7 +134,8 @@ impl Analyzer for InjectionAnalyzer {
         }
 
         for (r, pod) in ctx.pods() {
-            if !injected.contains(r.namespace()) {
+            // A pod Keel derived from a workload template will be injected when it is created.
+            if !injected.contains(r.namespace()) || crate::workload_pods::is_template_pod(r) {
                 continue;
             }
             let inject = r

@@ -4,6 +4,7 @@
 mod authz;
 mod conditions;
 mod deployment;
+mod deprecation;
 mod destinationrule_ca_certificates;
 mod destinationrule_subset;
 mod envoyfilter;
@@ -15,9 +16,11 @@ mod injection;
 mod schema;
 mod service_portname;
 mod serviceentry;
+mod sidecar_selector;
 mod telemetry;
 mod util_an1;
 mod util_an2;
+mod util_sidecar;
 mod virtualservice_conflicting_mesh_gateway_hosts;
 mod virtualservice_destination_hosts;
 mod virtualservice_destination_rules;
@@ -39,6 +42,8 @@ pub trait Analyzer: Sync {
 pub fn all() -> Vec<&'static dyn Analyzer> {
     let mut v: Vec<&'static dyn Analyzer> = vec![
         &schema::SchemaAnalyzer,
+        &deprecation::DeprecationAnalyzer,
+        &sidecar_selector::SidecarSelectorAnalyzer,
         &gateway_certificate::CertificateAnalyzer,
         &gateway_conflicting::ConflictingGatewayAnalyzer,
         &gateway_ingress_port::IngressGatewayPortAnalyzer,
@@ -48,16 +53,6 @@ pub fn all() -> Vec<&'static dyn Analyzer> {
         &virtualservice_destination_rules::DestinationRuleAnalyzer,
         &virtualservice_gateways::GatewayAnalyzer,
         &virtualservice_jwt_claim_route::JwtClaimRouteAnalyzer,
-    ];
-    v.extend(an2());
-    v.sort_by_key(|a| a.name());
-    v
-}
-
-/// The analyzers of destination rules, service entries, services, workloads, policies,
-/// telemetry, injection, envoy filters and status conditions.
-fn an2() -> [&'static dyn Analyzer; 15] {
-    [
         &authz::AuthorizationPoliciesAnalyzer,
         &conditions::ConditionAnalyzer,
         &deployment::ApplicationUidAnalyzer,
@@ -73,7 +68,9 @@ fn an2() -> [&'static dyn Analyzer; 15] {
         &telemetry::LightstepAnalyzer,
         &telemetry::ProviderAnalyzer,
         &telemetry::SelectorAnalyzer,
-    ]
+    ];
+    v.sort_by_key(|a| a.name());
+    v
 }
 
 /// Which messages to keep.

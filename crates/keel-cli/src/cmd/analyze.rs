@@ -60,6 +60,8 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         &opts,
     );
     loaded.resources.extend(defaults.resources);
+    let implied = keel_analyze::workload_pods::template_pods(&loaded.resources);
+    loaded.resources.extend(implied);
 
     let parse_errors: Vec<_> = loaded
         .diagnostics

@@ -5,6 +5,12 @@ use super::common::{is_dns1123_subdomain, validate_label_key, validate_label_val
 use crate::resource::Resource;
 
 pub fn validate_meta(r: &Resource, v: &mut Validator) {
+    if r.kind().spec_required() && r.origin.node.get("spec").is_none_or(|s| s.is_null()) {
+        v.error_at(
+            "spec",
+            format!("Required value: a {} needs a spec", r.kind()),
+        );
+    }
     v.field("metadata", |v| {
         let name = &r.meta.name;
         if name.is_empty() {

@@ -198,7 +198,10 @@ pub struct LoadBalancerIngress {
 impl ServicePort {
     /// The transport (`TCP` unless said otherwise).
     pub fn protocol(&self) -> Protocol {
-        self.protocol.as_deref().and_then(Protocol::from_name).unwrap_or_default()
+        self.protocol
+            .as_deref()
+            .and_then(Protocol::from_name)
+            .unwrap_or_default()
     }
 
     /// The pods' port, defaulting to `port` as Kubernetes does (also for `targetPort: 0`).
