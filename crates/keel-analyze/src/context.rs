@@ -107,7 +107,7 @@ impl<'a> AnalysisContext<'a> {
         path: Option<&str>,
         text: String,
     ) -> Message {
-        let mut line = r.origin.pos.line;
+        let mut line = r.origin.doc_line;
         if let Some(p) = path {
             let fp = FieldPath::parse(p);
             let node = r.origin.node.locate(&fp);

@@ -220,3 +220,58 @@ fn analyze_lists_analyzers() {
         .success()
         .stdout(predicate::str::contains("schema.ValidationAnalyzer"));
 }
+
+#[test]
+fn analyze_reports_unreachable_routes_with_istio_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(
+        &dir,
+        "vs.yaml",
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews}}]
+  - name: shadowed
+    match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews}}]
+"#,
+    );
+    let out = keel()
+        .args(["analyze", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Warning [IST0130] (VirtualService default/reviews ")
+            && stdout.contains(
+                ") VirtualService rule \"shadowed\" not used (all matches used by prior rules)."
+            ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Info [IST0131]"), "{stdout}");
+    // Warnings don't reach the default failure threshold (Error).
+    assert_eq!(out.status.code(), Some(0));
+    keel()
+        .args(["analyze", "--failure-threshold", "warning", "-f"])
+        .arg(&f)
+        .assert()
+        .code(79);
+    let out = keel()
+        .args(["analyze", "--output-threshold", "Warning", "-f"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("IST0131"));
+}

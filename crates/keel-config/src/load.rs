@@ -144,9 +144,16 @@ fn load_chunk(
     opts: &LoadOptions,
     out: &mut Loaded,
 ) -> bool {
-    let (docs, err) = load_documents_at(&input.text[start..end], opts.limits, line);
+    let text = &input.text[start..end];
+    let (docs, err) = load_documents_at(text, opts.limits, line);
+    let starts = document_first_lines(text, line);
     for doc in docs {
-        load_object(doc.root, &input.name, opts, out);
+        let doc_line = starts
+            .iter()
+            .rev()
+            .find(|(region, _)| *region <= doc.root.pos.line)
+            .map_or(doc.root.pos.line, |(_, first)| *first);
+        load_object(doc.root, &input.name, opts, out, doc_line);
     }
     let failed = err.is_some();
     if let Some(e) = err {
@@ -158,6 +165,33 @@ fn load_chunk(
         ));
     }
     failed
+}
+
+/// For each document region of `text` (split at `---` lines), the line it starts on and its
+/// first line that is neither blank nor a marker — a leading comment counts, as in istioctl,
+/// which reports a resource at that line.
+fn document_first_lines(text: &str, line_offset: u32) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut region = line_offset + 1;
+    let mut first = None;
+    for (i, l) in text.lines().enumerate() {
+        let n = line_offset + i as u32 + 1;
+        if l.starts_with("---") && l[3..].chars().next().is_none_or(char::is_whitespace) {
+            if let Some(f) = first.take() {
+                out.push((region, f));
+            }
+            region = n;
+            if !l[3..].trim().is_empty() && !l[3..].trim_start().starts_with('#') {
+                first = Some(n);
+            }
+        } else if first.is_none() && !l.trim().is_empty() {
+            first = Some(n);
+        }
+    }
+    if let Some(f) = first {
+        out.push((region, f));
+    }
+    out
 }
 
 /// Up to `parts` pieces of `text`, cut just before `---` document markers at column 0 (which
@@ -185,7 +219,7 @@ fn str_field<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.get(key).and_then(Node::as_str)
 }
 
-fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded) {
+fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded, doc_line: u32) {
     let pos = node.pos;
     let err = |msg: String| Diagnostic::new(Level::Error, file, Some(pos), msg);
     if !matches!(node.kind, NodeKind::Map(_)) {
@@ -200,25 +234,25 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
         .unwrap_or_default()
         .to_string();
     if kind_name.ends_with("List") && api_version == "v1" {
-        match node.kind {
-            NodeKind::Map(entries) => {
-                for (k, v) in entries {
-                    if k.as_str() == Some("items") {
-                        match v.kind {
-                            NodeKind::Seq(items) => {
-                                for item in items {
-                                    load_object(item, file, opts, out);
-                                }
-                            }
-                            NodeKind::Null => {}
-                            _ => out
-                                .diagnostics
-                                .push(err(format!("{kind_name}: items must be a list"))),
-                        }
+        let NodeKind::Map(entries) = node.kind else {
+            return;
+        };
+        for (k, v) in entries {
+            if k.as_str() != Some("items") {
+                continue;
+            }
+            match v.kind {
+                NodeKind::Seq(items) => {
+                    for item in items {
+                        let line = item.pos.line;
+                        load_object(item, file, opts, out, line);
                     }
                 }
+                NodeKind::Null => {}
+                _ => out
+                    .diagnostics
+                    .push(err(format!("{kind_name}: items must be a list"))),
             }
-            _ => unreachable_map(),
         }
         return;
     }
@@ -316,7 +350,7 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
             return;
         }
     };
-    match decode(kind, api_version, &node, file, opts) {
+    match decode(kind, api_version, node, file, opts, doc_line) {
         Ok(resource) => out.resources.push(resource),
         Err(d) => {
             out.skipped.push(rref.clone());
@@ -325,16 +359,15 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
     }
 }
 
-fn unreachable_map() {}
-
 const ISTIO_TOP_LEVEL: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
 fn decode(
     kind: Kind,
     api_version: String,
-    node: &Node,
+    node: Node,
     file: &Arc<str>,
     opts: &LoadOptions,
+    doc_line: u32,
 ) -> Result<Resource, Box<Diagnostic>> {
     let fail = |path: FieldPath, pos: Pos, msg: String| {
         Box::new(
@@ -379,7 +412,7 @@ fn decode(
             _ => &empty,
         }
     } else {
-        node
+        &node
     };
     let spec = Spec::decode(kind, body).map_err(|e| {
         let mut path = if kind.is_istio() {
@@ -397,7 +430,8 @@ fn decode(
         origin: Origin {
             file: file.clone(),
             pos: node.pos,
-            node: Arc::new(node.clone()),
+            doc_line,
+            node: Arc::new(node),
         },
     })
 }

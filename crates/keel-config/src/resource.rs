@@ -74,6 +74,9 @@ pub struct Origin {
     pub file: Arc<str>,
     /// Start of the object in the file.
     pub pos: Pos,
+    /// First line of the YAML document holding it, a leading comment included: where
+    /// `istioctl analyze` reports a resource as a whole.
+    pub doc_line: u32,
     /// The object as read, to turn field paths into positions.
     pub node: Arc<Node>,
 }

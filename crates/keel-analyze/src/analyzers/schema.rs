@@ -1,5 +1,6 @@
 //! `schema.ValidationAnalyzer`: Istio's validation rules, reported as IST0106 (errors) and
-//! IST0133 (warnings) on each resource, at the offending field's line.
+//! IST0133 (warnings) on each resource, at the offending field's line; VirtualService rules
+//! that can never match are IST0130 / IST0131, as in istioctl.
 
 use keel_config::validate::Severity;
 
@@ -24,12 +25,19 @@ impl Analyzer for SchemaAnalyzer {
                 continue;
             }
             for issue in r.validate(&ctx.mesh.root_namespace) {
-                let (mtype, text) = match issue.severity {
-                    Severity::Error => (
+                let (mtype, text) = match (&issue.analysis, issue.severity) {
+                    (Some((code, text)), _) => match crate::messages::by_code(code) {
+                        Some(t) => (t, text.clone()),
+                        None => (
+                            SCHEMA_WARNING,
+                            format!("Schema validation warning: {}", issue.message),
+                        ),
+                    },
+                    (None, Severity::Error) => (
                         SCHEMA_VALIDATION_ERROR,
                         format!("Schema validation error: {}", issue.message),
                     ),
-                    Severity::Warning => (
+                    (None, Severity::Warning) => (
                         SCHEMA_WARNING,
                         format!("Schema validation warning: {}", issue.message),
                     ),

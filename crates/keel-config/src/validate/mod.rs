@@ -20,6 +20,9 @@ pub struct Issue {
     pub severity: Severity,
     pub path: FieldPath,
     pub message: String,
+    /// For findings `istioctl analyze` reports under their own code rather than as a schema
+    /// warning (Istio's `AnalysisAwareError`): the code and the analyzer's text.
+    pub analysis: Option<(&'static str, String)>,
 }
 
 /// What a rule may need to know about the resource beyond its spec.
@@ -86,6 +89,7 @@ impl Validator {
             severity: Severity::Error,
             path,
             message: message.into(),
+            analysis: None,
         });
     }
 
@@ -101,7 +105,16 @@ impl Validator {
             severity: Severity::Warning,
             path,
             message: message.into(),
+            analysis: None,
         });
+    }
+
+    /// A warning that analysis reports under its own message code (`IST0130`, ...).
+    pub fn warn_analysis(&mut self, message: impl Into<String>, code: &'static str, text: String) {
+        self.warn(message);
+        if let Some(last) = self.issues.last_mut() {
+            last.analysis = Some((code, text));
+        }
     }
 
     pub fn warn_at(&mut self, field: &str, message: impl Into<String>) {

@@ -18,7 +18,11 @@ fn rule_name(name: &str, i: usize) -> String {
 fn unused(v: &mut Validator, section: &str, i: usize, rule: &str, reason: &str) {
     v.field(section, |v| {
         v.index(i, |v| {
-            v.warn(format!("virtualService rule {rule} not used ({reason})"))
+            v.warn_analysis(
+                format!("virtualService rule {rule} not used ({reason})"),
+                "IST0130",
+                format!("VirtualService rule {rule} not used ({reason})."),
+            )
         })
     });
 }
@@ -36,9 +40,11 @@ fn ineffective(
         v.index(i, |v| {
             v.field("match", |v| {
                 v.index(m, |v| {
-                    v.warn(format!(
-                        "virtualService rule {rule} match {matchn} is not used (duplicate/overlapping match in rule {dup})"
-                    ))
+                    v.warn_analysis(
+                        format!("virtualService rule {rule} match {matchn} is not used (duplicate/overlapping match in rule {dup})"),
+                        "IST0131",
+                        format!("VirtualService rule {rule} match {matchn} is not used (duplicate/overlapping match in rule {dup})."),
+                    )
                 })
             })
         })
