@@ -37,6 +37,70 @@ impl Default for MeshConfig {
     }
 }
 
+impl MeshConfig {
+    /// Reads a mesh config file (the `mesh` key of Istio's `istio` ConfigMap, as given to
+    /// `istioctl analyze --meshConfigFile`) over Istio's defaults. Unknown fields are ignored:
+    /// MeshConfig has hundreds, and analysis needs a few.
+    pub fn from_yaml(text: &str, name: &str) -> Result<MeshConfig, String> {
+        use keel_config::yaml::{Limits, load_documents};
+        let (docs, err) = load_documents(text, Limits::default());
+        if let Some(e) = err {
+            return Err(format!("{name}:{}: {}", e.pos, e.message));
+        }
+        let mut mesh = MeshConfig::default();
+        let Some(doc) = docs.first() else {
+            return Ok(mesh);
+        };
+        let v = doc.root.to_json();
+        if !v.is_object() {
+            return Err(format!(
+                "{name}: expected a MeshConfig object (rootNamespace, defaultConfig, ...)"
+            ));
+        }
+        let text_at = |ptr: &str| v.pointer(ptr).and_then(|x| x.as_str()).map(str::to_string);
+        if let Some(ns) = text_at("/rootNamespace") {
+            mesh.root_namespace = ns;
+        }
+        if let Some(svc) = text_at("/ingressService") {
+            mesh.ingress_service = svc;
+        }
+        if let Some(d) = text_at("/clusterDomain") {
+            mesh.cluster_domain = d;
+        }
+        if let Some(list) = v
+            .pointer("/defaultProviders/accessLogging")
+            .and_then(|x| x.as_array())
+        {
+            mesh.default_access_logging = list
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+        }
+        if let Some(list) = v.pointer("/extensionProviders").and_then(|x| x.as_array()) {
+            mesh.lightstep_providers = list
+                .iter()
+                .filter(|p| p.get("lightstep").is_some())
+                .filter_map(|p| p.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                .collect();
+        }
+        if let Some(md) = v
+            .pointer("/defaultConfig/proxyMetadata")
+            .and_then(|x| x.as_object())
+        {
+            mesh.proxy_metadata = md
+                .iter()
+                .map(|(k, x)| {
+                    (
+                        k.clone(),
+                        x.as_str().map_or_else(|| x.to_string(), str::to_string),
+                    )
+                })
+                .collect();
+        }
+        Ok(mesh)
+    }
+}
+
 pub struct AnalysisContext<'a> {
     pub resources: &'a [Resource],
     pub mesh: MeshConfig,
@@ -144,4 +208,26 @@ fn resolves_exactly(root: &keel_config::yaml::Node, path: &FieldPath) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MeshConfig;
+
+    #[test]
+    fn mesh_config_file_over_defaults() {
+        let text = "rootNamespace: mesh-root\nextensionProviders:\n- name: ls\n  lightstep: {address: x:1}\n- name: otel\n  opentelemetry: {service: o}\ndefaultConfig:\n  proxyMetadata:\n    ISTIO_META_DNS_CAPTURE: \"true\"\n";
+        let m = MeshConfig::from_yaml(text, "mesh.yaml").expect("parse");
+        assert_eq!(m.root_namespace, "mesh-root");
+        assert_eq!(m.ingress_service, "istio-ingressgateway");
+        assert_eq!(m.lightstep_providers, vec!["ls".to_string()]);
+        assert_eq!(
+            m.proxy_metadata
+                .get("ISTIO_META_DNS_CAPTURE")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert!(MeshConfig::from_yaml("[1, 2]", "m.yaml").is_err());
+        assert!(MeshConfig::from_yaml("a: [", "m.yaml").is_err());
+    }
 }

@@ -139,6 +139,10 @@ pub struct AnalyzeArgs {
     )]
     pub istio_namespace: String,
 
+    /// Mesh configuration to analyze against (the `mesh` key of the istio ConfigMap), over Istio's defaults
+    #[arg(long = "meshConfigFile", value_name = "PATH")]
+    pub mesh_config_file: Option<std::path::PathBuf>,
+
     /// List the analyzers and exit
     #[arg(short = 'L', long)]
     pub list_analyzers: bool,

@@ -72,10 +72,23 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         eprintln!("{d}");
     }
 
-    let mesh = MeshConfig {
+    let mut mesh = MeshConfig {
         root_namespace: args.istio_namespace.clone(),
         ..Default::default()
     };
+    if let Some(path) = &args.mesh_config_file {
+        let name = path.display().to_string();
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}: cannot read: {e}"))
+            .and_then(|text| MeshConfig::from_yaml(&text, &name));
+        match parsed {
+            Ok(m) => mesh = m,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return exit::FAILURE;
+            }
+        }
+    }
     let ctx = AnalysisContext::new(&loaded.resources, mesh);
     let filter = Filter {
         namespace: if args.all_namespaces {
