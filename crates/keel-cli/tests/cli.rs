@@ -279,17 +279,38 @@ spec:
 #[test]
 fn analyze_reads_a_mesh_config_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mesh = write(&dir, "mesh.yaml", "extensionProviders:\n- name: ls\n  lightstep: {address: collector:8080}\n");
+    let mesh = write(
+        &dir,
+        "mesh.yaml",
+        "extensionProviders:\n- name: ls\n  lightstep: {address: collector:8080}\n",
+    );
     let tel = write(
         &dir,
         "tel.yaml",
         "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  tracing:\n  - providers: [{name: ls}]\n",
     );
-    let out = keel().args(["analyze", "-A", "--meshConfigFile"]).arg(&mesh).arg("-f").arg(&tel).output().expect("run");
+    let out = keel()
+        .args(["analyze", "-A", "--meshConfigFile"])
+        .arg(&mesh)
+        .arg("-f")
+        .arg(&tel)
+        .output()
+        .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Warning [IST0002] (Telemetry istio-system/mesh-default"), "{stdout}");
+    assert!(
+        stdout.contains("Warning [IST0002] (Telemetry istio-system/mesh-default"),
+        "{stdout}"
+    );
     // Without the mesh config nothing names ls as a lightstep provider.
-    let out = keel().args(["analyze", "-A", "-f"]).arg(&tel).output().expect("run");
+    let out = keel()
+        .args(["analyze", "-A", "-f"])
+        .arg(&tel)
+        .output()
+        .expect("run");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("IST0002"));
-    keel().args(["analyze", "--meshConfigFile", "/nonexistent.yaml", "-f"]).arg(&tel).assert().code(1);
+    keel()
+        .args(["analyze", "--meshConfigFile", "/nonexistent.yaml", "-f"])
+        .arg(&tel)
+        .assert()
+        .code(1);
 }

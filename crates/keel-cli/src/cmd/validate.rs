@@ -16,6 +16,20 @@ pub fn run(args: &ValidateArgs) -> u8 {
         &loaded.resources,
         keel_analyze::DEFAULT_ROOT_NAMESPACE,
     ));
+    // One file at a time, top to bottom, whatever stage found the problem.
+    let mut file_order: Vec<std::sync::Arc<str>> = Vec::new();
+    for d in &diags {
+        if !file_order.contains(&d.file) {
+            file_order.push(d.file.clone());
+        }
+    }
+    diags.sort_by_key(|d| {
+        let f = file_order
+            .iter()
+            .position(|f| *f == d.file)
+            .unwrap_or(usize::MAX);
+        (f, d.line.unwrap_or(0), d.column.unwrap_or(0))
+    });
     let errors = diags.iter().filter(|d| d.level == Level::Error).count();
     let warnings = diags.iter().filter(|d| d.level == Level::Warning).count();
     // Resources with an error: the skipped ones plus the ones failing validation.
