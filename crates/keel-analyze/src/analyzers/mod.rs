@@ -1,6 +1,9 @@
 //! The analyzers. Each file holds one of Istio's analyzers (named as in Istio) and documents
 //! which messages it emits and when.
 
+mod annotations;
+pub mod annotations_table;
+mod annotations_validate;
 mod authz;
 mod conditions;
 mod deployment;
@@ -42,6 +45,7 @@ pub trait Analyzer: Sync {
 pub fn all() -> Vec<&'static dyn Analyzer> {
     let mut v: Vec<&'static dyn Analyzer> = vec![
         &schema::SchemaAnalyzer,
+        &annotations::K8sAnalyzer,
         &deprecation::DeprecationAnalyzer,
         &sidecar_selector::SidecarSelectorAnalyzer,
         &gateway_certificate::CertificateAnalyzer,
