@@ -22,6 +22,9 @@ pub struct MeshConfig {
     /// `defaultConfig.proxyMetadata`: environment given to every proxy (DNS capture and
     /// address auto-allocation are read from it).
     pub proxy_metadata: BTreeMap<String, String>,
+    /// `defaultConfig.image.imageType` (`distroless`, `debug`, ...): the proxy image flavour
+    /// injected by default; empty for the default image.
+    pub default_image_type: String,
 }
 
 impl Default for MeshConfig {
@@ -33,6 +36,7 @@ impl Default for MeshConfig {
             default_access_logging: Vec::new(),
             lightstep_providers: Vec::new(),
             proxy_metadata: BTreeMap::new(),
+            default_image_type: String::new(),
         }
     }
 }
@@ -97,6 +101,9 @@ impl MeshConfig {
                 })
                 .collect();
         }
+        if let Some(t) = text_at("/defaultConfig/image/imageType") {
+            mesh.default_image_type = t;
+        }
         Ok(mesh)
     }
 }
@@ -156,6 +163,17 @@ impl<'a> AnalysisContext<'a> {
     accessor!(namespaces, Namespace, kube::Namespace);
     accessor!(secrets, Secret, kube::Secret);
     accessor!(config_maps, ConfigMap, kube::ConfigMap);
+    accessor!(proxy_configs, ProxyConfig, networking::ProxyConfig);
+    accessor!(
+        mutating_webhook_configurations,
+        MutatingWebhookConfiguration,
+        kube::MutatingWebhookConfiguration
+    );
+    accessor!(
+        validating_webhook_configurations,
+        ValidatingWebhookConfiguration,
+        kube::ValidatingWebhookConfiguration
+    );
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.iter().filter(move |r| r.kind() == kind)
@@ -227,6 +245,13 @@ mod tests {
                 .map(String::as_str),
             Some("true")
         );
+        assert_eq!(m.default_image_type, "");
+        let m = MeshConfig::from_yaml(
+            "defaultConfig:\n  image:\n    imageType: distroless\n",
+            "m.yaml",
+        )
+        .expect("parse");
+        assert_eq!(m.default_image_type, "distroless");
         assert!(MeshConfig::from_yaml("[1, 2]", "m.yaml").is_err());
         assert!(MeshConfig::from_yaml("a: [", "m.yaml").is_err());
     }

@@ -36,6 +36,9 @@ pub enum Kind {
     ServiceAccount,
     Secret,
     ConfigMap,
+    // admissionregistration.k8s.io
+    MutatingWebhookConfiguration,
+    ValidatingWebhookConfiguration,
 }
 
 /// Static facts about a kind.
@@ -292,6 +295,30 @@ pub static KINDS: &[KindInfo] = &[
         versions: &["v1"],
         aliases: &["configmap", "configmaps", "cm"],
         namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::MutatingWebhookConfiguration,
+        name: "MutatingWebhookConfiguration",
+        group: "admissionregistration.k8s.io",
+        versions: &["v1"],
+        aliases: &[
+            "mutatingwebhookconfiguration",
+            "mutatingwebhookconfigurations",
+        ],
+        namespaced: false,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::ValidatingWebhookConfiguration,
+        name: "ValidatingWebhookConfiguration",
+        group: "admissionregistration.k8s.io",
+        versions: &["v1"],
+        aliases: &[
+            "validatingwebhookconfiguration",
+            "validatingwebhookconfigurations",
+        ],
+        namespaced: false,
         unsupported: None,
     },
 ];

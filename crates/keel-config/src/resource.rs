@@ -66,6 +66,8 @@ specs! {
     ServiceAccount => kube::ServiceAccount,
     Secret => kube::Secret,
     ConfigMap => kube::ConfigMap,
+    MutatingWebhookConfiguration => kube::MutatingWebhookConfiguration,
+    ValidatingWebhookConfiguration => kube::ValidatingWebhookConfiguration,
 }
 
 /// Where a resource was read from.

@@ -11,11 +11,14 @@ mod deprecation;
 mod destinationrule_ca_certificates;
 mod destinationrule_subset;
 mod envoyfilter;
+mod externalcontrolplane;
 mod gateway_certificate;
 mod gateway_conflicting;
 mod gateway_ingress_port;
 mod gateway_secret;
 mod injection;
+mod injection_image;
+mod injection_image_auto;
 mod schema;
 mod service_portname;
 mod serviceentry;
@@ -29,6 +32,7 @@ mod virtualservice_destination_hosts;
 mod virtualservice_destination_rules;
 mod virtualservice_gateways;
 mod virtualservice_jwt_claim_route;
+mod webhook;
 
 use crate::context::AnalysisContext;
 use crate::messages::{Message, MessageType};
@@ -72,6 +76,10 @@ pub fn all() -> Vec<&'static dyn Analyzer> {
         &telemetry::LightstepAnalyzer,
         &telemetry::ProviderAnalyzer,
         &telemetry::SelectorAnalyzer,
+        &webhook::WebhookAnalyzer,
+        &injection_image::ImageAnalyzer,
+        &injection_image_auto::ImageAutoAnalyzer,
+        &externalcontrolplane::ExternalControlPlaneAnalyzer,
     ];
     v.sort_by_key(|a| a.name());
     v

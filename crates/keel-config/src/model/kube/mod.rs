@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod checks;
+pub mod admission;
 pub mod core;
 pub mod endpoints;
 pub mod pod;
@@ -17,6 +18,7 @@ pub mod selector;
 pub mod service;
 pub mod workloads;
 
+pub use admission::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration, Webhook};
 pub use core::{ConfigMap, Namespace, ServiceAccount};
 pub use endpoints::{EndpointSlice, Endpoints};
 pub use pod::{Container, ContainerPort, PodSpec, PodTemplateMeta, PodTemplateSpec};
