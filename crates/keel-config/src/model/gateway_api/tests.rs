@@ -112,7 +112,7 @@ fn gateway_rules_the_api_server_enforces() {
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n",
     );
     assert!(
-        e[0].contains("HTTPRoute default/r: spec: Required value: a HTTPRoute needs a spec"),
+        e[0].contains("HTTPRoute default/r: spec: Required value: an HTTPRoute needs a spec"),
         "{e:?}"
     );
     // Values of the wrong type are decode errors, as the API server rejects them.
