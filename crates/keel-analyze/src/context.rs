@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_config::model::{kube, networking, security, telemetry};
+use keel_config::model::{extensions, gateway_api, kube, networking, security, telemetry};
 use keel_config::yaml::{FieldPath, NodeKind};
 use keel_config::{Kind, Resource, Spec};
 
@@ -174,6 +174,11 @@ impl<'a> AnalysisContext<'a> {
         ValidatingWebhookConfiguration,
         kube::ValidatingWebhookConfiguration
     );
+    accessor!(nodes, Node, kube::Node);
+    accessor!(wasm_plugins, WasmPlugin, extensions::WasmPlugin);
+    accessor!(kubernetes_gateways, KubernetesGateway, gateway_api::Gateway);
+    accessor!(http_routes, HttpRoute, gateway_api::HttpRoute);
+    accessor!(grpc_routes, GrpcRoute, gateway_api::GrpcRoute);
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.iter().filter(move |r| r.kind() == kind)
@@ -203,6 +208,7 @@ impl<'a> AnalysisContext<'a> {
             text,
             origin: Some(Origin {
                 kind: r.kind().name().to_string(),
+                group: r.kind().group().to_string(),
                 namespace: r.meta.namespace.clone(),
                 name: r.meta.name.clone(),
                 file: r.origin.file.to_string(),

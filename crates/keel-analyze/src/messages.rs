@@ -41,7 +41,10 @@ pub struct MessageType {
 /// The resource a message is about, and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// The kind's name as shown (`Gateway` for Istio's and the Gateway API's alike).
     pub kind: String,
+    /// The kind's API group, which tells kinds of the same name apart (not shown).
+    pub group: String,
     pub namespace: String,
     pub name: String,
     pub file: String,
@@ -232,6 +235,7 @@ mod tests {
             text: format!("Referenced host not found: {}", q("reviewz")),
             origin: Some(Origin {
                 kind: "VirtualService".into(),
+                group: "networking.istio.io".into(),
                 namespace: "default".into(),
                 name: "reviews".into(),
                 file: "vs.yaml".into(),

@@ -108,6 +108,7 @@ mod tests {
             text: "Referenced host not found: \"reviewz\"".into(),
             origin: Some(Origin {
                 kind: "VirtualService".into(),
+                group: "networking.istio.io".into(),
                 namespace: "default".into(),
                 name: "r".into(),
                 file: "a.yaml".into(),

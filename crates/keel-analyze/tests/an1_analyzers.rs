@@ -278,6 +278,13 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Newer than the digest's test table; expectation derived from Istio's code.
+        name: "virtualServiceKubernetesGateways",
+        analyzer: "virtualservice.GatewayAnalyzer",
+        files: &["virtualservice_kubernetes_gateways.yaml"],
+        expected: &[("IST0132", "VirtualService default/my-vs-host-mismatch")],
+    },
+    Case {
         name: "virtualServiceInternalGatewayRef",
         analyzer: "virtualservice.GatewayAnalyzer",
         files: &["virtualservice_internal_gateway_ref.yaml"],
@@ -1264,24 +1271,92 @@ spec:
 }
 
 #[test]
-fn kubernetes_gateway_references_are_not_modelled() {
-    // Keel does not decode gateway.networking.k8s.io Gateways, so a VirtualService bound to
-    // one is reported as referencing a missing gateway (istioctl would compare listener
-    // hostnames instead). This pins the current behaviour; see the analyzer's docs.
-    let yaml = r#"apiVersion: networking.istio.io/v1
+fn virtual_services_bound_to_kubernetes_gateways() {
+    // A Gateway API Gateway of that name counts as the gateway; its listeners' hostnames
+    // (a listener without one accepts every host) are what the VirtualService's hosts must
+    // match. Istio's Gateway of the name wins when both exist.
+    let yaml = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: edge
+  namespace: infra
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: http
+    hostname: "*.example.com"
+    port: 80
+    protocol: HTTP
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: open
+  namespace: infra
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: a
+    hostname: a.example.org
+    port: 80
+    protocol: HTTP
+  - name: any
+    port: 8080
+    protocol: HTTP
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
-  name: vs
+  name: shop
   namespace: default
 spec:
-  hosts: [example.com]
-  gateways: [default/k8s-gateway]
+  hosts: [shop.example.com]
+  gateways: [infra/edge, infra/open]
+  http:
+  - route:
+    - destination:
+        host: web
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: other
+  namespace: default
+spec:
+  hosts: [shop.example.net]
+  gateways:
+  - infra/edge
+  - infra/missing
   http:
   - route:
     - destination:
         host: web
 "#;
-    let got = run(yaml, "virtualservice.GatewayAnalyzer");
-    assert_eq!(got.len(), 2);
-    assert!(got[0].contains(r#"Referenced gateway not found: "default/k8s-gateway""#));
+    assert_eq!(
+        run(yaml, "virtualservice.GatewayAnalyzer"),
+        [
+            r#"Error [IST0101] (VirtualService default/other f.yaml:52) Referenced gateway not found: "infra/missing""#,
+            "Warning [IST0132] (VirtualService default/other f.yaml:51) one or more host [shop.example.net] defined in VirtualService default/other not found in Gateway infra/edge.",
+            "Warning [IST0132] (VirtualService default/other f.yaml:52) one or more host [shop.example.net] defined in VirtualService default/other not found in Gateway infra/missing.",
+        ]
+    );
+
+    // With an Istio Gateway of the same name, only its servers count.
+    let istio = r#"---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: edge
+  namespace: infra
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/shop.example.net"]
+"#;
+    let got = run(&format!("{yaml}{istio}"), "virtualservice.GatewayAnalyzer");
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[2].contains("[shop.example.com] defined in VirtualService default/shop not found in Gateway infra/edge."),
+        "{got:?}"
+    );
 }

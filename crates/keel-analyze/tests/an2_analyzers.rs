@@ -163,12 +163,13 @@ const CASES: &[Case] = &[
         default_mesh,
         ["IST0173 DestinationRule default/subsets-not-select-pods"]
     ),
-    case!("DestinationRuleSubsetsWithTopologyLabels", SUBSET,
-        ["destinationrule-subsets-with-topology-labels.yaml"], default_mesh, [],
-        gap "Node is not a kind Keel reads, so pods get no topology labels and the three subsets using them select nothing"
-        ["IST0173 DestinationRule default/subsets-with-topology-labels",
-         "IST0173 DestinationRule default/subsets-with-topology-labels",
-         "IST0173 DestinationRule default/subsets-with-topology-labels"]),
+    case!(
+        "DestinationRuleSubsetsWithTopologyLabels",
+        SUBSET,
+        ["destinationrule-subsets-with-topology-labels.yaml"],
+        default_mesh,
+        []
+    ),
     case!(
         "DestinationRuleEmptyTopologyLabels",
         SUBSET,
@@ -370,19 +371,21 @@ const CASES: &[Case] = &[
         lightstep,
         ["IST0002 Telemetry istio-system/mesh-default"]
     ),
-    case!("Condition Analyzer", "conditions.ConditionAnalyzer", ["condition-analyzer.yaml"], default_mesh,
-        ["IST0171 Service default/negative-condition-svc",
-         "IST0171 ServiceEntry default/negative-condition-svcEntry",
-         "IST0171 AuthorizationPolicy default/negative-condition-authz",
-         "IST0171 Gateway default/negative-condition-gateway",
-         "IST0171 HTTPRoute default/negative-condition-httproute",
-         "IST0171 GRPCRoute default/negative-condition-grpcroute",
-         "IST0171 AuthorizationPolicy default/negative-condition-authz-partially-invalid"],
-        gap "Gateway API kinds (Gateway, HTTPRoute, GRPCRoute of gateway.networking.k8s.io) are not read yet"
-        ["IST0171 Service default/negative-condition-svc",
-         "IST0171 ServiceEntry default/negative-condition-svcEntry",
-         "IST0171 AuthorizationPolicy default/negative-condition-authz",
-         "IST0171 AuthorizationPolicy default/negative-condition-authz-partially-invalid"]),
+    case!(
+        "Condition Analyzer",
+        "conditions.ConditionAnalyzer",
+        ["condition-analyzer.yaml"],
+        default_mesh,
+        [
+            "IST0171 Service default/negative-condition-svc",
+            "IST0171 ServiceEntry default/negative-condition-svcEntry",
+            "IST0171 AuthorizationPolicy default/negative-condition-authz",
+            "IST0171 Gateway default/negative-condition-gateway",
+            "IST0171 HTTPRoute default/negative-condition-httproute",
+            "IST0171 GRPCRoute default/negative-condition-grpcroute",
+            "IST0171 AuthorizationPolicy default/negative-condition-authz-partially-invalid"
+        ]
+    ),
 ];
 
 fn sorted(v: &[&str]) -> Vec<String> {

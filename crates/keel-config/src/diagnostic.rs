@@ -30,6 +30,11 @@ impl fmt::Display for Level {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ResourceRef {
     pub kind: String,
+    /// The kind's API group (`networking.istio.io`; empty for core Kubernetes kinds). Kind
+    /// names repeat across groups (Istio's `Gateway` and the Gateway API's), so two
+    /// references are the same resource only if their groups match too. Not shown in text.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
     pub namespace: String,
     pub name: String,
 }

@@ -23,6 +23,15 @@ pub enum Kind {
     Telemetry,
     // extensions.istio.io
     WasmPlugin,
+    // gateway.networking.k8s.io (Kubernetes Gateway API)
+    /// The Gateway API's `Gateway`, shown as "Gateway" like Istio's own (as istioctl does).
+    KubernetesGateway,
+    GatewayClass,
+    HttpRoute,
+    GrpcRoute,
+    TcpRoute,
+    TlsRoute,
+    ReferenceGrant,
     // Kubernetes
     Namespace,
     Service,
@@ -39,6 +48,7 @@ pub enum Kind {
     // admissionregistration.k8s.io
     MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration,
+    Node,
 }
 
 /// Static facts about a kind.
@@ -59,6 +69,11 @@ pub struct KindInfo {
 
 const NET: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 const SEC: &[&str] = &["v1", "v1beta1"];
+/// Gateway API versions. Not every kind is served at every one of them by every release of
+/// the CRDs (HTTPRoute left v1alpha2 in v1.0, TCPRoute is still v1alpha2), but manifests for
+/// older and newer releases are all read: what Keel needs has the same shape in each.
+const GW_API: &[&str] = &["v1", "v1beta1", "v1alpha2"];
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
 pub static KINDS: &[KindInfo] = &[
     KindInfo {
@@ -188,6 +203,69 @@ pub static KINDS: &[KindInfo] = &[
         aliases: &["wasmplugin", "wasmplugins"],
         namespaced: true,
         unsupported: Some("Keel's proxy does not run Envoy Wasm extensions"),
+    },
+    KindInfo {
+        kind: Kind::KubernetesGateway,
+        name: "Gateway",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["gateway", "gateways", "gtw"],
+        namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::GatewayClass,
+        name: "GatewayClass",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["gatewayclass", "gatewayclasses", "gc"],
+        namespaced: false,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::HttpRoute,
+        name: "HTTPRoute",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["httproute", "httproutes"],
+        namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::GrpcRoute,
+        name: "GRPCRoute",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["grpcroute", "grpcroutes"],
+        namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::TcpRoute,
+        name: "TCPRoute",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["tcproute", "tcproutes"],
+        namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::TlsRoute,
+        name: "TLSRoute",
+        group: GATEWAY_API_GROUP,
+        versions: &["v1", "v1beta1", "v1alpha2", "v1alpha3"],
+        aliases: &["tlsroute", "tlsroutes"],
+        namespaced: true,
+        unsupported: None,
+    },
+    KindInfo {
+        kind: Kind::ReferenceGrant,
+        name: "ReferenceGrant",
+        group: GATEWAY_API_GROUP,
+        versions: GW_API,
+        aliases: &["referencegrant", "referencegrants", "refgrant"],
+        namespaced: true,
+        unsupported: None,
     },
     KindInfo {
         kind: Kind::Namespace,
@@ -321,6 +399,15 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: false,
         unsupported: None,
     },
+    KindInfo {
+        kind: Kind::Node,
+        name: "Node",
+        group: "",
+        versions: &["v1"],
+        aliases: &["node", "nodes", "no"],
+        namespaced: false,
+        unsupported: None,
+    },
 ];
 
 impl Kind {
@@ -329,23 +416,48 @@ impl Kind {
         KINDS.iter().find(|k| k.kind == *self).unwrap_or(&KINDS[0])
     }
 
+    /// The kind as written in YAML. Not unique on its own: Istio's Gateway and the Gateway
+    /// API's are both "Gateway"; a kind is (group, name).
     pub fn name(&self) -> &'static str {
         self.info().name
     }
 
-    /// Whether Istio's CRD marks `spec` as required (the others accept an object without one).
+    /// The API group ("" for core Kubernetes).
+    pub fn group(&self) -> &'static str {
+        self.info().group
+    }
+
+    /// `Gateway.gateway.networking.k8s.io` (kubectl's `kind.group`); just the name for core
+    /// kinds. Unique across kinds.
+    pub fn qualified_name(&self) -> String {
+        let info = self.info();
+        if info.group.is_empty() {
+            info.name.to_string()
+        } else {
+            format!("{}.{}", info.name, info.group)
+        }
+    }
+
+    /// Whether the kind's CRD marks `spec` as required (the others accept an object without
+    /// one): some Istio kinds, and every Gateway API kind.
     pub fn spec_required(&self) -> bool {
         matches!(
             self,
             Kind::ServiceEntry | Kind::WorkloadEntry | Kind::WorkloadGroup | Kind::WasmPlugin
-        )
+        ) || self.is_gateway_api()
     }
 
     pub fn is_istio(&self) -> bool {
         self.info().group.ends_with("istio.io")
     }
 
-    /// Looks a kind up by `apiVersion` and `kind` as written in YAML.
+    /// A kind of the Kubernetes Gateway API (`gateway.networking.k8s.io`).
+    pub fn is_gateway_api(&self) -> bool {
+        self.info().group == GATEWAY_API_GROUP
+    }
+
+    /// Looks a kind up by `apiVersion` and `kind` as written in YAML: by group and name, as
+    /// names repeat across groups.
     pub fn lookup(api_version: &str, kind: &str) -> Result<Kind, LookupError> {
         let (group, version) = match api_version.rsplit_once('/') {
             Some((g, v)) => (g, v),
@@ -367,13 +479,26 @@ impl Kind {
         Ok(info.kind)
     }
 
-    /// Resolves a name given on the command line (`vs`, `virtualservices`, `VirtualService`).
+    /// Resolves a name given on the command line, as kubectl does: `vs`, `virtualservices`,
+    /// `VirtualService`, or qualified with the group (`gateways.gateway.networking.k8s.io`,
+    /// `gateway.v1.gateway.networking.k8s.io`). An unqualified name shared by two groups
+    /// (`gateway`) means the Istio kind; the Gateway API's is `gtw` or the qualified name.
     pub fn from_cli_name(name: &str) -> Option<Kind> {
         let lower = name.to_ascii_lowercase();
-        let base = lower.split('.').next().unwrap_or(&lower);
+        let (base, qualifier) = match lower.split_once('.') {
+            Some((b, q)) => (b, Some(q)),
+            None => (lower.as_str(), None),
+        };
         KINDS
             .iter()
-            .find(|k| k.aliases.contains(&base))
+            .filter(|k| k.aliases.contains(&base) || k.name.eq_ignore_ascii_case(base))
+            .find(|k| {
+                qualifier.is_none_or(|q| {
+                    q == k.group
+                        || q.split_once('.')
+                            .is_some_and(|(v, g)| g == k.group && k.versions.contains(&v))
+                })
+            })
             .map(|k| k.kind)
     }
 }
@@ -424,6 +549,58 @@ mod tests {
         );
         for info in KINDS {
             assert_eq!(info.kind.info().name, info.name);
+        }
+    }
+
+    #[test]
+    fn names_shared_across_groups() {
+        // Two kinds named Gateway; (group, name) is what tells them apart.
+        assert_eq!(
+            Kind::lookup("networking.istio.io/v1", "Gateway"),
+            Ok(Kind::Gateway)
+        );
+        for v in ["v1", "v1beta1", "v1alpha2"] {
+            assert_eq!(
+                Kind::lookup(&format!("gateway.networking.k8s.io/{v}"), "Gateway"),
+                Ok(Kind::KubernetesGateway)
+            );
+        }
+        assert_eq!(Kind::KubernetesGateway.name(), "Gateway");
+        assert_eq!(
+            Kind::KubernetesGateway.qualified_name(),
+            "Gateway.gateway.networking.k8s.io"
+        );
+        assert_eq!(Kind::Node.qualified_name(), "Node");
+        assert!(matches!(
+            Kind::lookup("gateway.networking.k8s.io/v2", "HTTPRoute"),
+            Err(LookupError::UnknownVersion { .. })
+        ));
+        assert_eq!(Kind::lookup("v1", "Node"), Ok(Kind::Node));
+        assert!(!Kind::Node.info().namespaced && !Kind::GatewayClass.info().namespaced);
+        assert!(Kind::HttpRoute.spec_required() && !Kind::Node.spec_required());
+
+        assert_eq!(Kind::from_cli_name("gateway"), Some(Kind::Gateway));
+        assert_eq!(Kind::from_cli_name("gw"), Some(Kind::Gateway));
+        assert_eq!(Kind::from_cli_name("gtw"), Some(Kind::KubernetesGateway));
+        assert_eq!(
+            Kind::from_cli_name("gateways.gateway.networking.k8s.io"),
+            Some(Kind::KubernetesGateway)
+        );
+        assert_eq!(
+            Kind::from_cli_name("Gateway.v1.gateway.networking.k8s.io"),
+            Some(Kind::KubernetesGateway)
+        );
+        assert_eq!(
+            Kind::from_cli_name("gateways.networking.istio.io"),
+            Some(Kind::Gateway)
+        );
+        assert_eq!(Kind::from_cli_name("gateways.example.com"), None);
+        assert_eq!(Kind::from_cli_name("HTTPRoutes"), Some(Kind::HttpRoute));
+        assert_eq!(Kind::from_cli_name("nodes"), Some(Kind::Node));
+        // Every (group, name) pair is listed once.
+        let mut seen = std::collections::BTreeSet::new();
+        for info in KINDS {
+            assert!(seen.insert((info.group, info.name)), "{}", info.name);
         }
     }
 }

@@ -267,6 +267,10 @@ fn load_object(node: Node, file: &Arc<str>, opts: &LoadOptions, out: &mut Loaded
         } else {
             kind_name.clone()
         },
+        group: api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g.to_string())
+            .unwrap_or_default(),
         namespace: node
             .get("metadata")
             .and_then(|m| str_field(m, "namespace"))

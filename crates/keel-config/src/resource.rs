@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::diagnostic::ResourceRef;
 use crate::kinds::Kind;
 use crate::meta::ObjectMeta;
-use crate::model::{extensions, kube, networking, security, telemetry};
+use crate::model::{extensions, gateway_api, kube, networking, security, telemetry};
 use crate::validate::{Context, Issue, Validate, Validator};
 use crate::yaml::{DecodeError, Node, Pos, from_node};
 
@@ -54,6 +54,13 @@ specs! {
     RequestAuthentication => security::RequestAuthentication,
     Telemetry => telemetry::Telemetry,
     WasmPlugin => extensions::WasmPlugin,
+    KubernetesGateway => gateway_api::Gateway,
+    GatewayClass => gateway_api::GatewayClass,
+    HttpRoute => gateway_api::HttpRoute,
+    GrpcRoute => gateway_api::GrpcRoute,
+    TcpRoute => gateway_api::TcpRoute,
+    TlsRoute => gateway_api::TlsRoute,
+    ReferenceGrant => gateway_api::ReferenceGrant,
     Namespace => kube::Namespace,
     Service => kube::Service,
     Endpoints => kube::Endpoints,
@@ -68,6 +75,7 @@ specs! {
     ConfigMap => kube::ConfigMap,
     MutatingWebhookConfiguration => kube::MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration => kube::ValidatingWebhookConfiguration,
+    Node => kube::Node,
 }
 
 /// Where a resource was read from.
@@ -114,6 +122,7 @@ impl Resource {
     pub fn reference(&self) -> ResourceRef {
         ResourceRef {
             kind: self.kind().name().to_string(),
+            group: self.kind().group().to_string(),
             namespace: self.meta.namespace.clone(),
             name: self.meta.name.clone(),
         }

@@ -6,11 +6,14 @@
 //! - IST0173 DestinationRuleSubsetNotSelectPods: a subset whose labels (merged over the
 //!   ServiceEntry's workload selector) match no Pod in any namespace.
 //!
-//! Istio also adds node topology labels (region, zone, subzone, hostname) to pod labels
-//! before matching; Keel reads no Node objects, so subsets that select only by topology
-//! are reported.
+//! As Istio does for endpoints, a pod scheduled on a Node given in the configuration
+//! (`spec.nodeName`) also carries the node's non-empty topology labels
+//! (`topology.kubernetes.io/region`, `…/zone`, `topology.istio.io/subzone`) and
+//! `kubernetes.io/hostname` (the node name), so subsets may select by locality.
 
 use std::collections::BTreeMap;
+
+use keel_config::model::kube::node::pod_labels_on_node;
 
 use super::Analyzer;
 use super::util_an2::{HostMap, labels_match};
@@ -32,7 +35,17 @@ impl Analyzer for SubsetSelectPodAnalyzer {
 
     fn analyze(&self, ctx: &AnalysisContext<'_>, out: &mut Vec<Message>) {
         let hosts = HostMap::new(ctx);
-        let pods: Vec<_> = ctx.pods().map(|(r, _)| &r.meta.labels).collect();
+        let nodes: BTreeMap<&str, &BTreeMap<String, String>> = ctx
+            .nodes()
+            .map(|(r, _)| (r.name(), &r.meta.labels))
+            .collect();
+        let pods: Vec<BTreeMap<String, String>> = ctx
+            .pods()
+            .map(|(r, pod)| {
+                let node = pod.spec.node_name.as_str();
+                pod_labels_on_node(&r.meta.labels, node, nodes.get(node).copied())
+            })
+            .collect();
         for (r, dr) in ctx.destination_rules() {
             let Some(entry) = hosts.destination(r.namespace(), &dr.export_to, &dr.host) else {
                 out.push(ctx.message(

@@ -19,6 +19,7 @@ mod gateway_secret;
 mod injection;
 mod injection_image;
 mod injection_image_auto;
+mod k8sgateway_selector;
 mod schema;
 mod service_portname;
 mod serviceentry;
@@ -69,6 +70,7 @@ pub fn all() -> Vec<&'static dyn Analyzer> {
         &destinationrule_subset::SubsetSelectPodAnalyzer,
         &envoyfilter::EnvoyPatchAnalyzer,
         &injection::InjectionAnalyzer,
+        &k8sgateway_selector::SelectorAnalyzer,
         &service_portname::PortNameAnalyzer,
         &serviceentry::ConflictingServiceEntryProtocolAnalyzer,
         &serviceentry::ProtocolAddressesAnalyzer,
@@ -149,6 +151,7 @@ fn keep(ctx: &AnalysisContext<'_>, m: &Message, filter: &Filter) -> bool {
     // The `galley.istio.io/analyze-suppress` annotation: a comma-separated list of codes or `*`.
     let suppressed_by_annotation = ctx.resources.iter().any(|r| {
         r.kind().name() == o.kind
+            && r.kind().group() == o.group
             && r.meta.name == o.name
             && r.meta.namespace == o.namespace
             && r.meta

@@ -241,13 +241,17 @@ pub struct Condition {
 /// `status.conditions` of a resource, from its raw YAML (Keel's decoder ignores Istio
 /// `status`). Entries that are not mappings are skipped; missing fields read as empty.
 pub fn status_conditions(r: &Resource) -> Vec<Condition> {
-    let Some(list) = r
-        .origin
+    r.origin
         .node
         .get("status")
-        .and_then(|s| s.get("conditions"))
-        .and_then(Node::as_seq)
-    else {
+        .map(conditions_of)
+        .unwrap_or_default()
+}
+
+/// The `conditions` list of a status object (or of one of its parts, such as a route's
+/// parent status).
+pub fn conditions_of(status: &Node) -> Vec<Condition> {
+    let Some(list) = status.get("conditions").and_then(Node::as_seq) else {
         return Vec::new();
     };
     let field = |n: &Node, k: &str| {

@@ -2,6 +2,7 @@
 
 pub mod common;
 pub mod extensions;
+pub mod gateway_api;
 pub mod kube;
 pub mod networking;
 pub mod security;

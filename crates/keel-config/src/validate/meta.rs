@@ -6,9 +6,15 @@ use crate::resource::Resource;
 
 pub fn validate_meta(r: &Resource, v: &mut Validator) {
     if r.kind().spec_required() && r.origin.node.get("spec").is_none_or(|s| s.is_null()) {
+        let name = r.kind().name();
+        let article = if name.starts_with(['A', 'E', 'I', 'O', 'U']) || name.starts_with("HTTP") {
+            "an"
+        } else {
+            "a"
+        };
         v.error_at(
             "spec",
-            format!("Required value: a {} needs a spec", r.kind()),
+            format!("Required value: {article} {name} needs a spec"),
         );
     }
     v.field("metadata", |v| {

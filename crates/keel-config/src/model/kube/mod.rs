@@ -7,10 +7,11 @@
 //! server rejects but the mesh doesn't care about is at most a warning.
 
 #[macro_use]
-mod checks;
+pub(crate) mod checks;
 pub mod admission;
 pub mod core;
 pub mod endpoints;
+pub mod node;
 pub mod pod;
 pub mod protocol;
 pub mod secret;
@@ -21,6 +22,7 @@ pub mod workloads;
 pub use admission::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration, Webhook};
 pub use core::{ConfigMap, Namespace, ServiceAccount};
 pub use endpoints::{EndpointSlice, Endpoints};
+pub use node::Node;
 pub use pod::{Container, ContainerPort, PodSpec, PodTemplateMeta, PodTemplateSpec};
 pub use protocol::{MeshProtocol, Protocol, convert_protocol};
 pub use secret::Secret;
