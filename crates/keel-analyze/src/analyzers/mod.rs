@@ -25,6 +25,7 @@ mod service_portname;
 mod serviceentry;
 mod sidecar_selector;
 mod telemetry;
+mod util;
 mod util_an1;
 mod util_an2;
 mod util_sidecar;

@@ -119,22 +119,9 @@ pub fn resource_full_name(r: &Resource) -> String {
     full_name(&r.meta.namespace, &r.meta.name)
 }
 
-/// `labels.SelectorFromSet(set).String()`: `k1=v1,k2=v2` in key order, `""` when empty.
-pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
-    selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub use super::util::selector_string;
 
-/// `labels.SelectorFromSet(selector).Matches(labels)`; an empty selector matches everything.
-pub fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
+pub use super::util::selector_matches;
 
 /// A path segment for a map key: plain when it has no `.` or `[`, bracketed otherwise (Istio's
 /// field map uses keys verbatim, so `app.kubernetes.io/name` is one segment there too).

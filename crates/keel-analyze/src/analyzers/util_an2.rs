@@ -154,22 +154,9 @@ impl<'a> HostMap<'a> {
     }
 }
 
-/// A label set as Kubernetes prints `labels.SelectorFromSet(...)`: `k1=v1,k2=v2`, keys sorted.
-pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub use super::util::selector_string;
 
-/// Every pair of `selector` is in `labels` (an empty selector matches everything).
-pub fn labels_match(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
+pub use super::util::selector_matches as labels_match;
 
 /// A field path through a map key that may contain dots (`matchLabels[app.kubernetes.io/name]`).
 pub fn key_path(prefix: &str, key: &str) -> String {

@@ -2,31 +2,17 @@
 //! `sidecar.SelectorAnalyzer`; Telemetry's and AuthorizationPolicy's selector checks need the
 //! same ones.
 
-use std::collections::BTreeMap;
 
 use keel_config::Resource;
 
-/// k8s `labels.SelectorFromSet(set).String()`: `k1=v1,k2=v2`, keys sorted.
-pub(crate) fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub(crate) use super::util::selector_string;
 
 /// Istio's `util.ExtractLabelFromSelectorString`: the first label key of a selector string.
 pub(crate) fn first_selector_label(selector: &str) -> &str {
     selector.split('=').next().unwrap_or_default()
 }
 
-/// Whether every label of `selector` is on `labels` with the same value (an equality selector).
-pub(crate) fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
+pub(crate) use super::util::selector_matches;
 
 /// Istio's field path for a workload selector label, in the form Keel's paths read: a key
 /// with dots (`app.kubernetes.io/name`) is bracketed so it stays one segment.
