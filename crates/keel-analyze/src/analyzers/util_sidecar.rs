@@ -2,7 +2,6 @@
 //! `sidecar.SelectorAnalyzer`; Telemetry's and AuthorizationPolicy's selector checks need the
 //! same ones.
 
-
 use keel_config::Resource;
 
 pub(crate) use super::util::selector_string;
@@ -45,6 +44,8 @@ pub(crate) fn namespace_in_ambient_mode(ns: Option<&Resource>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
