@@ -1,5 +1,6 @@
 //! VirtualService and Gateway analyzers: Istio's analyzer test table (where its testdata is
 //! available locally) and Keel's own fixtures asserting full message text and line.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::path::PathBuf;
 

@@ -5,6 +5,7 @@
 //!
 //! Cases marked `gap` expect less than Istio does because Keel cannot read what the
 //! message needs; the reason is given and the upstream expectation kept beside it.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod an2_common;
 

@@ -1,6 +1,7 @@
 //! Keel's own fixtures for the destination-rule, service-entry, service, envoy-filter and
 //! condition analyzers: each message with its full text and line, and the cases that must
 //! stay quiet.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod an2_common;
 

@@ -2,6 +2,7 @@
 //! analyzers: each message with its full text and line, and the cases that must stay quiet.
 //! They also stand in for Istio's table cases whose testdata only exists upstream
 //! (service/deployment/pod/injection files).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod an2_common;
 

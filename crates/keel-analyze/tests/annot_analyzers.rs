@@ -1,6 +1,7 @@
 //! `annotations.K8sAnalyzer` (IST0107, IST0108, IST0125, IST0135): Istio's test table
 //! (`analyzers_test.go`: misannoted) over its testdata when `../shared/istio-samples` has the
 //! file, and Keel's own fixtures that always run.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::path::{Path, PathBuf};
 

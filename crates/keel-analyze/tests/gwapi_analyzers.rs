@@ -2,6 +2,7 @@
 //! (IST0166) over Istio's testdata when `../shared` is present, and Keel's own fixtures for
 //! IST0166, the Gateway API part of IST0171, node topology labels in IST0173, and kinds that
 //! share a name.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod an2_common;
 

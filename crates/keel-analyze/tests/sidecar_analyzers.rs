@@ -1,6 +1,7 @@
 //! `sidecar.SelectorAnalyzer` and `deprecation.DeprecationAnalyzer`: Istio's test tables
 //! (`analyzers_test.go`: sidecarDefaultSelector, sidecarSelector, deprecation) over its testdata
 //! when `../shared/istio-samples` is present, and Keel's own fixtures that always run.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::path::{Path, PathBuf};
 

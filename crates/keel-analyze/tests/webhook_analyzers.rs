@@ -5,6 +5,7 @@
 //! Istio's testdata is read from `../shared/istio-samples/...` (or the directory named by
 //! `KEEL_ANALYZER_TESTDATA`); rows whose files are missing are skipped with a note. Most of
 //! these rows' files are only in Istio's repository, not in the local sample set.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod webhook_common;
 

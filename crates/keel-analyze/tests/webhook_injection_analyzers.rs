@@ -1,6 +1,7 @@
 //! Keel's own fixtures for `injection.ImageAutoAnalyzer` and `injection.ImageAnalyzer`: each
 //! message with its full text and line, and the cases that must stay quiet. (Istio's tables
 //! for them are in `webhook_analyzers.rs`.)
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod webhook_common;
 

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `keel` binary: real process, real files, exit codes and output.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::path::PathBuf;
 

@@ -6,6 +6,7 @@
 //! and no validation), and PyYAML's `safe_load_all` when python3 has it.
 //!
 //! Run: `bench/config-parse.sh` (or `cargo bench -p keel-config --bench parse_validate`).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::time::Instant;
 

@@ -4,6 +4,7 @@
 //! - `pkg/config/validation/testdata/crds/*-invalid.yaml`: every document must be rejected
 //!   (its `_err` key is Istio's reason, printed beside ours).
 //! - `*-valid.yaml` and every sample under `samples/` and `istio.io/`: accepted, no errors.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::path::{Path, PathBuf};
 

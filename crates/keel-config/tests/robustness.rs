@@ -1,5 +1,6 @@
 //! No input makes the reader panic: random bytes, mutated real configuration, YAML bombs,
 //! deep nesting. (The cargo-fuzz target in `fuzz/` explores the same entry point further.)
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use keel_config::{LoadOptions, load_str, validate_resources};
 use proptest::prelude::*;

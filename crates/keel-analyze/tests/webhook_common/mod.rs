@@ -1,7 +1,7 @@
 //! Shared harness for the webhook and injection analyzer tests: load YAML as istioctl's test
 //! harness does (namespace-less objects stay namespace-less), add the default ingress objects,
 //! run one analyzer; and the webhook configurations several tests need.
-
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

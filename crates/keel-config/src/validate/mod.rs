@@ -133,4 +133,5 @@ pub trait Validate {
 }
 
 pub mod meta;
+pub mod net;
 pub mod policy;

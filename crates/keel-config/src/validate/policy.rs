@@ -35,11 +35,11 @@ const TARGET_KIND_PATTERN: &str = r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$";
 /// The CRD schema of `istio.type.v1beta1.PolicyTargetReference` (one `targetRef`, or one
 /// item of `targetRefs`): kind and name required, group and kind patterns, no namespace.
 pub fn validate_target_ref_schema(v: &mut Validator, r: &PolicyTargetReference) {
-    static GROUP: OnceLock<Regex> = OnceLock::new();
-    static KIND: OnceLock<Regex> = OnceLock::new();
+    static GROUP: OnceLock<Option<Regex>> = OnceLock::new();
+    static KIND: OnceLock<Option<Regex>> = OnceLock::new();
     if r.group.len() > 253 {
         v.error_at("group", "Too long: may not be longer than 253");
-    } else if !re(&GROUP, TARGET_GROUP_PATTERN).is_match(&r.group) {
+    } else if !matches(&GROUP, TARGET_GROUP_PATTERN, &r.group) {
         v.error_at(
             "group",
             format!("in body should match '{TARGET_GROUP_PATTERN}': use an API group such as gateway.networking.k8s.io, or \"\" for core"),
@@ -52,7 +52,7 @@ pub fn validate_target_ref_schema(v: &mut Validator, r: &PolicyTargetReference) 
         );
     } else if r.kind.len() > 63 {
         v.error_at("kind", "Too long: may not be longer than 63");
-    } else if !re(&KIND, TARGET_KIND_PATTERN).is_match(&r.kind) {
+    } else if !matches(&KIND, TARGET_KIND_PATTERN, &r.kind) {
         v.error_at(
             "kind",
             format!("in body should match '{TARGET_KIND_PATTERN}'"),

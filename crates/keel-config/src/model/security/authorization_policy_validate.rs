@@ -477,11 +477,10 @@ fn check_service_accounts(v: &mut Validator, name: &str, values: &[String]) {
 /// `security.CheckValidPathTemplate`: `{*}` matches one segment and `{**}` the rest; no
 /// other braces, `{**}` last among the templates, and plain segments must be RFC 3986 pchars.
 fn check_path_templates(v: &mut Validator, name: &str, paths: &[String]) {
-    static LITERAL: OnceLock<Regex> = OnceLock::new();
-    let literal = LITERAL.get_or_init(|| {
-        Regex::new(r"^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$")
-            .unwrap_or_else(|_| Regex::new("$^").expect("trivial regex"))
-    });
+    static LITERAL: OnceLock<Option<Regex>> = OnceLock::new();
+    let literal_ok = |s: &str| {
+        crate::validate::common::matches(&LITERAL, r"^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$", s)
+    };
     for (i, path) in paths.iter().enumerate() {
         let template = path.contains("{*}") || path.contains("{**}");
         let trimmed = path.trim_matches('/');
@@ -501,7 +500,7 @@ fn check_path_templates(v: &mut Validator, name: &str, paths: &[String]) {
                     problem =
                         Some("Contains '{' or '}' beyond a supported path template".to_string());
                 }
-                _ if template && !literal.is_match(glob) => {
+                _ if template && !literal_ok(glob) => {
                     problem = Some(format!(
                         "Contains segment {glob} with invalid string literal"
                     ));

@@ -123,13 +123,11 @@ fn validate_jwks_uri(v: &mut Validator, uri: &str) {
 }
 
 fn validate_claim_to_header(v: &mut Validator, header: &str, claim: &str) {
-    static HEADER: OnceLock<Regex> = OnceLock::new();
-    let pattern = HEADER.get_or_init(|| {
-        Regex::new("^[-_A-Za-z0-9]+$").unwrap_or_else(|_| Regex::new("$^").expect("trivial"))
-    });
+    static HEADER: OnceLock<Option<Regex>> = OnceLock::new();
+    let header_ok = |h: &str| crate::validate::common::matches(&HEADER, "^[-_A-Za-z0-9]+$", h);
     if header.is_empty() {
         v.error_at("header", "in body should be at least 1 chars long: outputClaimToHeaders header and claim value must be non-empty string");
-    } else if !pattern.is_match(header) {
+    } else if !header_ok(header) {
         v.error_at(
             "header",
             format!("in body should match '^[-_A-Za-z0-9]+$': header name {header} is not a valid header name"),
