@@ -1,0 +1,1 @@
+//! Load balancing over a cluster's endpoints (being written).

@@ -1,0 +1,2 @@
+//! The `keel-proxy` binary.
+fn main() {}

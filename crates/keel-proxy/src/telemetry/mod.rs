@@ -1,0 +1,1 @@
+//! Istio's standard metrics and access logs (being written).

@@ -1,0 +1,172 @@
+//! A gateway's snapshot: one listener per Gateway server port, HTTP routes from the
+//! VirtualServices bound to those Gateways, TCP and TLS-passthrough routes likewise.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use keel_config::model::networking::gateway::Gateway;
+use keel_config::model::networking::gateway::Server;
+use keel_config::{Resource, Spec};
+
+use super::registry::Registry;
+use super::routes::{Binding, RouteBuilder};
+use super::{Warning, host_within, hosts_overlap};
+use crate::listener::{Listener, ListenerKind, ListenerProtocol};
+use crate::route::{RouteTable, VirtualHost};
+use crate::Snapshot;
+
+/// Which gateway to build and where it listens.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Address the server ports are bound on (Istio's gateways bind all interfaces).
+    pub bind: IpAddr,
+    /// `namespace/name` of the Gateways to serve; empty serves every Gateway read.
+    pub gateways: Vec<String>,
+    /// Shown in `/config_dump`.
+    pub version: String,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions { bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED), gateways: Vec::new(), version: String::new() }
+    }
+}
+
+/// The result: the snapshot, and what the user should know about it.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<Warning>,
+}
+
+struct ServerRef<'a> {
+    gateway: String,
+    namespace: &'a str,
+    server: &'a Server,
+}
+
+/// Compiles the gateway's snapshot.
+pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
+    let registry = Registry::build(resources);
+    let mut b = RouteBuilder::new(&registry, resources);
+    let mut by_port: BTreeMap<u16, Vec<ServerRef<'_>>> = BTreeMap::new();
+    for r in resources {
+        let Spec::Gateway(g) = &r.spec else { continue };
+        let full = format!("{}/{}", r.namespace(), r.name());
+        if !opts.gateways.is_empty() && !opts.gateways.contains(&full) {
+            continue;
+        }
+        add_servers(&mut by_port, &mut b.warnings, r, g, &full);
+    }
+    let vses: Vec<(&Resource, &keel_config::model::networking::VirtualService)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::VirtualService(v) => Some((r, &**v)),
+            _ => None,
+        })
+        .collect();
+
+    let mut listeners = Vec::new();
+    for (port, servers) in &by_port {
+        let gateways: Vec<String> = dedup(servers.iter().map(|s| s.gateway.clone()).collect());
+        let binding = Binding { gateways: gateways.clone(), port: *port };
+        let protocol = listener_protocol(servers);
+        let mut listener = Listener {
+            name: format!("{}_{port}", opts.bind),
+            address: SocketAddr::new(opts.bind, *port),
+            kind: ListenerKind::Gateway { gateways: gateways.clone() },
+            protocol,
+            http: None,
+            tls: Vec::new(),
+            tcp: Vec::new(),
+        };
+        for (r, v) in &vses {
+            if !binding.selected_by(&v.gateways, r.namespace()) {
+                continue;
+            }
+            let domains = bound_hosts(v, r.namespace(), servers);
+            if domains.is_empty() {
+                continue;
+            }
+            match protocol {
+                ListenerProtocol::Http | ListenerProtocol::Auto => {
+                    let routes = b.http_routes(r, v, &binding);
+                    if routes.is_empty() {
+                        continue;
+                    }
+                    let table = listener.http.get_or_insert_with(RouteTable::default);
+                    table.virtual_hosts.push(VirtualHost { name: format!("{}/{}", r.namespace(), r.name()), domains, routes });
+                }
+                ListenerProtocol::TlsPassthrough => listener.tls.extend(b.tls_routes(r, v, &binding)),
+                ListenerProtocol::Tcp => listener.tcp.extend(b.tcp_routes(r, v, &binding)),
+            }
+        }
+        if protocol == ListenerProtocol::Http && listener.http.is_none() {
+            listener.http = Some(RouteTable::default());
+        }
+        listeners.push(listener);
+    }
+    Compiled {
+        snapshot: Snapshot { version: opts.version.clone(), listeners, clusters: b.clusters },
+        warnings: b.warnings,
+    }
+}
+
+fn add_servers<'a>(by_port: &mut BTreeMap<u16, Vec<ServerRef<'a>>>, warnings: &mut Vec<Warning>, r: &'a Resource, g: &'a Gateway, full: &str) {
+    for s in &g.servers {
+        let Some(port) = &s.port else { continue };
+        let proto = port.protocol.to_ascii_uppercase();
+        let terminates_tls = matches!(proto.as_str(), "HTTPS" | "TLS")
+            && s.tls.as_ref().is_some_and(|t| !matches!(t.mode, keel_config::model::networking::gateway::TlsMode::Passthrough | keel_config::model::networking::gateway::TlsMode::AutoPassthrough));
+        if terminates_tls {
+            warnings.push(Warning {
+                resource: format!("Gateway {full}"),
+                message: format!("server port {} terminates TLS, which keel-proxy does not do yet; the port is not served", port.number),
+            });
+            continue;
+        }
+        by_port.entry(port.number as u16).or_default().push(ServerRef { gateway: full.to_string(), namespace: r.namespace(), server: s });
+    }
+}
+
+fn listener_protocol(servers: &[ServerRef<'_>]) -> ListenerProtocol {
+    let protos: Vec<String> = servers.iter().filter_map(|s| s.server.port.as_ref()).map(|p| p.protocol.to_ascii_uppercase()).collect();
+    if protos.iter().all(|p| matches!(p.as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB")) {
+        ListenerProtocol::Http
+    } else if protos.iter().all(|p| matches!(p.as_str(), "HTTPS" | "TLS")) {
+        ListenerProtocol::TlsPassthrough
+    } else {
+        ListenerProtocol::Tcp
+    }
+}
+
+/// The VirtualService's hosts that the servers expose to its namespace: a VS host within a
+/// server host is kept as is; a server host within a wider VS host (`*`) is used instead.
+fn bound_hosts(v: &keel_config::model::networking::VirtualService, vs_ns: &str, servers: &[ServerRef<'_>]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in servers {
+        for h in &s.server.hosts {
+            let (ns, host) = h.split_once('/').unwrap_or(("*", h.as_str()));
+            let visible = ns == "*" || (ns == "." && vs_ns == s.namespace) || ns == vs_ns;
+            if !visible {
+                continue;
+            }
+            let host = host.to_ascii_lowercase();
+            for vh in &v.hosts {
+                let vh = vh.to_ascii_lowercase();
+                if host_within(&vh, &host) {
+                    out.push(vh);
+                } else if hosts_overlap(&vh, &host) {
+                    out.push(host.clone());
+                }
+            }
+        }
+    }
+    dedup(out)
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+    v
+}

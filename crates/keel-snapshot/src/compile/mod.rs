@@ -1,0 +1,74 @@
+//! Istio resources → [`Snapshot`](crate::Snapshot).
+//!
+//! - [`registry`]: the services and their endpoints (ServiceEntry, WorkloadEntry, Kubernetes
+//!   Service + Endpoints/EndpointSlice).
+//! - [`policy`]: DestinationRules: which applies to a host, subsets, the merged traffic policy.
+//! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
+//! - [`gateway`]: a gateway's listeners from Gateway servers.
+
+pub mod gateway;
+pub mod policy;
+pub mod registry;
+pub mod routes;
+
+/// The Kubernetes cluster domain Istio assumes.
+pub const DEFAULT_DOMAIN: &str = "cluster.local";
+
+/// A problem found while compiling that the proxy can run without (reported to the user,
+/// e.g. a route to a host that is in no registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// `Kind namespace/name` of the resource concerned.
+    pub resource: String,
+    pub message: String,
+}
+
+/// `reviews` in namespace `default` → `reviews.default.svc.cluster.local`; names with a dot
+/// and wildcards stay as written (Istio's `ResolveShortnameToFQDN`).
+pub fn fqdn(host: &str, namespace: &str, domain: &str) -> String {
+    if host.contains('.') || host.starts_with('*') || namespace.is_empty() {
+        host.to_ascii_lowercase()
+    } else {
+        format!("{}.{namespace}.svc.{domain}", host.to_ascii_lowercase())
+    }
+}
+
+/// Istio host matching: `a` and `b` name overlapping sets (either may be a `*.` wildcard).
+pub fn hosts_overlap(a: &str, b: &str) -> bool {
+    if a == "*" || b == "*" {
+        return true;
+    }
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(sa), Some(sb)) => sa.ends_with(sb) || sb.ends_with(sa),
+        (Some(sa), None) => b.ends_with(sa),
+        (None, Some(sb)) => a.ends_with(sb),
+        (None, None) => a.eq_ignore_ascii_case(b),
+    }
+}
+
+/// `narrow` is within `wide` (`foo.example.com` within `*.example.com`, anything within `*`).
+pub fn host_within(narrow: &str, wide: &str) -> bool {
+    if wide == "*" {
+        return true;
+    }
+    match wide.strip_prefix('*') {
+        Some(suffix) => narrow.ends_with(suffix),
+        None => narrow.eq_ignore_ascii_case(wide),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(fqdn("reviews", "default", DEFAULT_DOMAIN), "reviews.default.svc.cluster.local");
+        assert_eq!(fqdn("api.example.com", "default", DEFAULT_DOMAIN), "api.example.com");
+        assert!(hosts_overlap("*.example.com", "a.example.com"));
+        assert!(hosts_overlap("*", "a"));
+        assert!(!hosts_overlap("a.example.com", "b.example.com"));
+        assert!(host_within("a.example.com", "*.example.com"));
+        assert!(!host_within("*.example.com", "a.example.com"));
+    }
+}

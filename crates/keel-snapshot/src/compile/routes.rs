@@ -1,0 +1,379 @@
+//! VirtualService routes → snapshot routes, creating the clusters they forward to.
+
+use std::collections::BTreeMap;
+
+use keel_config::model::networking::virtual_service::{
+    self as vs, Destination, HttpMatchRequest, VirtualService,
+};
+use keel_config::types::StringMatch;
+use keel_config::{Resource, Spec};
+
+use super::policy::{Policies, lb_policy, merged_policy, subset};
+use super::registry::Registry;
+use super::{DEFAULT_DOMAIN, Warning, fqdn};
+use crate::cluster::{Cluster, UpstreamProtocol};
+use crate::route::{
+    HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite, RouteAction,
+    RoutePolicy, StringMatcher, TcpRoute, TlsRoute, WeightedCluster,
+};
+
+/// Where routes are being compiled for: decides which `gateways` names apply.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// `namespace/name` of the gateways served, or `mesh` for sidecars.
+    pub gateways: Vec<String>,
+    pub port: u16,
+}
+
+impl Binding {
+    /// Whether a `gateways` list (of a VirtualService or a match) selects this binding; names
+    /// without a namespace are in `namespace`. An empty list means `mesh`.
+    pub fn selected_by(&self, list: &[String], namespace: &str) -> bool {
+        let list: Vec<String> = if list.is_empty() { vec!["mesh".to_string()] } else { list.to_vec() };
+        list.iter().any(|g| {
+            let full = if g == "mesh" || g.contains('/') { g.clone() } else { format!("{namespace}/{g}") };
+            self.gateways.contains(&full)
+        })
+    }
+}
+
+/// Builds routes and the clusters they need.
+pub struct RouteBuilder<'a> {
+    pub registry: &'a Registry,
+    pub policies: Policies<'a>,
+    pub resources: &'a [Resource],
+    pub clusters: BTreeMap<String, Cluster>,
+    pub warnings: Vec<Warning>,
+}
+
+impl<'a> RouteBuilder<'a> {
+    pub fn new(registry: &'a Registry, resources: &'a [Resource]) -> Self {
+        RouteBuilder { registry, policies: Policies::build(resources), resources, clusters: BTreeMap::new(), warnings: Vec::new() }
+    }
+
+    /// The cluster for a destination, created on first use. `None` when the host is in no
+    /// registry (the route still exists; the proxy answers 503 NC naming the host).
+    pub fn cluster(&mut self, d: &Destination, namespace: &str, listener_port: u16, origin: &str) -> String {
+        let host = fqdn(&d.host, namespace, DEFAULT_DOMAIN);
+        let service = self.registry.get(&host);
+        let port = match (d.port, service) {
+            (Some(p), _) => p.number as u16,
+            (None, Some(s)) if s.ports.len() == 1 => s.ports[0].number,
+            (None, Some(s)) if s.port(listener_port).is_some() => listener_port,
+            (None, Some(s)) => s.ports.first().map_or(listener_port, |p| p.number),
+            (None, None) => listener_port,
+        };
+        let name = crate::cluster_name("outbound", port, &d.subset, &host);
+        if self.clusters.contains_key(&name) {
+            return name;
+        }
+        let Some(service) = service else {
+            self.warnings.push(Warning {
+                resource: origin.to_string(),
+                message: format!("destination host \"{host}\" is in no ServiceEntry or Service; requests to it get 503 NC"),
+            });
+            return name;
+        };
+        let dr = self.policies.for_host(&host);
+        let sub = subset(dr, &d.subset);
+        if !d.subset.is_empty() && sub.is_none() {
+            self.warnings.push(Warning {
+                resource: origin.to_string(),
+                message: format!("subset \"{}\" of host \"{host}\" is in no DestinationRule; requests to it get 503 UH", d.subset),
+            });
+        }
+        let policy = merged_policy(dr, sub, port);
+        let (lb, locality_lb) = lb_policy(policy.as_ref());
+        let sport = service.port(port).cloned();
+        let mut endpoints = sport.as_ref().map(|p| service.endpoints(p)).unwrap_or_default();
+        if !d.subset.is_empty() {
+            let labels = sub.map(|s| s.labels.clone()).unwrap_or_default();
+            // An unknown subset selects nothing (Istio: no such cluster, so no endpoints).
+            endpoints.retain(|e| sub.is_some() && labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)));
+        }
+        let protocol = match sport.as_ref().map(|p| p.protocol.as_str()) {
+            Some("HTTP2" | "GRPC" | "GRPC-WEB") => UpstreamProtocol::Http2,
+            Some("HTTP") => UpstreamProtocol::Http1,
+            Some("TCP" | "TLS" | "MONGO" | "MYSQL" | "REDIS") => UpstreamProtocol::Tcp,
+            _ => UpstreamProtocol::SameAsDownstream,
+        };
+        let cluster = Cluster {
+            name: name.clone(),
+            service: host.clone(),
+            port,
+            subset: d.subset.clone(),
+            namespace: service.namespace.clone(),
+            lb: if service.passthrough { crate::LbPolicy::Passthrough } else { lb },
+            locality_lb,
+            protocol,
+            endpoints,
+            traffic_policy: policy,
+        };
+        self.clusters.insert(name.clone(), cluster);
+        name
+    }
+
+    /// The HTTP routes of a VirtualService for a binding (delegates inlined).
+    pub fn http_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<HttpRoute> {
+        let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
+        let mut out = Vec::new();
+        for (i, h) in v.http.iter().enumerate() {
+            let matches = self.matches(&h.r#match, r.namespace(), binding);
+            if matches.is_none() {
+                continue;
+            }
+            let matches = matches.unwrap_or_default();
+            if let Some(d) = &h.delegate {
+                let ns = if d.namespace.is_empty() { r.namespace() } else { &d.namespace };
+                let Some((dr, dv)) = self.find_vs(&d.name, ns) else {
+                    self.warnings.push(Warning { resource: origin.clone(), message: format!("delegate VirtualService {ns}/{} not found; its routes are skipped", d.name) });
+                    continue;
+                };
+                for mut route in self.http_routes(dr, dv, binding) {
+                    route.matches = merge_matches(&matches, &route.matches);
+                    out.push(route);
+                }
+                continue;
+            }
+            let name = if h.name.is_empty() { format!("{}.{}.{i}", r.namespace(), r.name()) } else { h.name.clone() };
+            out.push(self.http_route(r, h, name, matches, binding, &origin));
+        }
+        out
+    }
+
+    fn find_vs(&self, name: &str, namespace: &str) -> Option<(&'a Resource, &'a VirtualService)> {
+        self.resources.iter().find_map(|r| match &r.spec {
+            Spec::VirtualService(v) if r.name() == name && r.namespace() == namespace => Some((r, &**v)),
+            _ => None,
+        })
+    }
+
+    fn http_route(&mut self, r: &Resource, h: &vs::HttpRoute, name: String, matches: Vec<RequestMatch>, binding: &Binding, origin: &str) -> HttpRoute {
+        let action = if let Some(rd) = &h.redirect {
+            RouteAction::Redirect(redirect(rd))
+        } else if let Some(dr) = &h.direct_response {
+            RouteAction::DirectResponse {
+                status: dr.status as u16,
+                body: dr.body.as_ref().and_then(|b| b.string.clone().or_else(|| b.bytes.clone())),
+            }
+        } else {
+            let single = h.route.len() == 1;
+            let clusters = h
+                .route
+                .iter()
+                .filter_map(|d| {
+                    let dest = d.destination.as_ref()?;
+                    Some(WeightedCluster {
+                        cluster: self.cluster(dest, r.namespace(), binding.port, origin),
+                        weight: if single && d.weight == 0 { 100 } else { d.weight.max(0) as u32 },
+                        request_headers: header_ops(d.headers.as_ref().and_then(|x| x.request.as_ref())),
+                        response_headers: header_ops(d.headers.as_ref().and_then(|x| x.response.as_ref())),
+                    })
+                })
+                .collect();
+            RouteAction::Forward { clusters, rewrite: h.rewrite.as_ref().map(rewrite) }
+        };
+        let mirrors = h
+            .mirrors
+            .iter()
+            .filter_map(|m| Some((m.destination.as_ref()?, m.percentage.map_or(100.0, |p| p.value))))
+            .map(|(d, p)| (d.clone(), p))
+            .chain(h.mirror.iter().map(|d| {
+                let pct = h.mirror_percentage.map(|p| p.value).or(h.mirror_percent.map(f64::from)).or(h.mirror_percent_snake.map(f64::from)).unwrap_or(100.0);
+                (d.clone(), pct)
+            }))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(d, p)| (self.cluster(&d, r.namespace(), binding.port, origin), p))
+            .collect::<Vec<_>>();
+        let policy = if h.timeout.is_some() || h.retries.is_some() || h.fault.is_some() || !mirrors.is_empty() {
+            Some(RoutePolicy { timeout: h.timeout, retries: h.retries.clone(), fault: h.fault.clone(), mirrors })
+        } else {
+            None
+        };
+        HttpRoute {
+            name,
+            matches,
+            action,
+            request_headers: header_ops(h.headers.as_ref().and_then(|x| x.request.as_ref())),
+            response_headers: header_ops(h.headers.as_ref().and_then(|x| x.response.as_ref())),
+            cors: h.cors_policy.clone(),
+            policy,
+        }
+    }
+
+    /// The matches that apply to the binding. `None` when every match names other gateways
+    /// (the route does not exist here); `Some(vec![])` matches everything.
+    fn matches(&self, ms: &[HttpMatchRequest], namespace: &str, binding: &Binding) -> Option<Vec<RequestMatch>> {
+        if ms.is_empty() {
+            return Some(Vec::new());
+        }
+        let kept: Vec<RequestMatch> = ms
+            .iter()
+            .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, namespace))
+            .map(request_match)
+            .collect();
+        if kept.is_empty() { None } else { Some(kept) }
+    }
+
+    /// TCP routes of a VirtualService for a binding.
+    pub fn tcp_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<TcpRoute> {
+        let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
+        let mut out = Vec::new();
+        for (i, t) in v.tcp.iter().enumerate() {
+            let matches: Vec<L4Match> = t
+                .r#match
+                .iter()
+                .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace()))
+                .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
+                .map(|m| L4Match {
+                    sni_hosts: Vec::new(),
+                    destination_subnets: m.destination_subnets.clone(),
+                    port: (m.port != 0).then_some(m.port as u16),
+                    source_labels: m.source_labels.clone(),
+                    source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
+                })
+                .collect();
+            if !t.r#match.is_empty() && matches.is_empty() {
+                continue;
+            }
+            let clusters = self.weighted(&t.route, r.namespace(), binding.port, &origin);
+            out.push(TcpRoute { name: format!("{}.{}.tcp.{i}", r.namespace(), r.name()), matches, clusters });
+        }
+        out
+    }
+
+    /// TLS (SNI) routes of a VirtualService for a binding.
+    pub fn tls_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<TlsRoute> {
+        let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
+        let mut out = Vec::new();
+        for (i, t) in v.tls.iter().enumerate() {
+            let matches: Vec<L4Match> = t
+                .r#match
+                .iter()
+                .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace()))
+                .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
+                .map(|m| L4Match {
+                    sni_hosts: m.sni_hosts.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                    destination_subnets: m.destination_subnets.clone(),
+                    port: (m.port != 0).then_some(m.port as u16),
+                    source_labels: m.source_labels.clone(),
+                    source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
+                })
+                .collect();
+            if matches.is_empty() {
+                continue;
+            }
+            let clusters = self.weighted(&t.route, r.namespace(), binding.port, &origin);
+            out.push(TlsRoute { name: format!("{}.{}.tls.{i}", r.namespace(), r.name()), matches, clusters });
+        }
+        out
+    }
+
+    fn weighted(&mut self, routes: &[vs::RouteDestination], namespace: &str, port: u16, origin: &str) -> Vec<WeightedCluster> {
+        let single = routes.len() == 1;
+        routes
+            .iter()
+            .filter_map(|d| {
+                let dest = d.destination.as_ref()?;
+                Some(WeightedCluster {
+                    cluster: self.cluster(dest, namespace, port, origin),
+                    weight: if single && d.weight == 0 { 100 } else { d.weight.max(0) as u32 },
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+}
+
+fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
+    if let Some(e) = &m.exact {
+        Some(StringMatcher::Exact(e.clone()))
+    } else if let Some(p) = &m.prefix {
+        Some(StringMatcher::Prefix(p.clone()))
+    } else {
+        m.regex.as_ref().map(|r| StringMatcher::Regex(r.clone()))
+    }
+}
+
+fn request_match(m: &HttpMatchRequest) -> RequestMatch {
+    let mut headers: Vec<HeaderMatcher> = m
+        .headers
+        .iter()
+        .map(|(k, v)| HeaderMatcher { name: k.to_ascii_lowercase(), matcher: string_matcher(v), invert: false })
+        .collect();
+    headers.extend(
+        m.without_headers
+            .iter()
+            .map(|(k, v)| HeaderMatcher { name: k.to_ascii_lowercase(), matcher: string_matcher(v), invert: true }),
+    );
+    RequestMatch {
+        name: m.name.clone(),
+        uri: m.uri.as_ref().and_then(string_matcher),
+        scheme: m.scheme.as_ref().and_then(string_matcher),
+        method: m.method.as_ref().and_then(string_matcher),
+        authority: m.authority.as_ref().and_then(string_matcher),
+        headers,
+        query_params: m.query_params.iter().map(|(k, v)| (k.clone(), string_matcher(v))).collect(),
+        port: (m.port != 0).then_some(m.port as u16),
+        ignore_uri_case: m.ignore_uri_case,
+        source_labels: m.source_labels.clone(),
+        source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
+    }
+}
+
+/// A delegate's matches within its root's: each pair combined, the delegate's fields taking
+/// precedence and header conditions adding up (Istio requires delegates to narrow the root).
+fn merge_matches(root: &[RequestMatch], delegate: &[RequestMatch]) -> Vec<RequestMatch> {
+    match (root.is_empty(), delegate.is_empty()) {
+        (true, _) => delegate.to_vec(),
+        (false, true) => root.to_vec(),
+        (false, false) => {
+            let mut out = Vec::new();
+            for r in root {
+                for d in delegate {
+                    let mut m = d.clone();
+                    m.uri = d.uri.clone().or_else(|| r.uri.clone());
+                    m.scheme = d.scheme.clone().or_else(|| r.scheme.clone());
+                    m.method = d.method.clone().or_else(|| r.method.clone());
+                    m.authority = d.authority.clone().or_else(|| r.authority.clone());
+                    m.port = d.port.or(r.port);
+                    m.headers = r.headers.iter().chain(&d.headers).cloned().collect();
+                    m.query_params = r.query_params.iter().chain(&d.query_params).cloned().collect();
+                    m.ignore_uri_case = d.ignore_uri_case || r.ignore_uri_case;
+                    out.push(m);
+                }
+            }
+            out
+        }
+    }
+}
+
+fn header_ops(h: Option<&vs::HeaderOperations>) -> HeaderOps {
+    let Some(h) = h else { return HeaderOps::default() };
+    HeaderOps {
+        set: h.set.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+        add: h.add.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+        remove: h.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
+}
+
+fn rewrite(w: &vs::HttpRewrite) -> Rewrite {
+    Rewrite {
+        uri: (!w.uri.is_empty()).then(|| w.uri.clone()),
+        authority: (!w.authority.is_empty()).then(|| w.authority.clone()),
+        uri_regex: w.uri_regex_rewrite.as_ref().map(|r| (r.r#match.clone(), r.rewrite.clone())),
+    }
+}
+
+fn redirect(r: &vs::HttpRedirect) -> Redirect {
+    use keel_config::model::networking::virtual_service::RedirectPortSelection;
+    Redirect {
+        uri: (!r.uri.is_empty()).then(|| r.uri.clone()),
+        authority: (!r.authority.is_empty()).then(|| r.authority.clone()),
+        port: r.port.map(|p| p as u16),
+        port_from_request: r.derive_port == Some(RedirectPortSelection::FromRequestPort),
+        scheme: (!r.scheme.is_empty()).then(|| r.scheme.clone()),
+        code: if r.redirect_code == 0 { 301 } else { r.redirect_code as u16 },
+    }
+}

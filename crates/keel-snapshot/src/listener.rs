@@ -1,0 +1,53 @@
+//! Listeners: where the proxy accepts connections and what it does with them.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::route::{RouteTable, TcpRoute, TlsRoute};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listener {
+    /// Unique within the snapshot (`0.0.0.0_8080`, `virtualOutbound`, `virtualInbound`).
+    pub name: String,
+    pub address: SocketAddr,
+    pub kind: ListenerKind,
+    pub protocol: ListenerProtocol,
+    /// HTTP routing (for `Http` and `Auto` listeners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<RouteTable>,
+    /// Routing of unterminated TLS by SNI, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsRoute>,
+    /// Routing of opaque TCP, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// What role a listener plays; it decides defaults such as which `gateways` names match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// A gateway server port; `gateways` are the `namespace/name`s of the Gateways whose
+    /// servers it serves.
+    Gateway { gateways: Vec<String> },
+    /// The sidecar's outbound capture listener (15001) or a per-service outbound port: routes
+    /// bound to the `mesh` gateway apply.
+    SidecarOutbound,
+    /// The sidecar's inbound listener (15006): traffic for the local workload.
+    SidecarInbound,
+}
+
+/// How the first bytes of a connection are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 or HTTP/2 (h2c prior knowledge or upgrade), declared.
+    Http,
+    /// Opaque TCP, declared: never sniffed, so server-first protocols don't stall.
+    Tcp,
+    /// TLS passed through unterminated, routed by SNI.
+    TlsPassthrough,
+    /// Unknown: sniff the first bytes (HTTP, TLS or else TCP) within the detection timeout.
+    Auto,
+}
