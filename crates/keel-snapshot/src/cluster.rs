@@ -77,7 +77,11 @@ pub enum LbPolicy {
     Random,
     /// Forward to the address the caller asked for (original destination).
     Passthrough,
-    ConsistentHash { key: HashKey, maglev: bool, table_size: u64 },
+    ConsistentHash {
+        key: HashKey,
+        maglev: bool,
+        table_size: u64,
+    },
 }
 
 /// What a consistent hash is computed from.
@@ -86,7 +90,11 @@ pub enum LbPolicy {
 pub enum HashKey {
     Header(String),
     /// Hash a cookie; when absent the proxy sets one with this path and TTL (seconds).
-    Cookie { name: String, path: String, ttl_secs: Option<u64> },
+    Cookie {
+        name: String,
+        path: String,
+        ttl_secs: Option<u64>,
+    },
     SourceIp,
     QueryParam(String),
 }

@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use cluster::{Cluster, Endpoint, EndpointAddress, HashKey, LbPolicy, LocalityLb, UpstreamProtocol};
+pub use cluster::{
+    Cluster, Endpoint, EndpointAddress, HashKey, LbPolicy, LocalityLb, UpstreamProtocol,
+};
 pub use listener::{Listener, ListenerKind, ListenerProtocol};
 pub use route::{
-    L4Match, RoutePolicy,
-    HeaderMatcher, HeaderOps, HttpRoute, Redirect, RequestMatch, Rewrite, RouteAction, RouteTable,
-    StringMatcher, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,
+    HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite, RouteAction,
+    RoutePolicy, RouteTable, StringMatcher, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,
 };
 
 /// Everything one proxy needs, as of one configuration version.

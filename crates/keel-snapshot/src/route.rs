@@ -66,14 +66,23 @@ pub struct RoutePolicy {
 #[serde(rename_all = "snake_case")]
 pub enum RouteAction {
     /// Forward to one of the weighted clusters.
-    Forward { clusters: Vec<WeightedCluster>, rewrite: Option<Rewrite> },
+    Forward {
+        clusters: Vec<WeightedCluster>,
+        rewrite: Option<Rewrite>,
+    },
     Redirect(Redirect),
-    DirectResponse { status: u16, body: Option<String> },
+    DirectResponse {
+        status: u16,
+        body: Option<String>,
+    },
 }
 
 impl Default for RouteAction {
     fn default() -> Self {
-        RouteAction::DirectResponse { status: 404, body: None }
+        RouteAction::DirectResponse {
+            status: 404,
+            body: None,
+        }
     }
 }
 

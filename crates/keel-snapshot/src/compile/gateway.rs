@@ -11,9 +11,9 @@ use keel_config::{Resource, Spec};
 use super::registry::Registry;
 use super::routes::{Binding, RouteBuilder};
 use super::{Warning, host_within, hosts_overlap};
+use crate::Snapshot;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{RouteTable, VirtualHost};
-use crate::Snapshot;
 
 /// Which gateway to build and where it listens.
 #[derive(Debug, Clone)]
@@ -28,7 +28,11 @@ pub struct GatewayOptions {
 
 impl Default for GatewayOptions {
     fn default() -> Self {
-        GatewayOptions { bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED), gateways: Vec::new(), version: String::new() }
+        GatewayOptions {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            gateways: Vec::new(),
+            version: String::new(),
+        }
     }
 }
 
@@ -69,12 +73,17 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
     let mut listeners = Vec::new();
     for (port, servers) in &by_port {
         let gateways: Vec<String> = dedup(servers.iter().map(|s| s.gateway.clone()).collect());
-        let binding = Binding { gateways: gateways.clone(), port: *port };
+        let binding = Binding {
+            gateways: gateways.clone(),
+            port: *port,
+        };
         let protocol = listener_protocol(servers);
         let mut listener = Listener {
             name: format!("{}_{port}", opts.bind),
             address: SocketAddr::new(opts.bind, *port),
-            kind: ListenerKind::Gateway { gateways: gateways.clone() },
+            kind: ListenerKind::Gateway {
+                gateways: gateways.clone(),
+            },
             protocol,
             http: None,
             tls: Vec::new(),
@@ -95,9 +104,15 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
                         continue;
                     }
                     let table = listener.http.get_or_insert_with(RouteTable::default);
-                    table.virtual_hosts.push(VirtualHost { name: format!("{}/{}", r.namespace(), r.name()), domains, routes });
+                    table.virtual_hosts.push(VirtualHost {
+                        name: format!("{}/{}", r.namespace(), r.name()),
+                        domains,
+                        routes,
+                    });
                 }
-                ListenerProtocol::TlsPassthrough => listener.tls.extend(b.tls_routes(r, v, &binding)),
+                ListenerProtocol::TlsPassthrough => {
+                    listener.tls.extend(b.tls_routes(r, v, &binding))
+                }
                 ListenerProtocol::Tcp => listener.tcp.extend(b.tcp_routes(r, v, &binding)),
             }
         }
@@ -107,17 +122,33 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         listeners.push(listener);
     }
     Compiled {
-        snapshot: Snapshot { version: opts.version.clone(), listeners, clusters: b.clusters },
+        snapshot: Snapshot {
+            version: opts.version.clone(),
+            listeners,
+            clusters: b.clusters,
+        },
         warnings: b.warnings,
     }
 }
 
-fn add_servers<'a>(by_port: &mut BTreeMap<u16, Vec<ServerRef<'a>>>, warnings: &mut Vec<Warning>, r: &'a Resource, g: &'a Gateway, full: &str) {
+fn add_servers<'a>(
+    by_port: &mut BTreeMap<u16, Vec<ServerRef<'a>>>,
+    warnings: &mut Vec<Warning>,
+    r: &'a Resource,
+    g: &'a Gateway,
+    full: &str,
+) {
     for s in &g.servers {
         let Some(port) = &s.port else { continue };
         let proto = port.protocol.to_ascii_uppercase();
         let terminates_tls = matches!(proto.as_str(), "HTTPS" | "TLS")
-            && s.tls.as_ref().is_some_and(|t| !matches!(t.mode, keel_config::model::networking::gateway::TlsMode::Passthrough | keel_config::model::networking::gateway::TlsMode::AutoPassthrough));
+            && s.tls.as_ref().is_some_and(|t| {
+                !matches!(
+                    t.mode,
+                    keel_config::model::networking::gateway::TlsMode::Passthrough
+                        | keel_config::model::networking::gateway::TlsMode::AutoPassthrough
+                )
+            });
         if terminates_tls {
             warnings.push(Warning {
                 resource: format!("Gateway {full}"),
@@ -125,13 +156,27 @@ fn add_servers<'a>(by_port: &mut BTreeMap<u16, Vec<ServerRef<'a>>>, warnings: &m
             });
             continue;
         }
-        by_port.entry(port.number as u16).or_default().push(ServerRef { gateway: full.to_string(), namespace: r.namespace(), server: s });
+        by_port
+            .entry(port.number as u16)
+            .or_default()
+            .push(ServerRef {
+                gateway: full.to_string(),
+                namespace: r.namespace(),
+                server: s,
+            });
     }
 }
 
 fn listener_protocol(servers: &[ServerRef<'_>]) -> ListenerProtocol {
-    let protos: Vec<String> = servers.iter().filter_map(|s| s.server.port.as_ref()).map(|p| p.protocol.to_ascii_uppercase()).collect();
-    if protos.iter().all(|p| matches!(p.as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB")) {
+    let protos: Vec<String> = servers
+        .iter()
+        .filter_map(|s| s.server.port.as_ref())
+        .map(|p| p.protocol.to_ascii_uppercase())
+        .collect();
+    if protos
+        .iter()
+        .all(|p| matches!(p.as_str(), "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB"))
+    {
         ListenerProtocol::Http
     } else if protos.iter().all(|p| matches!(p.as_str(), "HTTPS" | "TLS")) {
         ListenerProtocol::TlsPassthrough
@@ -142,7 +187,11 @@ fn listener_protocol(servers: &[ServerRef<'_>]) -> ListenerProtocol {
 
 /// The VirtualService's hosts that the servers expose to its namespace: a VS host within a
 /// server host is kept as is; a server host within a wider VS host (`*`) is used instead.
-fn bound_hosts(v: &keel_config::model::networking::VirtualService, vs_ns: &str, servers: &[ServerRef<'_>]) -> Vec<String> {
+fn bound_hosts(
+    v: &keel_config::model::networking::VirtualService,
+    vs_ns: &str,
+    servers: &[ServerRef<'_>],
+) -> Vec<String> {
     let mut out = Vec::new();
     for s in servers {
         for h in &s.server.hosts {

@@ -63,8 +63,14 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(fqdn("reviews", "default", DEFAULT_DOMAIN), "reviews.default.svc.cluster.local");
-        assert_eq!(fqdn("api.example.com", "default", DEFAULT_DOMAIN), "api.example.com");
+        assert_eq!(
+            fqdn("reviews", "default", DEFAULT_DOMAIN),
+            "reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("api.example.com", "default", DEFAULT_DOMAIN),
+            "api.example.com"
+        );
         assert!(hosts_overlap("*.example.com", "a.example.com"));
         assert!(hosts_overlap("*", "a"));
         assert!(!hosts_overlap("a.example.com", "b.example.com"));

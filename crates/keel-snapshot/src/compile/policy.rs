@@ -19,7 +19,9 @@ impl<'a> Policies<'a> {
         let rules = resources
             .iter()
             .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => Some((fqdn(&dr.host, r.namespace(), DEFAULT_DOMAIN), r, &**dr)),
+                Spec::DestinationRule(dr) => {
+                    Some((fqdn(&dr.host, r.namespace(), DEFAULT_DOMAIN), r, &**dr))
+                }
                 _ => None,
             })
             .collect();
@@ -48,7 +50,11 @@ pub fn subset<'a>(dr: Option<&'a DestinationRule>, name: &str) -> Option<&'a Sub
 
 /// Istio's `MergeTrafficPolicy`: the subset's policy replaces the rule's field by field, and
 /// port-level settings (the subset's first) replace them for that port.
-pub fn merged_policy(dr: Option<&DestinationRule>, subset: Option<&Subset>, port: u16) -> Option<TrafficPolicy> {
+pub fn merged_policy(
+    dr: Option<&DestinationRule>,
+    subset: Option<&Subset>,
+    port: u16,
+) -> Option<TrafficPolicy> {
     let base = dr.and_then(|d| d.traffic_policy.clone());
     let sub = subset.and_then(|s| s.traffic_policy.clone());
     let mut merged = match (base.clone(), sub.clone()) {
@@ -108,19 +114,39 @@ fn simple_or_hash(lb: &LoadBalancerSettings) -> LbPolicy {
             HashKey::SourceIp
         };
         let (maglev, table_size) = match (&ch.maglev, &ch.ring_hash) {
-            (Some(m), _) => (true, if m.table_size == 0 { 65537 } else { m.table_size }),
-            (None, Some(r)) => (false, if r.minimum_ring_size == 0 { 1024 } else { r.minimum_ring_size }),
+            (Some(m), _) => (
+                true,
+                if m.table_size == 0 {
+                    65537
+                } else {
+                    m.table_size
+                },
+            ),
+            (None, Some(r)) => (
+                false,
+                if r.minimum_ring_size == 0 {
+                    1024
+                } else {
+                    r.minimum_ring_size
+                },
+            ),
             (None, None) if ch.minimum_ring_size > 0 => (false, ch.minimum_ring_size),
             // Istio's default for consistent hashing is a ring of 1024 entries.
             (None, None) => (false, 1024),
         };
-        return LbPolicy::ConsistentHash { key, maglev, table_size };
+        return LbPolicy::ConsistentHash {
+            key,
+            maglev,
+            table_size,
+        };
     }
     match lb.simple.unwrap_or_default() {
         SimpleLb::RoundRobin => LbPolicy::RoundRobin,
         SimpleLb::Random => LbPolicy::Random,
         SimpleLb::Passthrough => LbPolicy::Passthrough,
-        SimpleLb::Unspecified | SimpleLb::LeastConn | SimpleLb::LeastRequest => LbPolicy::LeastRequest,
+        SimpleLb::Unspecified | SimpleLb::LeastConn | SimpleLb::LeastRequest => {
+            LbPolicy::LeastRequest
+        }
     }
 }
 
@@ -134,8 +160,17 @@ fn locality(lb: &LoadBalancerSettings) -> Option<LocalityLb> {
         distribute: l
             .distribute
             .iter()
-            .map(|d| (d.from.clone(), d.to.iter().map(|(k, v)| (k.clone(), *v)).collect()))
+            .map(|d| {
+                (
+                    d.from.clone(),
+                    d.to.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                )
+            })
             .collect(),
-        failover: l.failover.iter().map(|f| (f.from.clone(), f.to.clone())).collect(),
+        failover: l
+            .failover
+            .iter()
+            .map(|f| (f.from.clone(), f.to.clone()))
+            .collect(),
     })
 }

@@ -61,7 +61,10 @@ impl Service {
                 let address = match i.address.parse::<IpAddr>() {
                     Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, p)),
                     Err(_) if i.address.is_empty() => return None,
-                    Err(_) => EndpointAddress::Dns { host: i.address.clone(), port: p },
+                    Err(_) => EndpointAddress::Dns {
+                        host: i.address.clone(),
+                        port: p,
+                    },
                 };
                 Some(Endpoint {
                     address,
@@ -109,7 +112,12 @@ impl Registry {
         self.services.get(&host.to_ascii_lowercase())
     }
 
-    fn add_service_entry(&mut self, r: &Resource, se: &ServiceEntry, wes: &[(&Resource, &WorkloadEntry)]) {
+    fn add_service_entry(
+        &mut self,
+        r: &Resource,
+        se: &ServiceEntry,
+        wes: &[(&Resource, &WorkloadEntry)],
+    ) {
         let ports: Vec<ServicePort> = se
             .ports
             .iter()
@@ -120,7 +128,10 @@ impl Registry {
             })
             .collect();
         let target = |name: &str| -> Option<u16> {
-            se.ports.iter().find(|p| p.name == name && p.target_port != 0).map(|p| p.target_port as u16)
+            se.ports
+                .iter()
+                .find(|p| p.name == name && p.target_port != 0)
+                .map(|p| p.target_port as u16)
         };
         let mut instances: Vec<Instance> = Vec::new();
         let from_entry = |w: &WorkloadEntry, name: &str, ns: &str| {
@@ -153,7 +164,9 @@ impl Registry {
             for (wr, w) in wes {
                 let mut labels = wr.meta.labels.clone();
                 labels.extend(w.labels.clone());
-                if wr.namespace() == r.namespace() && sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                if wr.namespace() == r.namespace()
+                    && sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                {
                     let mut inst = from_entry(w, wr.name(), wr.namespace());
                     inst.labels = labels;
                     instances.push(inst);
@@ -164,7 +177,10 @@ impl Registry {
         for host in &se.hosts {
             let mut inst = instances.clone();
             // DNS without endpoints: the host name itself is the endpoint.
-            if matches!(se.resolution, Resolution::Dns | Resolution::DnsRoundRobin) && se.endpoints.is_none() && se.workload_selector.is_none() {
+            if matches!(se.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+                && se.endpoints.is_none()
+                && se.workload_selector.is_none()
+            {
                 let mut map = BTreeMap::new();
                 for p in &se.ports {
                     map.insert(p.name.clone(), target(&p.name).unwrap_or(p.number as u16));
@@ -205,29 +221,63 @@ impl Registry {
             .ports
             .iter()
             .map(|p| ServicePort {
-                name: if p.name.is_empty() { p.port.to_string() } else { p.name.clone() },
+                name: if p.name.is_empty() {
+                    p.port.to_string()
+                } else {
+                    p.name.clone()
+                },
                 number: p.port as u16,
                 protocol: p.mesh_protocol().to_string().to_ascii_uppercase(),
             })
             .collect();
         let mut instances = Vec::new();
         // Endpoints objects of the same name, as Kubernetes' endpoints controller writes them.
-        for er in resources.iter().filter(|e| e.name() == r.name() && e.namespace() == r.namespace()) {
+        for er in resources
+            .iter()
+            .filter(|e| e.name() == r.name() && e.namespace() == r.namespace())
+        {
             if let Spec::Endpoints(ep) = &er.spec {
                 for subset in &ep.subsets {
                     let port_map: BTreeMap<String, u16> = subset
                         .ports
                         .iter()
-                        .map(|p| (if p.name.is_empty() { svc.spec.ports.first().map(|sp| if sp.name.is_empty() { sp.port.to_string() } else { sp.name.clone() }).unwrap_or_default() } else { p.name.clone() }, p.port as u16))
+                        .map(|p| {
+                            (
+                                if p.name.is_empty() {
+                                    svc.spec
+                                        .ports
+                                        .first()
+                                        .map(|sp| {
+                                            if sp.name.is_empty() {
+                                                sp.port.to_string()
+                                            } else {
+                                                sp.name.clone()
+                                            }
+                                        })
+                                        .unwrap_or_default()
+                                } else {
+                                    p.name.clone()
+                                },
+                                p.port as u16,
+                            )
+                        })
                         .collect();
                     for a in &subset.addresses {
                         instances.push(Instance {
                             address: a.ip.clone(),
                             ports: port_map.clone(),
-                            labels: pod_labels(resources, a.target_ref.as_ref().map(|t| t.name.as_str()), r.namespace()),
+                            labels: pod_labels(
+                                resources,
+                                a.target_ref.as_ref().map(|t| t.name.as_str()),
+                                r.namespace(),
+                            ),
                             locality: String::new(),
                             weight: 1,
-                            workload: a.target_ref.as_ref().map(|t| t.name.clone()).unwrap_or_default(),
+                            workload: a
+                                .target_ref
+                                .as_ref()
+                                .map(|t| t.name.clone())
+                                .unwrap_or_default(),
                             namespace: r.namespace().to_string(),
                         });
                     }
@@ -239,11 +289,26 @@ impl Registry {
             for (wr, w) in wes {
                 let mut labels = wr.meta.labels.clone();
                 labels.extend(w.labels.clone());
-                if wr.namespace() == r.namespace() && svc.spec.selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                if wr.namespace() == r.namespace()
+                    && svc
+                        .spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| labels.get(k) == Some(v))
+                {
                     let mut map = BTreeMap::new();
                     for p in &svc.spec.ports {
-                        let name = if p.name.is_empty() { p.port.to_string() } else { p.name.clone() };
-                        let port = w.ports.as_ref().and_then(|m| m.get(&p.name).copied()).map(|n| n as u16).unwrap_or_else(|| target_port_number(p));
+                        let name = if p.name.is_empty() {
+                            p.port.to_string()
+                        } else {
+                            p.name.clone()
+                        };
+                        let port = w
+                            .ports
+                            .as_ref()
+                            .and_then(|m| m.get(&p.name).copied())
+                            .map(|n| n as u16)
+                            .unwrap_or_else(|| target_port_number(p));
                         map.insert(name, port);
                     }
                     instances.push(Instance {
@@ -258,7 +323,16 @@ impl Registry {
                 }
             }
         }
-        self.services.insert(host.clone(), Service { host, namespace: r.namespace().to_string(), ports, instances, passthrough: false });
+        self.services.insert(
+            host.clone(),
+            Service {
+                host,
+                namespace: r.namespace().to_string(),
+                ports,
+                instances,
+                passthrough: false,
+            },
+        );
     }
 }
 
@@ -269,8 +343,14 @@ fn target_port_number(p: &keel_config::model::kube::ServicePort) -> u16 {
     }
 }
 
-fn pod_labels(resources: &[Resource], pod: Option<&str>, namespace: &str) -> BTreeMap<String, String> {
-    let Some(name) = pod else { return BTreeMap::new() };
+fn pod_labels(
+    resources: &[Resource],
+    pod: Option<&str>,
+    namespace: &str,
+) -> BTreeMap<String, String> {
+    let Some(name) = pod else {
+        return BTreeMap::new();
+    };
     resources
         .iter()
         .find(|r| matches!(r.spec, Spec::Pod(_)) && r.name() == name && r.namespace() == namespace)

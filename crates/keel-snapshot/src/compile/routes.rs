@@ -29,9 +29,17 @@ impl Binding {
     /// Whether a `gateways` list (of a VirtualService or a match) selects this binding; names
     /// without a namespace are in `namespace`. An empty list means `mesh`.
     pub fn selected_by(&self, list: &[String], namespace: &str) -> bool {
-        let list: Vec<String> = if list.is_empty() { vec!["mesh".to_string()] } else { list.to_vec() };
+        let list: Vec<String> = if list.is_empty() {
+            vec!["mesh".to_string()]
+        } else {
+            list.to_vec()
+        };
         list.iter().any(|g| {
-            let full = if g == "mesh" || g.contains('/') { g.clone() } else { format!("{namespace}/{g}") };
+            let full = if g == "mesh" || g.contains('/') {
+                g.clone()
+            } else {
+                format!("{namespace}/{g}")
+            };
             self.gateways.contains(&full)
         })
     }
@@ -48,12 +56,24 @@ pub struct RouteBuilder<'a> {
 
 impl<'a> RouteBuilder<'a> {
     pub fn new(registry: &'a Registry, resources: &'a [Resource]) -> Self {
-        RouteBuilder { registry, policies: Policies::build(resources), resources, clusters: BTreeMap::new(), warnings: Vec::new() }
+        RouteBuilder {
+            registry,
+            policies: Policies::build(resources),
+            resources,
+            clusters: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
     }
 
     /// The cluster for a destination, created on first use. `None` when the host is in no
     /// registry (the route still exists; the proxy answers 503 NC naming the host).
-    pub fn cluster(&mut self, d: &Destination, namespace: &str, listener_port: u16, origin: &str) -> String {
+    pub fn cluster(
+        &mut self,
+        d: &Destination,
+        namespace: &str,
+        listener_port: u16,
+        origin: &str,
+    ) -> String {
         let host = fqdn(&d.host, namespace, DEFAULT_DOMAIN);
         let service = self.registry.get(&host);
         let port = match (d.port, service) {
@@ -85,11 +105,16 @@ impl<'a> RouteBuilder<'a> {
         let policy = merged_policy(dr, sub, port);
         let (lb, locality_lb) = lb_policy(policy.as_ref());
         let sport = service.port(port).cloned();
-        let mut endpoints = sport.as_ref().map(|p| service.endpoints(p)).unwrap_or_default();
+        let mut endpoints = sport
+            .as_ref()
+            .map(|p| service.endpoints(p))
+            .unwrap_or_default();
         if !d.subset.is_empty() {
             let labels = sub.map(|s| s.labels.clone()).unwrap_or_default();
             // An unknown subset selects nothing (Istio: no such cluster, so no endpoints).
-            endpoints.retain(|e| sub.is_some() && labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)));
+            endpoints.retain(|e| {
+                sub.is_some() && labels.iter().all(|(k, v)| e.labels.get(k) == Some(v))
+            });
         }
         let protocol = match sport.as_ref().map(|p| p.protocol.as_str()) {
             Some("HTTP2" | "GRPC" | "GRPC-WEB") => UpstreamProtocol::Http2,
@@ -103,7 +128,11 @@ impl<'a> RouteBuilder<'a> {
             port,
             subset: d.subset.clone(),
             namespace: service.namespace.clone(),
-            lb: if service.passthrough { crate::LbPolicy::Passthrough } else { lb },
+            lb: if service.passthrough {
+                crate::LbPolicy::Passthrough
+            } else {
+                lb
+            },
             locality_lb,
             protocol,
             endpoints,
@@ -114,7 +143,12 @@ impl<'a> RouteBuilder<'a> {
     }
 
     /// The HTTP routes of a VirtualService for a binding (delegates inlined).
-    pub fn http_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<HttpRoute> {
+    pub fn http_routes(
+        &mut self,
+        r: &Resource,
+        v: &VirtualService,
+        binding: &Binding,
+    ) -> Vec<HttpRoute> {
         let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
         let mut out = Vec::new();
         for (i, h) in v.http.iter().enumerate() {
@@ -124,9 +158,19 @@ impl<'a> RouteBuilder<'a> {
             }
             let matches = matches.unwrap_or_default();
             if let Some(d) = &h.delegate {
-                let ns = if d.namespace.is_empty() { r.namespace() } else { &d.namespace };
+                let ns = if d.namespace.is_empty() {
+                    r.namespace()
+                } else {
+                    &d.namespace
+                };
                 let Some((dr, dv)) = self.find_vs(&d.name, ns) else {
-                    self.warnings.push(Warning { resource: origin.clone(), message: format!("delegate VirtualService {ns}/{} not found; its routes are skipped", d.name) });
+                    self.warnings.push(Warning {
+                        resource: origin.clone(),
+                        message: format!(
+                            "delegate VirtualService {ns}/{} not found; its routes are skipped",
+                            d.name
+                        ),
+                    });
                     continue;
                 };
                 for mut route in self.http_routes(dr, dv, binding) {
@@ -135,7 +179,11 @@ impl<'a> RouteBuilder<'a> {
                 }
                 continue;
             }
-            let name = if h.name.is_empty() { format!("{}.{}.{i}", r.namespace(), r.name()) } else { h.name.clone() };
+            let name = if h.name.is_empty() {
+                format!("{}.{}.{i}", r.namespace(), r.name())
+            } else {
+                h.name.clone()
+            };
             out.push(self.http_route(r, h, name, matches, binding, &origin));
         }
         out
@@ -143,18 +191,31 @@ impl<'a> RouteBuilder<'a> {
 
     fn find_vs(&self, name: &str, namespace: &str) -> Option<(&'a Resource, &'a VirtualService)> {
         self.resources.iter().find_map(|r| match &r.spec {
-            Spec::VirtualService(v) if r.name() == name && r.namespace() == namespace => Some((r, &**v)),
+            Spec::VirtualService(v) if r.name() == name && r.namespace() == namespace => {
+                Some((r, &**v))
+            }
             _ => None,
         })
     }
 
-    fn http_route(&mut self, r: &Resource, h: &vs::HttpRoute, name: String, matches: Vec<RequestMatch>, binding: &Binding, origin: &str) -> HttpRoute {
+    fn http_route(
+        &mut self,
+        r: &Resource,
+        h: &vs::HttpRoute,
+        name: String,
+        matches: Vec<RequestMatch>,
+        binding: &Binding,
+        origin: &str,
+    ) -> HttpRoute {
         let action = if let Some(rd) = &h.redirect {
             RouteAction::Redirect(redirect(rd))
         } else if let Some(dr) = &h.direct_response {
             RouteAction::DirectResponse {
                 status: dr.status as u16,
-                body: dr.body.as_ref().and_then(|b| b.string.clone().or_else(|| b.bytes.clone())),
+                body: dr
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.string.clone().or_else(|| b.bytes.clone())),
             }
         } else {
             let single = h.route.len() == 1;
@@ -165,29 +226,59 @@ impl<'a> RouteBuilder<'a> {
                     let dest = d.destination.as_ref()?;
                     Some(WeightedCluster {
                         cluster: self.cluster(dest, r.namespace(), binding.port, origin),
-                        weight: if single && d.weight == 0 { 100 } else { d.weight.max(0) as u32 },
-                        request_headers: header_ops(d.headers.as_ref().and_then(|x| x.request.as_ref())),
-                        response_headers: header_ops(d.headers.as_ref().and_then(|x| x.response.as_ref())),
+                        weight: if single && d.weight == 0 {
+                            100
+                        } else {
+                            d.weight.max(0) as u32
+                        },
+                        request_headers: header_ops(
+                            d.headers.as_ref().and_then(|x| x.request.as_ref()),
+                        ),
+                        response_headers: header_ops(
+                            d.headers.as_ref().and_then(|x| x.response.as_ref()),
+                        ),
                     })
                 })
                 .collect();
-            RouteAction::Forward { clusters, rewrite: h.rewrite.as_ref().map(rewrite) }
+            RouteAction::Forward {
+                clusters,
+                rewrite: h.rewrite.as_ref().map(rewrite),
+            }
         };
         let mirrors = h
             .mirrors
             .iter()
-            .filter_map(|m| Some((m.destination.as_ref()?, m.percentage.map_or(100.0, |p| p.value))))
+            .filter_map(|m| {
+                Some((
+                    m.destination.as_ref()?,
+                    m.percentage.map_or(100.0, |p| p.value),
+                ))
+            })
             .map(|(d, p)| (d.clone(), p))
             .chain(h.mirror.iter().map(|d| {
-                let pct = h.mirror_percentage.map(|p| p.value).or(h.mirror_percent.map(f64::from)).or(h.mirror_percent_snake.map(f64::from)).unwrap_or(100.0);
+                let pct = h
+                    .mirror_percentage
+                    .map(|p| p.value)
+                    .or(h.mirror_percent.map(f64::from))
+                    .or(h.mirror_percent_snake.map(f64::from))
+                    .unwrap_or(100.0);
                 (d.clone(), pct)
             }))
             .collect::<Vec<_>>()
             .into_iter()
             .map(|(d, p)| (self.cluster(&d, r.namespace(), binding.port, origin), p))
             .collect::<Vec<_>>();
-        let policy = if h.timeout.is_some() || h.retries.is_some() || h.fault.is_some() || !mirrors.is_empty() {
-            Some(RoutePolicy { timeout: h.timeout, retries: h.retries.clone(), fault: h.fault.clone(), mirrors })
+        let policy = if h.timeout.is_some()
+            || h.retries.is_some()
+            || h.fault.is_some()
+            || !mirrors.is_empty()
+        {
+            Some(RoutePolicy {
+                timeout: h.timeout,
+                retries: h.retries.clone(),
+                fault: h.fault.clone(),
+                mirrors,
+            })
         } else {
             None
         };
@@ -204,7 +295,12 @@ impl<'a> RouteBuilder<'a> {
 
     /// The matches that apply to the binding. `None` when every match names other gateways
     /// (the route does not exist here); `Some(vec![])` matches everything.
-    fn matches(&self, ms: &[HttpMatchRequest], namespace: &str, binding: &Binding) -> Option<Vec<RequestMatch>> {
+    fn matches(
+        &self,
+        ms: &[HttpMatchRequest],
+        namespace: &str,
+        binding: &Binding,
+    ) -> Option<Vec<RequestMatch>> {
         if ms.is_empty() {
             return Some(Vec::new());
         }
@@ -217,60 +313,90 @@ impl<'a> RouteBuilder<'a> {
     }
 
     /// TCP routes of a VirtualService for a binding.
-    pub fn tcp_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<TcpRoute> {
+    pub fn tcp_routes(
+        &mut self,
+        r: &Resource,
+        v: &VirtualService,
+        binding: &Binding,
+    ) -> Vec<TcpRoute> {
         let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
         let mut out = Vec::new();
         for (i, t) in v.tcp.iter().enumerate() {
             let matches: Vec<L4Match> = t
                 .r#match
                 .iter()
-                .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace()))
+                .filter(|m| {
+                    m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace())
+                })
                 .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
                 .map(|m| L4Match {
                     sni_hosts: Vec::new(),
                     destination_subnets: m.destination_subnets.clone(),
                     port: (m.port != 0).then_some(m.port as u16),
                     source_labels: m.source_labels.clone(),
-                    source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
+                    source_namespace: (!m.source_namespace.is_empty())
+                        .then(|| m.source_namespace.clone()),
                 })
                 .collect();
             if !t.r#match.is_empty() && matches.is_empty() {
                 continue;
             }
             let clusters = self.weighted(&t.route, r.namespace(), binding.port, &origin);
-            out.push(TcpRoute { name: format!("{}.{}.tcp.{i}", r.namespace(), r.name()), matches, clusters });
+            out.push(TcpRoute {
+                name: format!("{}.{}.tcp.{i}", r.namespace(), r.name()),
+                matches,
+                clusters,
+            });
         }
         out
     }
 
     /// TLS (SNI) routes of a VirtualService for a binding.
-    pub fn tls_routes(&mut self, r: &Resource, v: &VirtualService, binding: &Binding) -> Vec<TlsRoute> {
+    pub fn tls_routes(
+        &mut self,
+        r: &Resource,
+        v: &VirtualService,
+        binding: &Binding,
+    ) -> Vec<TlsRoute> {
         let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
         let mut out = Vec::new();
         for (i, t) in v.tls.iter().enumerate() {
             let matches: Vec<L4Match> = t
                 .r#match
                 .iter()
-                .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace()))
+                .filter(|m| {
+                    m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace())
+                })
                 .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
                 .map(|m| L4Match {
                     sni_hosts: m.sni_hosts.iter().map(|s| s.to_ascii_lowercase()).collect(),
                     destination_subnets: m.destination_subnets.clone(),
                     port: (m.port != 0).then_some(m.port as u16),
                     source_labels: m.source_labels.clone(),
-                    source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
+                    source_namespace: (!m.source_namespace.is_empty())
+                        .then(|| m.source_namespace.clone()),
                 })
                 .collect();
             if matches.is_empty() {
                 continue;
             }
             let clusters = self.weighted(&t.route, r.namespace(), binding.port, &origin);
-            out.push(TlsRoute { name: format!("{}.{}.tls.{i}", r.namespace(), r.name()), matches, clusters });
+            out.push(TlsRoute {
+                name: format!("{}.{}.tls.{i}", r.namespace(), r.name()),
+                matches,
+                clusters,
+            });
         }
         out
     }
 
-    fn weighted(&mut self, routes: &[vs::RouteDestination], namespace: &str, port: u16, origin: &str) -> Vec<WeightedCluster> {
+    fn weighted(
+        &mut self,
+        routes: &[vs::RouteDestination],
+        namespace: &str,
+        port: u16,
+        origin: &str,
+    ) -> Vec<WeightedCluster> {
         let single = routes.len() == 1;
         routes
             .iter()
@@ -278,7 +404,11 @@ impl<'a> RouteBuilder<'a> {
                 let dest = d.destination.as_ref()?;
                 Some(WeightedCluster {
                     cluster: self.cluster(dest, namespace, port, origin),
-                    weight: if single && d.weight == 0 { 100 } else { d.weight.max(0) as u32 },
+                    weight: if single && d.weight == 0 {
+                        100
+                    } else {
+                        d.weight.max(0) as u32
+                    },
                     ..Default::default()
                 })
             })
@@ -300,13 +430,17 @@ fn request_match(m: &HttpMatchRequest) -> RequestMatch {
     let mut headers: Vec<HeaderMatcher> = m
         .headers
         .iter()
-        .map(|(k, v)| HeaderMatcher { name: k.to_ascii_lowercase(), matcher: string_matcher(v), invert: false })
+        .map(|(k, v)| HeaderMatcher {
+            name: k.to_ascii_lowercase(),
+            matcher: string_matcher(v),
+            invert: false,
+        })
         .collect();
-    headers.extend(
-        m.without_headers
-            .iter()
-            .map(|(k, v)| HeaderMatcher { name: k.to_ascii_lowercase(), matcher: string_matcher(v), invert: true }),
-    );
+    headers.extend(m.without_headers.iter().map(|(k, v)| HeaderMatcher {
+        name: k.to_ascii_lowercase(),
+        matcher: string_matcher(v),
+        invert: true,
+    }));
     RequestMatch {
         name: m.name.clone(),
         uri: m.uri.as_ref().and_then(string_matcher),
@@ -314,7 +448,11 @@ fn request_match(m: &HttpMatchRequest) -> RequestMatch {
         method: m.method.as_ref().and_then(string_matcher),
         authority: m.authority.as_ref().and_then(string_matcher),
         headers,
-        query_params: m.query_params.iter().map(|(k, v)| (k.clone(), string_matcher(v))).collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|(k, v)| (k.clone(), string_matcher(v)))
+            .collect(),
         port: (m.port != 0).then_some(m.port as u16),
         ignore_uri_case: m.ignore_uri_case,
         source_labels: m.source_labels.clone(),
@@ -339,7 +477,12 @@ fn merge_matches(root: &[RequestMatch], delegate: &[RequestMatch]) -> Vec<Reques
                     m.authority = d.authority.clone().or_else(|| r.authority.clone());
                     m.port = d.port.or(r.port);
                     m.headers = r.headers.iter().chain(&d.headers).cloned().collect();
-                    m.query_params = r.query_params.iter().chain(&d.query_params).cloned().collect();
+                    m.query_params = r
+                        .query_params
+                        .iter()
+                        .chain(&d.query_params)
+                        .cloned()
+                        .collect();
                     m.ignore_uri_case = d.ignore_uri_case || r.ignore_uri_case;
                     out.push(m);
                 }
@@ -350,10 +493,20 @@ fn merge_matches(root: &[RequestMatch], delegate: &[RequestMatch]) -> Vec<Reques
 }
 
 fn header_ops(h: Option<&vs::HeaderOperations>) -> HeaderOps {
-    let Some(h) = h else { return HeaderOps::default() };
+    let Some(h) = h else {
+        return HeaderOps::default();
+    };
     HeaderOps {
-        set: h.set.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
-        add: h.add.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+        set: h
+            .set
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        add: h
+            .add
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
         remove: h.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
     }
 }
@@ -362,7 +515,10 @@ fn rewrite(w: &vs::HttpRewrite) -> Rewrite {
     Rewrite {
         uri: (!w.uri.is_empty()).then(|| w.uri.clone()),
         authority: (!w.authority.is_empty()).then(|| w.authority.clone()),
-        uri_regex: w.uri_regex_rewrite.as_ref().map(|r| (r.r#match.clone(), r.rewrite.clone())),
+        uri_regex: w
+            .uri_regex_rewrite
+            .as_ref()
+            .map(|r| (r.r#match.clone(), r.rewrite.clone())),
     }
 }
 
@@ -374,6 +530,10 @@ fn redirect(r: &vs::HttpRedirect) -> Redirect {
         port: r.port.map(|p| p as u16),
         port_from_request: r.derive_port == Some(RedirectPortSelection::FromRequestPort),
         scheme: (!r.scheme.is_empty()).then(|| r.scheme.clone()),
-        code: if r.redirect_code == 0 { 301 } else { r.redirect_code as u16 },
+        code: if r.redirect_code == 0 {
+            301
+        } else {
+            r.redirect_code as u16
+        },
     }
 }

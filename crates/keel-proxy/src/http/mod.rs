@@ -1,0 +1,5 @@
+//! HTTP: serving downstream connections (HTTP/1.1 and HTTP/2) and forwarding requests.
+
+pub mod forward;
+pub mod headers;
+pub mod server;

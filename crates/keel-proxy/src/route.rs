@@ -1,0 +1,363 @@
+//! Route lookup: virtual host by authority, then the first route whose matches hold.
+//! Regexes are compiled once per snapshot, never on the request path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use http::request::Parts;
+use keel_snapshot::{HeaderMatcher, HttpRoute, RequestMatch, RouteTable, StringMatcher};
+use regex::Regex;
+
+/// A route table ready for lookups.
+#[derive(Debug)]
+pub struct CompiledTable {
+    hosts: Vec<CompiledHost>,
+    /// Exact domain → host index.
+    exact: HashMap<String, usize>,
+    /// `(suffix, host index)` for `*.suffix` / `*suffix`, longest first.
+    wildcards: Vec<(String, usize)>,
+    any: Option<usize>,
+}
+
+#[derive(Debug)]
+struct CompiledHost {
+    name: String,
+    routes: Vec<CompiledRoute>,
+}
+
+/// A route with its matchers compiled.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    pub route: HttpRoute,
+    /// `(index of the virtual host's VirtualService, matches)`; empty matches everything.
+    matches: Vec<CompiledMatch>,
+    /// The VirtualService this route came from (`namespace/name`).
+    pub virtual_host: String,
+}
+
+#[derive(Debug)]
+struct CompiledMatch {
+    uri: Option<Matcher>,
+    scheme: Option<Matcher>,
+    method: Option<Matcher>,
+    authority: Option<Matcher>,
+    headers: Vec<(String, Option<Matcher>, bool)>,
+    query: Vec<(String, Option<Matcher>)>,
+    port: Option<u16>,
+    source_labels: BTreeMap<String, String>,
+    source_namespace: Option<String>,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+    /// A regex that didn't compile (validation rejects these; a snapshot from elsewhere
+    /// might still carry one): matches nothing.
+    Never,
+}
+
+impl Matcher {
+    fn new(m: &StringMatcher, ignore_case: bool) -> Matcher {
+        match m {
+            StringMatcher::Exact(s) if ignore_case => Matcher::Exact(s.to_ascii_lowercase()),
+            StringMatcher::Prefix(s) if ignore_case => Matcher::Prefix(s.to_ascii_lowercase()),
+            StringMatcher::Exact(s) => Matcher::Exact(s.clone()),
+            StringMatcher::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatcher::Regex(r) => {
+                // Envoy's safe_regex matches the whole value.
+                let pattern = if ignore_case {
+                    format!("(?i)^(?:{r})$")
+                } else {
+                    format!("^(?:{r})$")
+                };
+                Regex::new(&pattern).map_or(Matcher::Never, Matcher::Regex)
+            }
+        }
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => value == s,
+            Matcher::Prefix(p) => value.starts_with(p.as_str()),
+            Matcher::Regex(r) => r.is_match(value),
+            Matcher::Never => false,
+        }
+    }
+}
+
+/// What routing needs to know about the request beyond its head.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo<'a> {
+    /// The listener's port (`match.port`).
+    pub port: u16,
+    pub scheme: &'a str,
+    /// Labels and namespace of the calling workload (sidecar outbound only).
+    pub source_labels: Option<&'a BTreeMap<String, String>>,
+    pub source_namespace: Option<&'a str>,
+    pub source_ip: Option<IpAddr>,
+}
+
+impl CompiledTable {
+    pub fn new(table: &RouteTable) -> CompiledTable {
+        let mut hosts = Vec::new();
+        let mut exact = HashMap::new();
+        let mut wildcards = Vec::new();
+        let mut any = None;
+        for vh in &table.virtual_hosts {
+            let idx = hosts.len();
+            hosts.push(CompiledHost {
+                name: vh.name.clone(),
+                routes: vh
+                    .routes
+                    .iter()
+                    .map(|r| CompiledRoute {
+                        route: r.clone(),
+                        matches: r.matches.iter().map(compile_match).collect(),
+                        virtual_host: vh.name.clone(),
+                    })
+                    .collect(),
+            });
+            for d in &vh.domains {
+                let d = d.to_ascii_lowercase();
+                if d == "*" {
+                    any.get_or_insert(idx);
+                } else if let Some(suffix) = d.strip_prefix('*') {
+                    wildcards.push((suffix.to_string(), idx));
+                } else {
+                    exact.entry(d).or_insert(idx);
+                }
+            }
+        }
+        // Most specific first; earlier virtual hosts win ties (stable sort).
+        wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        CompiledTable {
+            hosts,
+            exact,
+            wildcards,
+            any,
+        }
+    }
+
+    /// The first route matching the request, searching the virtual host its authority
+    /// selects (exact domain, then the longest wildcard, then `*`).
+    pub fn find(
+        &self,
+        parts: &Parts,
+        authority: &str,
+        info: &RequestInfo<'_>,
+    ) -> Option<(&CompiledRoute, Option<&StringMatcher>)> {
+        let host = strip_port(authority).to_ascii_lowercase();
+        let idx = self
+            .exact
+            .get(&host)
+            .copied()
+            .or_else(|| {
+                self.wildcards
+                    .iter()
+                    .find(|(s, _)| host.ends_with(s.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or(self.any)?;
+        let vh = &self.hosts[idx];
+        vh.routes.iter().find_map(|r| {
+            if r.matches.is_empty() {
+                return Some((r, None));
+            }
+            // The matched condition's `uri` decides how a prefix rewrite applies.
+            let i = r
+                .matches
+                .iter()
+                .position(|m| m.matches(parts, authority, info))?;
+            Some((r, r.route.matches.get(i).and_then(|m| m.uri.as_ref())))
+        })
+    }
+
+    /// Names of the virtual hosts, for diagnostics.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(|h| h.name.as_str())
+    }
+}
+
+fn compile_match(m: &RequestMatch) -> CompiledMatch {
+    CompiledMatch {
+        uri: m.uri.as_ref().map(|u| Matcher::new(u, m.ignore_uri_case)),
+        scheme: m.scheme.as_ref().map(|s| Matcher::new(s, false)),
+        method: m.method.as_ref().map(|s| Matcher::new(s, false)),
+        authority: m.authority.as_ref().map(|s| Matcher::new(s, false)),
+        headers: m
+            .headers
+            .iter()
+            .map(|h: &HeaderMatcher| {
+                (
+                    h.name.clone(),
+                    h.matcher.as_ref().map(|x| Matcher::new(x, false)),
+                    h.invert,
+                )
+            })
+            .collect(),
+        query: m
+            .query_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|x| Matcher::new(x, false))))
+            .collect(),
+        port: m.port,
+        source_labels: m.source_labels.clone(),
+        source_namespace: m.source_namespace.clone(),
+    }
+}
+
+impl CompiledMatch {
+    fn matches(&self, parts: &Parts, authority: &str, info: &RequestInfo<'_>) -> bool {
+        if let Some(u) = &self.uri {
+            let path = parts.uri.path();
+            let ok = match u {
+                Matcher::Exact(_) | Matcher::Prefix(_) if is_lowercased(u) => {
+                    u.matches(&path.to_ascii_lowercase())
+                }
+                _ => u.matches(path),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if self
+            .scheme
+            .as_ref()
+            .is_some_and(|m| !m.matches(info.scheme))
+            || self
+                .method
+                .as_ref()
+                .is_some_and(|m| !m.matches(parts.method.as_str()))
+            || self
+                .authority
+                .as_ref()
+                .is_some_and(|m| !m.matches(authority))
+            || self.port.is_some_and(|p| p != info.port)
+        {
+            return false;
+        }
+        for (name, matcher, invert) in &self.headers {
+            let values: Vec<&str> = parts
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let hit = match matcher {
+                None => !values.is_empty(),
+                // Envoy matches multiple values of a header joined with commas.
+                Some(m) => !values.is_empty() && m.matches(&values.join(",")),
+            };
+            if hit == *invert {
+                return false;
+            }
+        }
+        if !self.query.is_empty() {
+            let query = parts.uri.query().unwrap_or("");
+            for (key, matcher) in &self.query {
+                let value = query_value(query, key);
+                let hit = match (value, matcher) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(v), Some(m)) => m.matches(&v),
+                };
+                if !hit {
+                    return false;
+                }
+            }
+        }
+        if !self.source_labels.is_empty() {
+            let Some(labels) = info.source_labels else {
+                return false;
+            };
+            if !self
+                .source_labels
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+            {
+                return false;
+            }
+        }
+        if let Some(ns) = &self.source_namespace
+            && info.source_namespace != Some(ns.as_str())
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// `ignoreUriCase` lower-cases exact/prefix patterns at compile time; the path is lowered
+/// to compare. Patterns without upper-case letters behave the same either way.
+fn is_lowercased(m: &Matcher) -> bool {
+    match m {
+        Matcher::Exact(s) | Matcher::Prefix(s) => s.chars().all(|c| !c.is_ascii_uppercase()),
+        _ => false,
+    }
+}
+
+/// The first value of `key` in a query string (percent-decoding `+` and `%XX`).
+pub fn query_value(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `host:port` → `host` (IPv6 literals keep their brackets off).
+pub fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_and_queries() {
+        assert_eq!(strip_port("reviews:9080"), "reviews");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(
+            query_value("a=1&user=ja%20son&b", "user").as_deref(),
+            Some("ja son")
+        );
+        assert_eq!(query_value("a=1&b", "b").as_deref(), Some(""));
+        assert_eq!(query_value("a=1", "c"), None);
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}

@@ -1,0 +1,184 @@
+//! Listeners and connections: binds what the snapshot lists, hands each connection to the
+//! protocol it speaks, and keeps serving existing connections across snapshot swaps.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use http::Response;
+use keel_snapshot::{Listener, ListenerProtocol};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::http::forward::Outcome;
+use crate::runtime::Runtime;
+use crate::upstream::{Body, Pools};
+
+/// Called after every HTTP request (telemetry hooks in here).
+pub type RequestHook = Box<dyn Fn(&ConnInfo, &Response<Body>, &Outcome) + Send + Sync>;
+
+/// State shared by every listener and connection.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub pools: Arc<Pools>,
+    /// Flips to `true` when the proxy drains: connections finish and close.
+    pub drain: watch::Sender<bool>,
+    pub on_request: Option<RequestHook>,
+    /// The proxy's own locality, for locality-aware balancing.
+    pub locality: String,
+}
+
+impl Shared {
+    pub fn new(locality: &str) -> Arc<Shared> {
+        let (drain, _) = watch::channel(false);
+        Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(Runtime::empty()),
+            pools: Arc::new(Pools::default()),
+            drain,
+            on_request: None,
+            locality: locality.to_string(),
+        })
+    }
+
+    /// Installs a new snapshot; requests in flight finish on the old one.
+    pub fn install(&self, snapshot: keel_snapshot::Snapshot) {
+        let previous = self.runtime.load_full();
+        let rt = Runtime::new(snapshot, Some(&previous), &self.locality);
+        self.runtime.store(Arc::new(rt));
+    }
+}
+
+/// What a connection handler knows about its connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub listener: String,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// For connections redirected by iptables: where the client was going.
+    pub original_dst: Option<SocketAddr>,
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// A bound listener: where, speaking what, and its accept loop.
+type Running = (SocketAddr, ListenerProtocol, JoinHandle<()>);
+
+/// The running listeners, reconciled against each new snapshot.
+#[derive(Default)]
+pub struct Listeners {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Listeners {
+    /// Binds listeners that are new, stops accepting on removed ones (their connections
+    /// continue), and keeps the rest untouched. Returns one error per listener that could not
+    /// be bound (e.g. port in use); the others still run.
+    pub async fn reconcile(&self, shared: &Arc<Shared>) -> Vec<String> {
+        let rt = shared.runtime.load_full();
+        let wanted: HashMap<String, Listener> = rt
+            .snapshot
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.clone()))
+            .collect();
+        let mut errors = Vec::new();
+        let mut to_bind = Vec::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|name, (addr, proto, handle)| {
+                let keep = wanted
+                    .get(name)
+                    .is_some_and(|l| l.address == *addr && l.protocol == *proto);
+                if !keep {
+                    handle.abort();
+                }
+                keep
+            });
+            for (name, l) in &wanted {
+                if !running.contains_key(name) {
+                    to_bind.push(l.clone());
+                }
+            }
+        }
+        for l in to_bind {
+            match TcpListener::bind(l.address).await {
+                Ok(sock) => {
+                    let handle = tokio::spawn(accept_loop(shared.clone(), l.clone(), sock));
+                    if let Ok(mut running) = self.running.lock() {
+                        running.insert(l.name.clone(), (l.address, l.protocol, handle));
+                    }
+                }
+                Err(e) => errors.push(format!(
+                    "listener {} cannot bind {}: {e}",
+                    l.name, l.address
+                )),
+            }
+        }
+        errors
+    }
+
+    /// The addresses actually bound (ports assigned for `:0`), by listener name.
+    pub fn names(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops accepting on every listener.
+    pub fn stop_all(&self) {
+        if let Ok(mut running) = self.running.lock() {
+            for (_, (_, _, h)) in running.drain() {
+                h.abort();
+            }
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener) {
+    let local = sock.local_addr().unwrap_or(listener.address);
+    loop {
+        let (stream, remote) = match sock.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(listener = %listener.name, "accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ConnInfo {
+            listener: listener.name.clone(),
+            local,
+            remote,
+            original_dst: None,
+            tls: false,
+        });
+        let shared = shared.clone();
+        let protocol = listener.protocol;
+        tokio::spawn(async move { serve_connection(shared, conn, protocol, stream).await });
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    protocol: ListenerProtocol,
+    stream: TcpStream,
+) {
+    match protocol {
+        ListenerProtocol::Http | ListenerProtocol::Auto => {
+            crate::http::server::serve(shared, conn, stream).await
+        }
+        ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
+            // TCP proxying and SNI routing arrive with the L4 path.
+            tracing::warn!(listener = %conn.listener, "TCP/TLS listeners are not served yet; closing connection from {}", conn.remote);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Standalone mode: a gateway configured from Istio YAML files alone. The files are read,
+//! validated with Istio's rules and compiled; when they change they are read again, and an
+//! invalid change is reported and ignored — the last good configuration keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use keel_config::{Level, LoadOptions, load_paths, validate_resources};
+use keel_snapshot::Snapshot;
+use keel_snapshot::compile::gateway::{GatewayOptions, compile};
+
+use crate::server::{Listeners, Shared};
+
+/// What to read and how to build the gateway.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    pub paths: Vec<PathBuf>,
+    pub namespace: String,
+    pub gateway: GatewayOptions,
+}
+
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// Reads, validates and compiles the files. Errors are the lines a user needs to fix; any
+/// error rejects the whole change (a half-applied configuration would route surprisingly).
+pub fn load(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+    let loaded = load_paths(
+        &cfg.paths,
+        &LoadOptions {
+            default_namespace: cfg.namespace.clone(),
+            ..Default::default()
+        },
+    );
+    let mut errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.level == Level::Error)
+        .map(|d| d.to_string())
+        .collect();
+    errors.extend(
+        validate_resources(&loaded.resources, "istio-system")
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .map(|d| d.to_string()),
+    );
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut opts = cfg.gateway.clone();
+    opts.version = format!("{}", VERSION.fetch_add(1, Ordering::Relaxed) + 1);
+    let compiled = compile(&loaded.resources, &opts);
+    let warnings = compiled
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.resource, w.message))
+        .collect();
+    Ok((compiled.snapshot, warnings))
+}
+
+/// Applies a snapshot: swap it in, then bind/unbind listeners. Returns bind errors.
+pub async fn apply(shared: &Arc<Shared>, listeners: &Listeners, snapshot: Snapshot) -> Vec<String> {
+    shared.install(snapshot);
+    listeners.reconcile(shared).await
+}
+
+/// Watches the files and re-applies them on every change (debounced).
+pub async fn watch(shared: Arc<Shared>, listeners: Arc<Listeners>, cfg: StandaloneConfig) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = {
+        use notify::Watcher;
+        let tx = tx.clone();
+        let roots = cfg.paths.clone();
+        let mut w = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            // Only changes to the configuration itself (not, say, a log file beside it).
+            if event.paths.iter().any(|p| is_config_path(p, &roots)) {
+                let _ = tx.send(());
+            }
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(
+                    "cannot watch configuration files ({e}); changes will not be picked up"
+                );
+                return;
+            }
+        };
+        for p in &cfg.paths {
+            // Watch the parent of a file too: editors replace files by rename.
+            let target = if p.is_file() {
+                p.parent()
+                    .map(|d| d.to_path_buf())
+                    .unwrap_or_else(|| p.clone())
+            } else {
+                p.clone()
+            };
+            if let Err(e) = w.watch(&target, notify::RecursiveMode::Recursive) {
+                tracing::warn!("cannot watch {}: {e}", target.display());
+            }
+        }
+        w
+    };
+    while rx.recv().await.is_some() {
+        // Let a burst of writes settle, then read once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+        match load(&cfg) {
+            Ok((snapshot, _)) if same_config(&shared.runtime.load().snapshot, &snapshot) => {}
+            Ok((snapshot, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                let version = snapshot.version.clone();
+                for e in apply(&shared, &listeners, snapshot).await {
+                    tracing::error!("{e}");
+                }
+                tracing::info!(version, "configuration reloaded");
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    "configuration change rejected ({} errors); still serving the last good configuration",
+                    errors.len()
+                );
+            }
+        }
+    }
+    drop(watcher);
+}
+
+/// A watched file itself, or a `.yaml`/`.yml`/`.json` file under a watched directory.
+fn is_config_path(p: &std::path::Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| {
+        if r.is_dir() || (!r.exists() && p.starts_with(r)) {
+            p.starts_with(r)
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+        } else {
+            p == r.as_path() || p.file_name() == r.file_name()
+        }
+    })
+}
+
+/// Equal apart from the version number.
+fn same_config(a: &Snapshot, b: &Snapshot) -> bool {
+    a.listeners == b.listeners && a.clusters == b.clusters
+}

@@ -1,0 +1,196 @@
+//! Connections to upstream endpoints: per endpoint, a pool of idle HTTP/1.1 connections and
+//! one multiplexed HTTP/2 connection. Keyed by address and protocol, so connections are never
+//! shared across endpoints (later also by TLS identity).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Why a request could not be sent.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (Envoy's UF).
+    Connect(String),
+    /// The connection failed while sending or before the response head (Envoy's UC).
+    Reset(String),
+}
+
+#[derive(Default)]
+struct EndpointPool {
+    idle_h1: Vec<http1::SendRequest<Body>>,
+    h2: Option<http2::SendRequest<Body>>,
+}
+
+/// All upstream connections of the proxy.
+pub struct Pools {
+    endpoints: Mutex<HashMap<SocketAddr, EndpointPool>>,
+    connect_timeout: Duration,
+    /// Idle HTTP/1.1 connections kept per endpoint.
+    max_idle: usize,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        // Istio's default connect timeout is 10 s.
+        Pools {
+            endpoints: Mutex::new(HashMap::new()),
+            connect_timeout: Duration::from_secs(10),
+            max_idle: 64,
+        }
+    }
+}
+
+impl Pools {
+    /// Sends `req` to `addr` over HTTP/2 (h2c) or HTTP/1.1, reusing a connection if one is
+    /// free.
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        h2: bool,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if h2 {
+            self.send_h2(addr, req).await
+        } else {
+            self.send_h1(addr, req).await
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => Err(SendError::Connect(io_cause(&e))),
+            Err(_) => Err(SendError::Connect(format!(
+                "connect timeout after {:?}",
+                self.connect_timeout
+            ))),
+        }
+    }
+
+    fn take_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
+        let mut map = self.endpoints.lock().ok()?;
+        let pool = map.get_mut(&addr)?;
+        while let Some(s) = pool.idle_h1.pop() {
+            if s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put_idle_h1(&self, addr: SocketAddr, s: http1::SendRequest<Body>) {
+        if let Ok(mut map) = self.endpoints.lock() {
+            let pool = map.entry(addr).or_default();
+            if pool.idle_h1.len() < self.max_idle {
+                pool.idle_h1.push(s);
+            }
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut sender = match self.take_idle_h1(addr) {
+            Some(s) => s,
+            None => {
+                let stream = self.connect(addr).await?;
+                let (sender, conn) = http1::Builder::new()
+                    .preserve_header_case(true)
+                    .title_case_headers(false)
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                tokio::spawn(async move {
+                    let _ = conn.with_upgrades().await;
+                });
+                sender
+            }
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
+        // The connection is free again once this response's body is read; hand it back then.
+        let pools = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                pools.put_idle_h1(addr, sender);
+            }
+        });
+        Ok(resp)
+    }
+
+    async fn send_h2(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let existing = self
+            .endpoints
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&addr).and_then(|p| p.h2.clone()))
+            .filter(|s| !s.is_closed());
+        let mut sender = match existing {
+            Some(s) => s,
+            None => {
+                let stream = self.connect(addr).await?;
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                if let Ok(mut map) = self.endpoints.lock() {
+                    map.entry(addr).or_default().h2 = Some(sender.clone());
+                }
+                sender
+            }
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Reset(hyper_cause(&e)))
+    }
+}
+
+/// `connection refused`, `connection reset by peer`: the OS's words, lower case.
+fn io_cause(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        std::io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
+        std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
+        _ => e.to_string().to_lowercase(),
+    }
+}
+
+fn hyper_cause(e: &hyper::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
