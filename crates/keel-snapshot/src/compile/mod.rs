@@ -11,6 +11,9 @@ pub mod policy;
 pub mod registry;
 pub mod routes;
 
+#[cfg(test)]
+mod gateway_tests;
+
 /// The Kubernetes cluster domain Istio assumes.
 pub const DEFAULT_DOMAIN: &str = "cluster.local";
 
