@@ -22,8 +22,6 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn set_log_level(&self, level: &str) -> Result<String, String>;
     /// `/quitquitquit`: exit now (after replying).
     fn quit(&self);
-    /// `/stats/prometheus`: the metrics exposition.
-    fn prometheus(&self) -> String;
     /// Whether the first configuration has been applied (`/ready`).
     fn ready(&self) -> bool;
 }
@@ -118,14 +116,14 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
             text(StatusCode::OK, out)
         }
         (_, "/stats/prometheus") | (_, "/metrics") => {
-            let mut r = text(StatusCode::OK, hooks.prometheus());
+            let mut r = text(StatusCode::OK, shared.telemetry.render_prometheus());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                http::HeaderValue::from_static(crate::telemetry::CONTENT_TYPE),
             );
             r
         }
-        (_, "/stats") => text(StatusCode::OK, hooks.prometheus()),
+        (_, "/stats") => text(StatusCode::OK, shared.telemetry.render_prometheus()),
         (_, "/logging") => match crate::route::query_value(query, "level") {
             Some(level) => match hooks.set_log_level(&level) {
                 Ok(now) => text(StatusCode::OK, format!("active log level: {now}\n")),
@@ -136,6 +134,22 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
                 "usage: /logging?level=trace|debug|info|warn|error\n",
             ),
         },
+        (_, "/access_log") => {
+            use crate::telemetry::AccessLogFormat;
+            let format = match crate::route::query_value(query, "format").as_deref() {
+                Some("text") => AccessLogFormat::Text,
+                Some("json") => AccessLogFormat::Json,
+                Some("off") => AccessLogFormat::Off,
+                _ => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "usage: /access_log?format=text|json|off\n",
+                    );
+                }
+            };
+            shared.telemetry.set_access_log(format);
+            text(StatusCode::OK, format!("access log: {format:?}\n"))
+        }
         (&Method::POST, "/drain") | (&Method::POST, "/drain_listeners") => {
             let _ = shared.drain.send(true);
             text(StatusCode::OK, "draining\n")
@@ -149,7 +163,7 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "admin paths: /ready /healthz /config_dump /clusters /stats /stats/prometheus /logging?level= POST /drain POST /quitquitquit\n",
+            "admin paths: /ready /healthz /config_dump /clusters /stats /stats/prometheus /logging?level= /access_log?format= POST /drain POST /quitquitquit\n",
         ),
     }
 }

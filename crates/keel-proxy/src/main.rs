@@ -61,6 +61,9 @@ struct StandaloneArgs {
     /// How long SIGTERM waits for in-flight requests before exiting
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
+    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
+    access_log: String,
     /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
     #[arg(long, default_value = "info", env = "KEEL_LOG")]
     log_level: String,
@@ -85,9 +88,6 @@ impl AdminHooks for Hooks {
     }
     fn quit(&self) {
         let _ = self.quit.send(());
-    }
-    fn prometheus(&self) -> String {
-        String::new()
     }
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -147,6 +147,24 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         tracing::warn!("{w}");
     }
     let shared = Shared::new("");
+    shared
+        .telemetry
+        .set_access_log(match args.access_log.as_str() {
+            "text" => keel_proxy::telemetry::AccessLogFormat::Text,
+            "json" => keel_proxy::telemetry::AccessLogFormat::Json,
+            _ => keel_proxy::telemetry::AccessLogFormat::Off,
+        });
+    // Series of destinations idle for 10 minutes are dropped, so cardinality stays bounded.
+    {
+        let telemetry = shared.telemetry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                telemetry.expire_idle(Duration::from_secs(600));
+            }
+        });
+    }
     let listeners = Arc::new(Listeners::default());
     let ready = Arc::new(AtomicBool::new(false));
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::unbounded_channel();

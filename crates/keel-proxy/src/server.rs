@@ -6,18 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use http::Response;
 use keel_snapshot::{Listener, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::http::forward::Outcome;
 use crate::runtime::Runtime;
-use crate::upstream::{Body, Pools};
-
-/// Called after every HTTP request (telemetry hooks in here).
-pub type RequestHook = Box<dyn Fn(&ConnInfo, &Response<Body>, &Outcome) + Send + Sync>;
+use crate::telemetry::{ProxyIdentity, Reporter, Telemetry};
+use crate::upstream::Pools;
 
 /// State shared by every listener and connection.
 pub struct Shared {
@@ -25,19 +21,24 @@ pub struct Shared {
     pub pools: Arc<Pools>,
     /// Flips to `true` when the proxy drains: connections finish and close.
     pub drain: watch::Sender<bool>,
-    pub on_request: Option<RequestHook>,
+    /// Istio's metrics and access logs.
+    pub telemetry: Arc<Telemetry>,
     /// The proxy's own locality, for locality-aware balancing.
     pub locality: String,
 }
 
 impl Shared {
     pub fn new(locality: &str) -> Arc<Shared> {
+        Shared::with_telemetry(locality, Arc::new(Telemetry::new(ProxyIdentity::default())))
+    }
+
+    pub fn with_telemetry(locality: &str, telemetry: Arc<Telemetry>) -> Arc<Shared> {
         let (drain, _) = watch::channel(false);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             pools: Arc::new(Pools::default()),
             drain,
-            on_request: None,
+            telemetry,
             locality: locality.to_string(),
         })
     }
@@ -59,6 +60,8 @@ pub struct ConnInfo {
     /// For connections redirected by iptables: where the client was going.
     pub original_dst: Option<SocketAddr>,
     pub tls: bool,
+    /// `destination` on inbound listeners, `source` on outbound and gateway ones.
+    pub reporter: Reporter,
 }
 
 impl ConnInfo {
@@ -153,12 +156,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             }
         };
         let _ = stream.set_nodelay(true);
+        // Inbound listeners report as `destination`; outbound and gateways as `source`.
+        let reporter = if listener.kind == keel_snapshot::ListenerKind::SidecarInbound {
+            Reporter::Destination
+        } else {
+            Reporter::Source
+        };
         let conn = Arc::new(ConnInfo {
             listener: listener.name.clone(),
             local,
             remote,
             original_dst: None,
             tls: false,
+            reporter,
         });
         let shared = shared.clone();
         let protocol = listener.protocol;

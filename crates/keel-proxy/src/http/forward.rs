@@ -16,10 +16,12 @@ use keel_snapshot::{
 };
 
 use super::headers;
+use super::observe::{Counted, Recorded};
 use crate::balance::PickContext;
 use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
 use crate::server::{ConnInfo, Shared};
+use crate::telemetry::{Peer, ProxyIdentity, RequestRecord, ServiceRef};
 use crate::upstream::{Body, SendError};
 
 /// What the access log and metrics need to know about how a request ended.
@@ -30,6 +32,11 @@ pub struct Outcome {
     pub upstream: String,
     pub flag: &'static str,
     pub detail: String,
+    pub upstream_addr: Option<SocketAddr>,
+    /// The destination service (host, namespace) of the chosen cluster.
+    pub service: Option<Arc<ServiceRef>>,
+    /// The workload behind the chosen endpoint, when the registry knows it.
+    pub peer: Option<Arc<ProxyIdentity>>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -53,25 +60,93 @@ pub fn error_response(e: &ProxyError) -> Response<Body> {
     resp
 }
 
-/// Serves one request on a listener.
+/// Serves one request on a listener, and records it when the response is done.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut record = RequestRecord {
+        reporter: conn.reporter,
+        start_time: std::time::SystemTime::now(),
+        method: req.method().clone(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        version: req.version(),
+        grpc: header("content-type").is_some_and(|c| c.starts_with("application/grpc")),
+        authority: authority_of(&req),
+        user_agent: header("user-agent"),
+        request_id: header("x-request-id"),
+        forwarded_for: header("x-forwarded-for"),
+        downstream_local_address: Some(conn.local),
+        downstream_remote_address: Some(conn.remote),
+        ..Default::default()
+    };
     let downstream_upgrade =
         headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let req = req.map(|b| Counted::new(b, request_bytes.clone()));
     let (resp, outcome) = route_and_forward(&shared, &conn, req, downstream_upgrade).await;
-    if let Some(f) = shared.on_request.as_ref() {
-        f(&conn, &resp, &outcome);
-    }
-    Ok(resp)
+    record.response_code = resp.status().as_u16();
+    // Trailers-only gRPC responses carry the status in the headers.
+    record.grpc_status = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    record.response_flags = outcome.flag.to_string();
+    record.response_code_details = if outcome.flag.is_empty() {
+        "via_upstream".to_string()
+    } else {
+        String::new()
+    };
+    record.error =
+        (!outcome.detail.is_empty()).then(|| format!("{} {}", outcome.flag, outcome.detail));
+    record.upstream_host = outcome.upstream_addr;
+    record.upstream_cluster = (!outcome.cluster.is_empty()).then(|| outcome.cluster.clone());
+    record.route_name = (!outcome.route.is_empty()).then(|| outcome.route.clone());
+    record.service = outcome.service.clone();
+    record.peer = Peer {
+        workload: outcome.peer.clone(),
+        principal: None,
+    };
+    record.request_id = record.request_id.or(outcome_request_id(&resp));
+    let (parts, body) = resp.into_parts();
+    let body = Recorded::new(
+        body,
+        record,
+        shared.telemetry.clone(),
+        started,
+        request_bytes,
+    )
+    .boxed();
+    Ok(Response::from_parts(parts, body))
 }
+
+fn outcome_request_id(resp: &Response<Body>) -> Option<String> {
+    resp.extensions().get::<RequestId>().map(|r| r.0.clone())
+}
+
+/// The `x-request-id` the proxy generated, carried to the access log.
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+type DownstreamBody = Counted<Incoming>;
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<DownstreamBody>,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
@@ -201,7 +276,7 @@ async fn forward(
     rewrite: Option<&Rewrite>,
     matched_uri: Option<&StringMatcher>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: DownstreamBody,
     authority: &str,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
@@ -243,6 +318,41 @@ async fn forward(
             );
         }
     };
+    let service = Some(Arc::new(ServiceRef {
+        host: cluster.cluster.service.clone(),
+        name: cluster
+            .cluster
+            .service
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        namespace: cluster.cluster.namespace.clone(),
+    }));
+    let peer = cluster
+        .cluster
+        .endpoints
+        .get(pick.index)
+        .filter(|e| !e.workload.is_empty() || !e.labels.is_empty())
+        .map(|e| {
+            Arc::new(ProxyIdentity {
+                workload: e.workload.clone(),
+                namespace: e.namespace.clone(),
+                app: e.labels.get("app").cloned().unwrap_or_default(),
+                version: e.labels.get("version").cloned().unwrap_or_default(),
+                canonical_service: e
+                    .labels
+                    .get("service.istio.io/canonical-name")
+                    .cloned()
+                    .unwrap_or_default(),
+                canonical_revision: e
+                    .labels
+                    .get("service.istio.io/canonical-revision")
+                    .cloned()
+                    .unwrap_or_default(),
+                ..Default::default()
+            })
+        });
     let upgrade = downstream_upgrade.is_some();
     let h2 = match cluster.cluster.protocol {
         UpstreamProtocol::Http2 => !upgrade,
@@ -254,10 +364,13 @@ async fn forward(
     let (new_path, new_authority) = rewritten(&parts.uri, matched_uri, rewrite, authority);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::apply(&mut parts.headers, &wc.request_headers);
-    if !parts.headers.contains_key("x-request-id")
-        && let Ok(v) = HeaderValue::from_str(&headers::request_id())
-    {
-        parts.headers.insert("x-request-id", v);
+    let mut generated_id = None;
+    if !parts.headers.contains_key("x-request-id") {
+        let id = headers::request_id();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            parts.headers.insert("x-request-id", v);
+            generated_id = Some(id);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(conn.scheme()) {
         parts.headers.entry("x-forwarded-proto").or_insert(v);
@@ -293,6 +406,9 @@ async fn forward(
         route: route_name.clone(),
         cluster: wc.cluster.clone(),
         upstream: endpoint.clone(),
+        upstream_addr: Some(addr),
+        service,
+        peer,
         ..Default::default()
     };
     let mut resp = match result {
@@ -335,6 +451,9 @@ async fn forward(
     }
     let (mut rparts, rbody) = resp.into_parts();
     rparts.version = Version::HTTP_11;
+    if let Some(id) = generated_id {
+        rparts.extensions.insert(RequestId(id));
+    }
     (Response::from_parts(rparts, rbody.boxed()), outcome)
 }
 
