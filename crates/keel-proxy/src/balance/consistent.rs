@@ -8,9 +8,9 @@
 //!
 //! Envoy rebuilds its tables without unhealthy hosts; Keel keeps one table per snapshot and,
 //! when the host at a key's place is unhealthy or excluded for a retry, walks on to the next
-//! usable one. On the ring that is exactly the successor a rebuilt ring would choose; in a Maglev
-//! table the next slot belongs to an effectively random host, so the displaced keys spread
-//! evenly. Either way keys of healthy hosts never move.
+//! usable one. On the ring that is the successor point, the classic consistent-hashing rule; in
+//! a Maglev table the next slot belongs to an effectively random host, so the displaced keys
+//! spread evenly. Either way keys of healthy hosts never move while health changes.
 
 use super::xxhash::xxh64;
 

@@ -58,6 +58,7 @@
 
 mod consistent;
 mod group;
+mod level;
 mod locality;
 mod request_hash;
 mod rng;
@@ -73,8 +74,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use keel_snapshot::{Cluster, EndpointAddress, LbPolicy};
 
-use consistent::{HashTable, TableHost};
 use group::{Group, Hosts, Simple};
+use level::{EndpointFacts, Level, TableKind};
 use locality::{LevelHealth, PriorityLoad};
 use request_hash::KeySource;
 use rng::SplitMix;
@@ -203,15 +204,6 @@ struct Slot {
     place: Option<(usize, usize)>,
 }
 
-#[derive(Debug)]
-struct Level {
-    groups: Vec<Group>,
-    /// The consistent-hash table over the whole level (hash policies only).
-    table: Option<HashTable>,
-    healthy: AtomicU32,
-    total: u32,
-}
-
 impl Balancer {
     /// Builds the balancer of `cluster` for a proxy at `local_locality`
     /// (`region/zone/subzone`, "" when unknown — then `cluster.locality_lb.local` is used).
@@ -233,116 +225,57 @@ impl Balancer {
 
     fn build(cluster: &Cluster, local: &str, seed: u64, previous: Option<&Balancer>) -> Balancer {
         let rng = SplitMix::new(seed);
-        let policy = match &cluster.lb {
-            LbPolicy::LeastRequest => Policy::Simple(Simple::LeastRequest),
-            LbPolicy::RoundRobin => Policy::Simple(Simple::RoundRobin),
-            LbPolicy::Random => Policy::Simple(Simple::Random),
-            LbPolicy::Passthrough => Policy::Passthrough,
-            LbPolicy::ConsistentHash { key, .. } => Policy::Hash(KeySource::new(key)),
-        };
-        let traffic = cluster.traffic_policy.as_ref();
-        let outlier = traffic.and_then(|t| t.outlier_detection.as_ref());
-        let locality_disabled = traffic
-            .and_then(|t| t.load_balancer.as_ref())
-            .and_then(|lb| lb.locality_lb_setting.as_ref())
-            .and_then(|s| s.enabled)
-            == Some(false);
-        let local = match (&cluster.locality_lb, local) {
-            (Some(l), "") => l.local.as_str(),
-            _ => local,
-        };
-        let setting = cluster.locality_lb.as_ref().filter(|_| !locality_disabled);
         // Weight 0 is not valid in EDS; Istio leaves it unset, which Envoy reads as 1.
         let weights: Vec<u32> = cluster.endpoints.iter().map(|e| e.weight.max(1)).collect();
-        let layout = locality::layout(
-            &cluster.endpoints,
-            &weights,
-            local,
-            setting,
-            outlier.is_some() && !locality_disabled,
-        );
-
-        let before: HashMap<&EndpointAddress, &Slot> = previous
-            .map(|p| p.slots.iter().map(|s| (&s.address, s)).collect())
-            .unwrap_or_default();
-        let mut slots: Vec<Slot> = cluster
-            .endpoints
-            .iter()
-            .zip(&weights)
-            .map(|(ep, &weight)| {
-                let old = before.get(&ep.address);
-                Slot {
-                    address: ep.address.clone(),
-                    weight,
-                    locality: ep.locality.clone(),
-                    healthy: AtomicBool::new(old.is_none_or(|s| s.healthy.load(Ordering::Relaxed))),
-                    counters: old.map(|s| Arc::clone(&s.counters)).unwrap_or_default(),
-                    place: None,
-                }
-            })
-            .collect();
-        let unhealthy = slots
-            .iter()
-            .filter(|s| !s.healthy.load(Ordering::Relaxed))
-            .count() as u32;
-
-        let table_spec = match &cluster.lb {
-            LbPolicy::ConsistentHash {
-                maglev, table_size, ..
-            } => Some((*maglev, *table_size)),
-            _ => None,
-        };
-        let mut levels = Vec::with_capacity(layout.levels.len());
+        let (layout, panic_threshold) = locality_of(cluster, local, &weights);
+        let mut slots = slots_of(cluster, &weights, previous);
         for (l, specs) in layout.levels.iter().enumerate() {
-            let mut groups = Vec::with_capacity(specs.len());
             for (g, spec) in specs.iter().enumerate() {
                 for &e in &spec.members {
                     slots[e].place = Some((l, g));
                 }
-                let member_weights = spec.members.iter().map(|&e| weights[e]).collect();
-                let healthy = spec
-                    .members
-                    .iter()
-                    .filter(|&&e| slots[e].healthy.load(Ordering::Relaxed))
-                    .count();
-                let start = rng.next_u64() as usize;
-                groups.push(Group::new(
-                    spec.members.clone(),
-                    member_weights,
-                    spec.weight,
-                    healthy as u32,
-                    start,
-                ));
             }
-            let table = table_spec.map(|(maglev, size)| {
-                let hosts = table_hosts(&groups, &slots, layout.locality_weighted);
-                if maglev {
-                    HashTable::maglev(size, &hosts)
-                } else {
-                    HashTable::ring(size, &hosts)
-                }
-            });
-            let healthy = groups
-                .iter()
-                .map(|g| g.healthy.load(Ordering::Relaxed))
-                .sum();
-            let total = groups.iter().map(|g| g.len() as u32).sum();
-            levels.push(Level {
-                groups,
-                table,
-                healthy: AtomicU32::new(healthy),
-                total,
-            });
         }
-        let panic_threshold = outlier.map_or(DEFAULT_PANIC_THRESHOLD, |o| {
-            o.min_health_percent.clamp(0, 100) as u32
-        });
+        let (policy, table) = match &cluster.lb {
+            LbPolicy::LeastRequest => (Policy::Simple(Simple::LeastRequest), None),
+            LbPolicy::RoundRobin => (Policy::Simple(Simple::RoundRobin), None),
+            LbPolicy::Random => (Policy::Simple(Simple::Random), None),
+            LbPolicy::Passthrough => (Policy::Passthrough, None),
+            LbPolicy::ConsistentHash {
+                key,
+                maglev,
+                table_size,
+            } => {
+                let table = if *maglev {
+                    TableKind::Maglev { size: *table_size }
+                } else {
+                    TableKind::Ring {
+                        min_size: *table_size,
+                    }
+                };
+                (Policy::Hash(KeySource::new(key)), Some(table))
+            }
+        };
+        let facts = EndpointFacts {
+            weights: &weights,
+            healthy: &|e| slots[e].healthy.load(Ordering::Relaxed),
+            key: &|e| slots[e].address.to_string(),
+        };
+        let levels = layout
+            .levels
+            .iter()
+            .map(|specs| Level::new(specs, &facts, table, layout.locality_weighted, &rng))
+            .collect();
+        let unhealthy = slots
+            .iter()
+            .filter(|s| !s.healthy.load(Ordering::Relaxed))
+            .count();
         Balancer {
             policy,
             slots,
             levels,
             panic_threshold,
-            unhealthy: AtomicU32::new(unhealthy),
+            unhealthy: AtomicU32::new(unhealthy as u32),
             rng,
         }
     }
@@ -561,31 +494,50 @@ impl Balancer {
     }
 }
 
-/// The hosts of one level for its hash table, weights normalised to sum to 1 (with locality
-/// weights: the locality's share, split within it by host weight — Envoy's rule).
-fn table_hosts(groups: &[Group], slots: &[Slot], locality_weighted: bool) -> Vec<TableHost> {
-    let locality_total: u64 = groups.iter().map(|g| g.locality_weight).sum();
-    let level_total: u64 = groups.iter().map(Group::total_weight).sum();
-    let mut hosts = Vec::new();
-    for group in groups {
-        let (share, within) = if locality_weighted {
-            (
-                group.locality_weight as f64 / locality_total.max(1) as f64,
-                group.total_weight(),
-            )
-        } else {
-            (1.0, level_total)
-        };
-        for (p, &e) in group.members.iter().enumerate() {
-            let weight = share * f64::from(group.weight_of(p)) / within.max(1) as f64;
-            hosts.push(TableHost {
-                endpoint: e,
-                key: slots[e].address.to_string(),
+/// The cluster's priority levels and panic threshold, from its locality settings and outlier
+/// detection as istiod would apply them.
+fn locality_of(cluster: &Cluster, local: &str, weights: &[u32]) -> (locality::Layout, u32) {
+    let traffic = cluster.traffic_policy.as_ref();
+    let outlier = traffic.and_then(|t| t.outlier_detection.as_ref());
+    let disabled = traffic
+        .and_then(|t| t.load_balancer.as_ref())
+        .and_then(|lb| lb.locality_lb_setting.as_ref())
+        .and_then(|s| s.enabled)
+        == Some(false);
+    let local = match (&cluster.locality_lb, local) {
+        (Some(l), "") => l.local.as_str(),
+        _ => local,
+    };
+    let setting = cluster.locality_lb.as_ref().filter(|_| !disabled);
+    let failover = outlier.is_some() && !disabled;
+    let layout = locality::layout(&cluster.endpoints, weights, local, setting, failover);
+    let panic_threshold = outlier.map_or(DEFAULT_PANIC_THRESHOLD, |o| {
+        o.min_health_percent.clamp(0, 100) as u32
+    });
+    (layout, panic_threshold)
+}
+
+/// One slot per endpoint; counters and health carried over from `previous` by address.
+fn slots_of(cluster: &Cluster, weights: &[u32], previous: Option<&Balancer>) -> Vec<Slot> {
+    let before: HashMap<&EndpointAddress, &Slot> = previous
+        .map(|p| p.slots.iter().map(|s| (&s.address, s)).collect())
+        .unwrap_or_default();
+    cluster
+        .endpoints
+        .iter()
+        .zip(weights)
+        .map(|(ep, &weight)| {
+            let old = before.get(&ep.address);
+            Slot {
+                address: ep.address.clone(),
                 weight,
-            });
-        }
-    }
-    hosts
+                locality: ep.locality.clone(),
+                healthy: AtomicBool::new(old.is_none_or(|s| s.healthy.load(Ordering::Relaxed))),
+                counters: old.map(|s| Arc::clone(&s.counters)).unwrap_or_default(),
+                place: None,
+            }
+        })
+        .collect()
 }
 
 /// Which endpoints a pick may take: healthy ones (unless in panic), not excluded.

@@ -584,3 +584,27 @@ fn endpoint_stats_describe_every_endpoint() {
     );
     assert_eq!((stats[0].weight, stats[0].locality.as_str()), (3, "r/z/s"));
 }
+
+#[test]
+fn concurrent_picks_keep_exact_counts() {
+    let b = Arc::new(Balancer::seeded(
+        &cluster(LbPolicy::LeastRequest, eps(4)),
+        "",
+        21,
+    ));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let b = Arc::clone(&b);
+            s.spawn(move || {
+                let h = HeaderMap::new();
+                for _ in 0..2000 {
+                    let pick = b.pick(&PickContext::new(&h)).unwrap();
+                    assert!(pick.index < 4);
+                }
+            });
+        }
+    });
+    let stats = b.endpoint_stats();
+    assert_eq!(stats.iter().map(|s| s.total_requests).sum::<u64>(), 8000);
+    assert!(stats.iter().all(|s| s.active_requests == 0));
+}
