@@ -55,6 +55,9 @@ struct StandaloneArgs {
     /// Serve only these Gateways (`namespace/name`); default: every Gateway in the files
     #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
     gateways: Vec<String>,
+    /// This proxy's locality (`region/zone/subzone`), for locality-aware load balancing
+    #[arg(long, default_value = "", env = "KEEL_LOCALITY")]
+    locality: String,
     /// Namespace of resources that name none
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
@@ -146,7 +149,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let shared = Shared::new("");
+    let shared = Shared::new(&args.locality);
     shared
         .telemetry
         .set_access_log(match args.access_log.as_str() {

@@ -40,16 +40,19 @@ impl Runtime {
             .clusters
             .iter()
             .map(|(name, c)| {
-                let reused = previous
-                    .and_then(|p| p.clusters.get(name))
-                    .filter(|old| old.cluster == *c)
-                    .cloned();
-                let rt = reused.unwrap_or_else(|| {
-                    Arc::new(ClusterRuntime {
+                let old = previous.and_then(|p| p.clusters.get(name));
+                let rt = match old {
+                    Some(old) if old.cluster == *c => old.clone(),
+                    // Changed cluster: endpoints that stay keep their counters and health.
+                    Some(old) => Arc::new(ClusterRuntime {
+                        cluster: c.clone(),
+                        balancer: old.balancer.rebuild(c, locality),
+                    }),
+                    None => Arc::new(ClusterRuntime {
                         cluster: c.clone(),
                         balancer: Balancer::new(c, locality),
-                    })
-                });
+                    }),
+                };
                 (name.clone(), rt)
             })
             .collect();
