@@ -4,8 +4,10 @@
 //!   Service + Endpoints/EndpointSlice).
 //! - [`policy`]: DestinationRules: which applies to a host, subsets, the merged traffic policy.
 //! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
+//! - [`delegate`]: delegate VirtualServices merged into the routes delegating to them.
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
 
+pub mod delegate;
 pub mod gateway;
 pub mod policy;
 pub mod registry;
