@@ -1,6 +1,8 @@
 //! Errors the proxy answers itself: each with its status, Envoy response flag and a sentence
 //! in `x-keel-error` naming what failed.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
+
 mod support;
 
 use support::*;
@@ -87,7 +89,11 @@ async fn no_route_is_404_nr() {
         "{}",
         r.error()
     );
-    assert!(r.text().starts_with("NR "), "the body says it too: {}", r.text());
+    assert!(
+        r.text().starts_with("NR "),
+        "the body says it too: {}",
+        r.text()
+    );
     // No virtual host for the authority at all.
     let r = fetch(p.port, "unknown.example", "/ok").await;
     assert_eq!(r.status, 404);
@@ -123,7 +129,11 @@ async fn subset_selecting_no_endpoint_is_503_uh() {
     let r = fetch(p.port, "errors.test", "/empty-subset").await;
     assert_eq!(r.status, 503);
     assert!(r.error().starts_with("UH "), "{}", r.error());
-    assert!(r.error().contains("outbound|80|v9|svc.test"), "{}", r.error());
+    assert!(
+        r.error().contains("outbound|80|v9|svc.test"),
+        "{}",
+        r.error()
+    );
     assert_eq!(up.connections(), 0);
 }
 
@@ -145,7 +155,11 @@ async fn upstream_closing_without_answer_is_503_uc() {
     let r = fetch(p.port, "errors.test", "/reset").await;
     assert_eq!(r.status, 503);
     assert!(r.error().starts_with("UC "), "{}", r.error());
-    assert!(r.error().contains("outbound|80||reset.test"), "{}", r.error());
+    assert!(
+        r.error().contains("outbound|80||reset.test"),
+        "{}",
+        r.error()
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! Protocols through the proxy: HTTP/1.1 keep-alive, chunked bodies, `100-continue`, large
 //! streamed bodies, h2c downstream and upstream, gRPC trailers, protocol upgrades.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
+
 mod support;
 
 use bytes::Bytes;
@@ -40,7 +42,11 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
         assert_eq!(r.version, http::Version::HTTP_11);
     }
     // The client's single connection carried all ten; upstream connections were reused too.
-    assert!(up.connections() < 10, "{} upstream connections", up.connections());
+    assert!(
+        up.connections() < 10,
+        "{} upstream connections",
+        up.connections()
+    );
 }
 
 #[tokio::test]
@@ -80,7 +86,9 @@ async fn read_until(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, needle: &[
 #[tokio::test]
 async fn expect_100_continue() {
     let (p, _up) = plain().await;
-    let mut s = tokio::net::TcpStream::connect(p.addr()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(p.addr())
+        .await
+        .expect("connect");
     let body = b"hello there";
     s.write_all(
         format!(
@@ -187,8 +195,22 @@ async fn http2_and_grpc_ports_are_spoken_as_h2c_upstream() {
     let p = Proxy::start(|port| {
         [
             gateway("gw", port, &["*"]),
-            service_entry("h2.test", "HTTP2", &[Ep { upstream: &h2, labels: &[] }]),
-            service_entry("g.test", "GRPC", &[Ep { upstream: &g, labels: &[] }]),
+            service_entry(
+                "h2.test",
+                "HTTP2",
+                &[Ep {
+                    upstream: &h2,
+                    labels: &[],
+                }],
+            ),
+            service_entry(
+                "g.test",
+                "GRPC",
+                &[Ep {
+                    upstream: &g,
+                    labels: &[],
+                }],
+            ),
             vs_to("h2.example", "h2.test"),
             vs_to("g.example", "g.test"),
         ]
@@ -218,7 +240,14 @@ async fn grpc_trailers_pass_through() {
     let p = Proxy::start(|port| {
         [
             gateway("gw", port, &["*"]),
-            service_entry("grpc.test", "GRPC", &[Ep { upstream: &up, labels: &[] }]),
+            service_entry(
+                "grpc.test",
+                "GRPC",
+                &[Ep {
+                    upstream: &up,
+                    labels: &[],
+                }],
+            ),
             vs_to("grpc.example", "grpc.test"),
         ]
         .concat()
@@ -238,7 +267,11 @@ async fn grpc_trailers_pass_through() {
     let r = c.send(call(None)).await;
     assert_eq!(r.status, 200, "{}", r.error());
     assert_eq!(r.header("content-type"), Some("application/grpc"));
-    assert_eq!(r.header("x-saw-te"), Some("trailers"), "te: trailers is forwarded");
+    assert_eq!(
+        r.header("x-saw-te"),
+        Some("trailers"),
+        "te: trailers is forwarded"
+    );
     assert_eq!(r.body, msg);
     let t = r.trailers.expect("trailers");
     assert_eq!(t.get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
@@ -291,7 +324,9 @@ async fn upgrade_round_trip() {
     for msg in ["ping", "a longer message over the spliced streams", "last"] {
         io.write_all(msg.as_bytes()).await.expect("write");
         let mut back = vec![0u8; msg.len()];
-        within("echo", io.read_exact(&mut back)).await.expect("read");
+        within("echo", io.read_exact(&mut back))
+            .await
+            .expect("read");
         assert_eq!(back, msg.as_bytes());
     }
     // A plain request to the same upstream still works.

@@ -1,6 +1,8 @@
 //! End-to-end routing through keel-proxy in gateway mode: virtual hosts, gateway binding,
 //! request matching, weights, subsets and destination ports, delegation.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
+
 mod support;
 
 use support::*;

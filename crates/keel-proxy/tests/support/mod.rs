@@ -11,6 +11,7 @@
 //! - [`grpc`]: h2c only; echoes the body and ends with `grpc-status` trailers.
 //! - [`upgrade_echo`]: HTTP/1.1; accepts `Upgrade` with 101 and echoes bytes afterwards.
 #![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -490,7 +491,7 @@ pub fn free_port() -> u16 {
 /// keel-proxy running in this process.
 pub struct Proxy {
     pub shared: Arc<Shared>,
-    pub listeners: Listeners,
+    pub listeners: Arc<Listeners>,
     /// The first gateway port (the one `start`'s closure was given).
     pub port: u16,
     /// Compile warnings of the last installed configuration.
@@ -510,7 +511,7 @@ impl Proxy {
             let port = free_port();
             let (snapshot, warnings) = snapshot_of(&res(port));
             let shared = Shared::new("");
-            let listeners = Listeners::default();
+            let listeners = Arc::new(Listeners::default());
             shared.install(snapshot);
             let errors = listeners.reconcile(&shared).await;
             if errors.is_empty() {

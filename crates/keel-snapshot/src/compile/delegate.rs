@@ -189,10 +189,10 @@ fn string_conflict(root: Option<&StringMatch>, sub: Option<&StringMatch>) -> boo
     if let Some(exact) = &root.exact {
         return sub.prefix.is_some() || sub.exact.as_ref() != Some(exact);
     }
-    if let Some(prefix) = &root.prefix {
-        if let Some(p) = sub.prefix.as_ref().or(sub.exact.as_ref()) {
-            return !p.starts_with(prefix.as_str());
-        }
+    if let Some(prefix) = &root.prefix
+        && let Some(p) = sub.prefix.as_ref().or(sub.exact.as_ref())
+    {
+        return !p.starts_with(prefix.as_str());
     }
     true
 }
