@@ -67,6 +67,9 @@ async fn route_header_operations() {
     assert_eq!(r.seen("x-add"), ["client", "proxy"]);
     assert!(r.seen("x-remove").is_empty());
     assert_eq!(r.seen("x-keep"), ["1"]);
+    // What the proxy adds on its own, as Envoy does.
+    assert_eq!(r.seen("x-forwarded-proto"), ["http"]);
+    assert_eq!(r.seen("x-request-id")[0].len(), 36);
     assert_eq!(r.header_all("x-resp-set"), ["new"]);
     assert_eq!(r.header_all("x-resp-add"), ["upstream", "proxy"]);
     assert!(r.header("x-resp-remove").is_none());

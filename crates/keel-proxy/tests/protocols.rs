@@ -41,7 +41,21 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
         assert_eq!(r.json()["path"], format!("/req/{i}"));
         assert_eq!(r.version, http::Version::HTTP_11);
     }
-    // The client's single connection carried all ten; upstream connections were reused too.
+    // Hop-by-hop headers, and those `Connection` names, stay on their hop.
+    let r = c
+        .send(
+            req("GET", "p.test", "/hop")
+                .header("connection", "keep-alive, x-private")
+                .header("x-private", "1")
+                .header("keep-alive", "timeout=5")
+                .header("x-public", "1")
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(r.seen("x-private").is_empty() && r.seen("keep-alive").is_empty());
+    assert_eq!(r.seen("x-public"), ["1"]);
+    // The client's single connection carried all of them; upstream connections were reused.
     assert!(
         up.connections() < 10,
         "{} upstream connections",

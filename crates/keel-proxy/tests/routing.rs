@@ -468,3 +468,31 @@ async fn delegate_virtual_services() {
     );
     assert_eq!(fetch(p.port, "shop.test", "/").await.upstream(), "main");
 }
+
+#[tokio::test]
+async fn gateway_server_hosts_limit_what_is_served() {
+    let up = echo("echo").await;
+    let p = Proxy::start(|port| {
+        let gw = gateway(
+            "gw",
+            port,
+            &["app.example.com", "*.wild.test", "other-ns/hidden.test"],
+        );
+        [
+            gw,
+            se("echo.test", &[&up]),
+            // `*` is narrowed to the server's hosts; `hidden.test` is only exported to
+            // VirtualServices in `other-ns`.
+            vs("any", "[\"*\"]", "[gw]", &[catch_all("any")]),
+        ]
+        .concat()
+    })
+    .await;
+    assert_eq!(route_of(p.port, get("app.example.com", "/")).await, "any");
+    assert_eq!(route_of(p.port, get("x.wild.test", "/")).await, "any");
+    for host in ["other.test", "hidden.test", "wild.test"] {
+        let r = fetch(p.port, host, "/").await;
+        assert_eq!(r.status, 404, "{host}");
+        assert!(r.error().starts_with("NR "), "{host}: {}", r.error());
+    }
+}
