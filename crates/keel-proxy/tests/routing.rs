@@ -282,6 +282,10 @@ async fn headers_without_headers_and_query_params() {
                         "without",
                         "[{uri: {prefix: /w}, withoutHeaders: {x-block: {}}}]",
                     ),
+                    route(
+                        "not-prod",
+                        "[{uri: {prefix: /env}, withoutHeaders: {x-env: {exact: prod}}}]",
+                    ),
                     catch_all("none"),
                 ],
             ),
@@ -289,6 +293,15 @@ async fn headers_without_headers_and_query_params() {
         .concat()
     })
     .await;
+    let with_on = |path: &'static str, k: &'static str, v: &'static str| {
+        route_of(
+            p.port,
+            req("GET", "h.test", path)
+                .header(k, v)
+                .body(empty())
+                .unwrap(),
+        )
+    };
     let with = |k: &'static str, v: &'static str| {
         route_of(
             p.port,
@@ -325,6 +338,10 @@ async fn headers_without_headers_and_query_params() {
     assert_eq!(at("/?v=42").await, "q-regex");
     assert_eq!(at("/?v=4x").await, "none");
     assert_eq!(at("/w").await, "without");
+    // withoutHeaders with a value: absent or different values match.
+    assert_eq!(at("/env").await, "not-prod");
+    assert_eq!(with_on("/env", "x-env", "dev").await, "not-prod");
+    assert_eq!(with_on("/env", "x-env", "prod").await, "none");
     assert_eq!(
         route_of(
             p.port,
