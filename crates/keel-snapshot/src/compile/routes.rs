@@ -352,7 +352,7 @@ impl<'a> RouteBuilder<'a> {
     /// A `directResponse.body.bytes` (base64) as the body text. The snapshot carries bodies
     /// as text, so bytes that are not UTF-8 are replaced, with a warning.
     fn bytes_body(&mut self, b64: &str, origin: &str) -> String {
-        let bytes = decode_base64(b64).unwrap_or_default();
+        let bytes = super::decode_base64(b64).unwrap_or_default();
         match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -531,30 +531,6 @@ fn request_match(m: &HttpMatchRequest) -> RequestMatch {
     }
 }
 
-/// Standard base64 (padding optional); `None` when malformed (validation rejects those).
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 fn header_ops(h: Option<&vs::HeaderOperations>) -> HeaderOps {
     let Some(h) = h else {
         return HeaderOps::default();
@@ -606,13 +582,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_gateway_names() {
-        assert_eq!(
-            decode_base64("aGVsbG8gYnl0ZXM=").as_deref(),
-            Some(&b"hello bytes"[..])
-        );
-        assert_eq!(decode_base64("aGk").as_deref(), Some(&b"hi"[..]));
-        assert_eq!(decode_base64("a-b"), None);
+    fn gateway_names() {
         assert_eq!(gateway_name("gw", "default"), "default/gw");
         assert_eq!(gateway_name("edge/gw", "default"), "edge/gw");
         assert_eq!(gateway_name("./gw", "ns"), "ns/gw");
