@@ -38,6 +38,8 @@ pub struct CompiledRoute {
 #[derive(Debug)]
 struct CompiledMatch {
     uri: Option<Matcher>,
+    /// `ignoreUriCase`: exact/prefix patterns were lower-cased; the path is lowered to compare.
+    ignore_uri_case: bool,
     scheme: Option<Matcher>,
     method: Option<Matcher>,
     authority: Option<Matcher>,
@@ -183,6 +185,7 @@ impl CompiledTable {
 fn compile_match(m: &RequestMatch) -> CompiledMatch {
     CompiledMatch {
         uri: m.uri.as_ref().map(|u| Matcher::new(u, m.ignore_uri_case)),
+        ignore_uri_case: m.ignore_uri_case,
         scheme: m.scheme.as_ref().map(|s| Matcher::new(s, false)),
         method: m.method.as_ref().map(|s| Matcher::new(s, false)),
         authority: m.authority.as_ref().map(|s| Matcher::new(s, false)),
@@ -212,8 +215,10 @@ impl CompiledMatch {
     fn matches(&self, parts: &Parts, authority: &str, info: &RequestInfo<'_>) -> bool {
         if let Some(u) = &self.uri {
             let path = parts.uri.path();
+            // Only `ignoreUriCase` lowers the path: a lower-case pattern alone must still
+            // match case-sensitively (`/s` must not match `/Strict`). Regexes carry `(?i)`.
             let ok = match u {
-                Matcher::Exact(_) | Matcher::Prefix(_) if is_lowercased(u) => {
+                Matcher::Exact(_) | Matcher::Prefix(_) if self.ignore_uri_case => {
                     u.matches(&path.to_ascii_lowercase())
                 }
                 _ => u.matches(path),
@@ -286,15 +291,6 @@ impl CompiledMatch {
             return false;
         }
         true
-    }
-}
-
-/// `ignoreUriCase` lower-cases exact/prefix patterns at compile time; the path is lowered
-/// to compare. Patterns without upper-case letters behave the same either way.
-fn is_lowercased(m: &Matcher) -> bool {
-    match m {
-        Matcher::Exact(s) | Matcher::Prefix(s) => s.chars().all(|c| !c.is_ascii_uppercase()),
-        _ => false,
     }
 }
 

@@ -360,7 +360,12 @@ async fn forward(
         UpstreamProtocol::SameAsDownstream => parts.version == Version::HTTP_2 && !upgrade,
     };
 
-    // Path and authority as the upstream should see them.
+    // Path and authority as the upstream should see them. Istio turns `host`/`:authority` in
+    // header operations into Envoy's host rewrite: `rewrite.authority` wins, then the route's
+    // headers, then the destination's.
+    let authority = headers::authority_in(&route.route.request_headers)
+        .or_else(|| headers::authority_in(&wc.request_headers))
+        .unwrap_or(authority);
     let (new_path, new_authority) = rewritten(&parts.uri, matched_uri, rewrite, authority);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::apply(&mut parts.headers, &wc.request_headers);
@@ -489,6 +494,11 @@ fn rewritten(
             {
                 format!("{u}{}", &path[p.len()..])
             }
+            // Istio gives Envoy the prefix `/` for a route without a uri match, and Envoy's
+            // prefix_rewrite then replaces just that `/`: `rewrite.uri: /base/` turns `/a/b`
+            // into `/base/a/b`, and `/` leaves the path as it was.
+            None => format!("{u}{}", path.strip_prefix('/').unwrap_or(path)),
+            // Exact and regex matches covered the whole path.
             _ => u.clone(),
         };
     } else if let Some((re, with)) = &rw.uri_regex
@@ -532,14 +542,12 @@ fn redirect_response(
     authority: &str,
     conn: &ConnInfo,
 ) -> Response<Body> {
+    let request_scheme = conn.scheme();
     let scheme = r
         .scheme
         .clone()
-        .unwrap_or_else(|| conn.scheme().to_string());
-    let host = r
-        .authority
-        .clone()
-        .unwrap_or_else(|| crate::route::strip_port(authority).to_string());
+        .unwrap_or_else(|| request_scheme.to_string());
+    let request_host = crate::route::strip_port(authority);
     let request_port = authority
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());
@@ -548,27 +556,39 @@ fn redirect_response(
     } else {
         None
     });
+    // As Envoy: a new authority replaces host and port; otherwise the request's host keeps
+    // its port unless a port is set, or the scheme changes and the port was the old scheme's
+    // default (`http://h:80` → `https://h`, but `http://h:8080` → `https://h:8080`).
+    let host = match &r.authority {
+        Some(a) => a.clone(),
+        None => {
+            let old_default = match request_scheme {
+                "https" => 443,
+                _ => 80,
+            };
+            let drop_port =
+                port.is_some() || (scheme != request_scheme && request_port == Some(old_default));
+            if drop_port {
+                request_host.to_string()
+            } else {
+                authority.to_string()
+            }
+        }
+    };
     let default_port = if scheme == "https" { 443 } else { 80 };
     let host_port = match port {
         Some(p) if p != default_port => format!("{host}:{p}"),
-        _ if r.authority.is_none()
-            && r.scheme.is_none()
-            && r.port.is_none()
-            && !r.port_from_request =>
-        {
-            authority.to_string()
-        }
         _ => host,
     };
     let path = r
         .uri
         .clone()
         .unwrap_or_else(|| parts.uri.path().to_string());
-    let query = parts
-        .uri
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    // A query in the new uri replaces the request's; otherwise the request's is kept.
+    let query = match parts.uri.query() {
+        Some(q) if !path.contains('?') => format!("?{q}"),
+        _ => String::new(),
+    };
     let location = format!("{scheme}://{host_port}{path}{query}");
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
@@ -682,7 +702,12 @@ mod tests {
             rewritten(&uri, Some(&prefix), Some(&rw), "a").0,
             "/v2/items?x=1"
         );
-        assert_eq!(rewritten(&uri, None, Some(&rw), "a").0, "/v2?x=1");
+        assert_eq!(
+            rewritten(&uri, None, Some(&rw), "a").0,
+            "/v2api/v1/items?x=1"
+        );
+        let exact = StringMatcher::Exact("/api/v1/items".into());
+        assert_eq!(rewritten(&uri, Some(&exact), Some(&rw), "a").0, "/v2?x=1");
         let rw = Rewrite {
             uri_regex: Some(("^/api/(v[0-9])/(.*)$".into(), "/\\2/\\1".into())),
             authority: Some("b".into()),

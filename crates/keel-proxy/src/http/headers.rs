@@ -73,6 +73,17 @@ pub fn apply(headers: &mut HeaderMap, ops: &HeaderOps) {
     }
 }
 
+/// The authority that header operations `set` (or else `add`) as `host` or `:authority`:
+/// Istio makes that a host rewrite rather than a header.
+pub fn authority_in(ops: &HeaderOps) -> Option<&str> {
+    let is_authority = |k: &str| k.eq_ignore_ascii_case("host") || k == ":authority";
+    ops.set
+        .iter()
+        .chain(&ops.add)
+        .find(|(k, _)| is_authority(k))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Whether the request asks to switch protocols (WebSocket and the like).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(http::header::UPGRADE)

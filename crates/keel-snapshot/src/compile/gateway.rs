@@ -10,7 +10,7 @@ use keel_config::{Resource, Spec};
 
 use super::registry::Registry;
 use super::routes::{Binding, RouteBuilder};
-use super::{Warning, host_within, hosts_overlap};
+use super::{DEFAULT_DOMAIN, Warning, fqdn, host_within, hosts_overlap};
 use crate::Snapshot;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{RouteTable, VirtualHost};
@@ -202,7 +202,10 @@ fn bound_hosts(
             }
             let host = host.to_ascii_lowercase();
             for vh in &v.hosts {
-                let vh = vh.to_ascii_lowercase();
+                // Istio resolves a VirtualService's short host names in its namespace before
+                // binding it to gateways (`reviews` → `reviews.<ns>.svc.cluster.local`), and
+                // gateways add no short-name aliases.
+                let vh = fqdn(vh, vs_ns, DEFAULT_DOMAIN);
                 if host_within(&vh, &host) {
                     out.push(vh);
                 } else if hosts_overlap(&vh, &host) {

@@ -4,8 +4,10 @@
 //!   Service + Endpoints/EndpointSlice).
 //! - [`policy`]: DestinationRules: which applies to a host, subsets, the merged traffic policy.
 //! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
+//! - [`delegate`]: delegate VirtualServices merged into the routes delegating to them.
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
 
+pub mod delegate;
 pub mod gateway;
 pub mod policy;
 pub mod registry;
@@ -60,6 +62,30 @@ pub fn host_within(narrow: &str, wide: &str) -> bool {
     }
 }
 
+/// Standard base64 (padding optional); `None` when malformed (validation rejects those).
+pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +105,11 @@ mod tests {
         assert!(!hosts_overlap("a.example.com", "b.example.com"));
         assert!(host_within("a.example.com", "*.example.com"));
         assert!(!host_within("*.example.com", "a.example.com"));
+        assert_eq!(
+            decode_base64("aGVsbG8gYnl0ZXM=").as_deref(),
+            Some(&b"hello bytes"[..])
+        );
+        assert_eq!(decode_base64("aGk").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(decode_base64("a-b"), None);
     }
 }

@@ -34,14 +34,27 @@ impl Binding {
         } else {
             list.to_vec()
         };
-        list.iter().any(|g| {
-            let full = if g == "mesh" || g.contains('/') {
-                g.clone()
-            } else {
-                format!("{namespace}/{g}")
-            };
-            self.gateways.contains(&full)
-        })
+        list.iter()
+            .any(|g| self.gateways.contains(&gateway_name(g, namespace)))
+    }
+}
+
+/// Istio's `resolveGatewayName`: `name` and `./name` are in `namespace`, `ns/name` as
+/// written, and the legacy `name.ns.svc.cluster.local` form is `ns/name`.
+fn gateway_name(g: &str, namespace: &str) -> String {
+    if g == "mesh" {
+        return g.to_string();
+    }
+    match g.split_once('/') {
+        Some((".", name)) => format!("{namespace}/{name}"),
+        Some(_) => g.to_string(),
+        None => match g.split_once('.') {
+            None => format!("{namespace}/{g}"),
+            Some((name, rest)) => {
+                let ns = rest.split('.').next().unwrap_or(rest);
+                format!("{ns}/{name}")
+            }
+        },
     }
 }
 
@@ -152,11 +165,9 @@ impl<'a> RouteBuilder<'a> {
         let origin = format!("VirtualService {}/{}", r.namespace(), r.name());
         let mut out = Vec::new();
         for (i, h) in v.http.iter().enumerate() {
-            let matches = self.matches(&h.r#match, r.namespace(), binding);
-            if matches.is_none() {
+            let Some(applicable) = applicable_matches(&h.r#match, r.namespace(), binding) else {
                 continue;
-            }
-            let matches = matches.unwrap_or_default();
+            };
             if let Some(d) = &h.delegate {
                 let ns = if d.namespace.is_empty() {
                     r.namespace()
@@ -173,10 +184,7 @@ impl<'a> RouteBuilder<'a> {
                     });
                     continue;
                 };
-                for mut route in self.http_routes(dr, dv, binding) {
-                    route.matches = merge_matches(&matches, &route.matches);
-                    out.push(route);
-                }
+                self.delegate_routes(r, h, &applicable, dr, dv, binding, &mut out);
                 continue;
             }
             let name = if h.name.is_empty() {
@@ -184,9 +192,56 @@ impl<'a> RouteBuilder<'a> {
             } else {
                 h.name.clone()
             };
+            let matches = applicable.iter().map(request_match).collect();
             out.push(self.http_route(r, h, name, matches, binding, &origin));
         }
         out
+    }
+
+    /// The routes of delegate VirtualService `dv` under the root route `root`, merged as
+    /// Istio merges them ([`super::delegate`]).
+    #[allow(clippy::too_many_arguments)]
+    fn delegate_routes(
+        &mut self,
+        r: &Resource,
+        root: &vs::HttpRoute,
+        root_matches: &[HttpMatchRequest],
+        dr: &Resource,
+        dv: &VirtualService,
+        binding: &Binding,
+        out: &mut Vec<HttpRoute>,
+    ) {
+        let origin = format!("VirtualService {}/{}", dr.namespace(), dr.name());
+        for (j, sub) in dv.http.iter().enumerate() {
+            // Validation forbids delegating further; such a route has nothing to run.
+            if sub.delegate.is_some() {
+                continue;
+            }
+            let Some(sub_matches) = applicable_matches(&sub.r#match, dr.namespace(), binding)
+            else {
+                continue;
+            };
+            let Some(merged) =
+                super::delegate::merge_route(root, root_matches, r.namespace(), sub, &sub_matches)
+            else {
+                self.warnings.push(Warning {
+                    resource: origin.clone(),
+                    message: format!(
+                        "http[{j}] matches requests outside the match of the route delegating to it from VirtualService {}/{}; it is ignored",
+                        r.namespace(),
+                        r.name()
+                    ),
+                });
+                continue;
+            };
+            let name = if merged.name.is_empty() {
+                format!("{}.{}.{j}", dr.namespace(), dr.name())
+            } else {
+                merged.name.clone()
+            };
+            let matches = merged.r#match.iter().map(request_match).collect();
+            out.push(self.http_route(dr, &merged, name, matches, binding, &origin));
+        }
     }
 
     fn find_vs(&self, name: &str, namespace: &str) -> Option<(&'a Resource, &'a VirtualService)> {
@@ -212,10 +267,11 @@ impl<'a> RouteBuilder<'a> {
         } else if let Some(dr) = &h.direct_response {
             RouteAction::DirectResponse {
                 status: dr.status as u16,
-                body: dr
-                    .body
-                    .as_ref()
-                    .and_then(|b| b.string.clone().or_else(|| b.bytes.clone())),
+                body: dr.body.as_ref().and_then(|b| {
+                    b.string
+                        .clone()
+                        .or_else(|| b.bytes.as_deref().map(|b64| self.bytes_body(b64, origin)))
+                }),
             }
         } else {
             let single = h.route.len() == 1;
@@ -293,23 +349,20 @@ impl<'a> RouteBuilder<'a> {
         }
     }
 
-    /// The matches that apply to the binding. `None` when every match names other gateways
-    /// (the route does not exist here); `Some(vec![])` matches everything.
-    fn matches(
-        &self,
-        ms: &[HttpMatchRequest],
-        namespace: &str,
-        binding: &Binding,
-    ) -> Option<Vec<RequestMatch>> {
-        if ms.is_empty() {
-            return Some(Vec::new());
+    /// A `directResponse.body.bytes` (base64) as the body text. The snapshot carries bodies
+    /// as text, so bytes that are not UTF-8 are replaced, with a warning.
+    fn bytes_body(&mut self, b64: &str, origin: &str) -> String {
+        let bytes = super::decode_base64(b64).unwrap_or_default();
+        match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                self.warnings.push(Warning {
+                    resource: origin.to_string(),
+                    message: "directResponse body bytes are not UTF-8; keel-proxy serves them with invalid sequences replaced".to_string(),
+                });
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
         }
-        let kept: Vec<RequestMatch> = ms
-            .iter()
-            .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, namespace))
-            .map(request_match)
-            .collect();
-        if kept.is_empty() { None } else { Some(kept) }
     }
 
     /// TCP routes of a VirtualService for a binding.
@@ -416,6 +469,24 @@ impl<'a> RouteBuilder<'a> {
     }
 }
 
+/// The matches that apply to the binding. `None` when every match names other gateways
+/// (the route does not exist here); `Some(vec![])` matches everything.
+fn applicable_matches(
+    ms: &[HttpMatchRequest],
+    namespace: &str,
+    binding: &Binding,
+) -> Option<Vec<HttpMatchRequest>> {
+    if ms.is_empty() {
+        return Some(Vec::new());
+    }
+    let kept: Vec<HttpMatchRequest> = ms
+        .iter()
+        .filter(|m| m.gateways.is_empty() || binding.selected_by(&m.gateways, namespace))
+        .cloned()
+        .collect();
+    if kept.is_empty() { None } else { Some(kept) }
+}
+
 fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
     if let Some(e) = &m.exact {
         Some(StringMatcher::Exact(e.clone()))
@@ -457,38 +528,6 @@ fn request_match(m: &HttpMatchRequest) -> RequestMatch {
         ignore_uri_case: m.ignore_uri_case,
         source_labels: m.source_labels.clone(),
         source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
-    }
-}
-
-/// A delegate's matches within its root's: each pair combined, the delegate's fields taking
-/// precedence and header conditions adding up (Istio requires delegates to narrow the root).
-fn merge_matches(root: &[RequestMatch], delegate: &[RequestMatch]) -> Vec<RequestMatch> {
-    match (root.is_empty(), delegate.is_empty()) {
-        (true, _) => delegate.to_vec(),
-        (false, true) => root.to_vec(),
-        (false, false) => {
-            let mut out = Vec::new();
-            for r in root {
-                for d in delegate {
-                    let mut m = d.clone();
-                    m.uri = d.uri.clone().or_else(|| r.uri.clone());
-                    m.scheme = d.scheme.clone().or_else(|| r.scheme.clone());
-                    m.method = d.method.clone().or_else(|| r.method.clone());
-                    m.authority = d.authority.clone().or_else(|| r.authority.clone());
-                    m.port = d.port.or(r.port);
-                    m.headers = r.headers.iter().chain(&d.headers).cloned().collect();
-                    m.query_params = r
-                        .query_params
-                        .iter()
-                        .chain(&d.query_params)
-                        .cloned()
-                        .collect();
-                    m.ignore_uri_case = d.ignore_uri_case || r.ignore_uri_case;
-                    out.push(m);
-                }
-            }
-            out
-        }
     }
 }
 
@@ -535,5 +574,22 @@ fn redirect(r: &vs::HttpRedirect) -> Redirect {
         } else {
             r.redirect_code as u16
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_names() {
+        assert_eq!(gateway_name("gw", "default"), "default/gw");
+        assert_eq!(gateway_name("edge/gw", "default"), "edge/gw");
+        assert_eq!(gateway_name("./gw", "ns"), "ns/gw");
+        assert_eq!(
+            gateway_name("gw.edge.svc.cluster.local", "default"),
+            "edge/gw"
+        );
+        assert_eq!(gateway_name("mesh", "default"), "mesh");
     }
 }
