@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::Response;
-use keel_snapshot::{Listener, ListenerProtocol};
+use keel_snapshot::{Listener, ListenerKind, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::http::forward::Outcome;
+use crate::l4::L4Config;
 use crate::runtime::Runtime;
 use crate::upstream::{Body, Pools};
 
@@ -28,10 +29,18 @@ pub struct Shared {
     pub on_request: Option<RequestHook>,
     /// The proxy's own locality, for locality-aware balancing.
     pub locality: String,
+    /// Protocol detection, TLS passthrough and TCP settings, and the original-destination
+    /// lookup.
+    pub l4: L4Config,
 }
 
 impl Shared {
     pub fn new(locality: &str) -> Arc<Shared> {
+        Shared::with_l4(locality, L4Config::default())
+    }
+
+    /// Like [`Shared::new`], with L4 settings (tests pass a fake original destination).
+    pub fn with_l4(locality: &str, l4: L4Config) -> Arc<Shared> {
         let (drain, _) = watch::channel(false);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(Runtime::empty()),
@@ -39,6 +48,7 @@ impl Shared {
             drain,
             on_request: None,
             locality: locality.to_string(),
+            l4,
         })
     }
 
@@ -64,6 +74,12 @@ pub struct ConnInfo {
 impl ConnInfo {
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+
+    /// The port the client addressed: the original destination's when iptables redirected
+    /// the connection, else the listener's.
+    pub fn destination_port(&self) -> u16 {
+        self.original_dst.map_or(self.local.port(), |a| a.port())
     }
 }
 
@@ -153,11 +169,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             }
         };
         let _ = stream.set_nodelay(true);
+        // Only sidecar listeners sit behind iptables; a gateway's connections go where they
+        // were addressed.
+        let original_dst = match listener.kind {
+            ListenerKind::SidecarOutbound | ListenerKind::SidecarInbound => {
+                shared.l4.original_dst.original_dst(&stream)
+            }
+            ListenerKind::Gateway { .. } => None,
+        };
         let conn = Arc::new(ConnInfo {
             listener: listener.name.clone(),
             local,
             remote,
-            original_dst: None,
+            original_dst,
             tls: false,
         });
         let shared = shared.clone();
@@ -166,19 +190,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
     }
 }
 
+/// Hands the connection to its listener's protocol: [`crate::l4::serve`] dispatches HTTP,
+/// TCP, TLS passthrough and detection.
 async fn serve_connection(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     protocol: ListenerProtocol,
     stream: TcpStream,
 ) {
-    match protocol {
-        ListenerProtocol::Http | ListenerProtocol::Auto => {
-            crate::http::server::serve(shared, conn, stream).await
-        }
-        ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
-            // TCP proxying and SNI routing arrive with the L4 path.
-            tracing::warn!(listener = %conn.listener, "TCP/TLS listeners are not served yet; closing connection from {}", conn.remote);
-        }
-    }
+    crate::l4::serve(shared, conn, protocol, stream).await
 }

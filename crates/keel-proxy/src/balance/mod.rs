@@ -10,6 +10,8 @@ use keel_snapshot::{Cluster, EndpointAddress};
 pub struct Balancer {
     endpoints: Vec<(EndpointAddress, Arc<AtomicU64>, String, u32)>,
     next: AtomicUsize,
+    /// PASSTHROUGH: the pick is the caller's original destination.
+    passthrough: bool,
 }
 
 pub struct PickContext<'a> {
@@ -59,10 +61,19 @@ impl Balancer {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            passthrough: cluster.lb == keel_snapshot::LbPolicy::Passthrough,
         }
     }
 
     pub fn pick(&self, ctx: &PickContext<'_>) -> Option<Pick> {
+        if self.passthrough {
+            return ctx.original_dst.map(|dst| Pick {
+                index: usize::MAX,
+                address: EndpointAddress::Socket(dst),
+                guard: ActiveRequest(Arc::new(AtomicU64::new(1))),
+                set_cookie: None,
+            });
+        }
         if self.endpoints.is_empty() {
             return None;
         }

@@ -346,6 +346,7 @@ impl<'a> RouteBuilder<'a> {
                 name: format!("{}.{}.tcp.{i}", r.namespace(), r.name()),
                 matches,
                 clusters,
+                opaque: false,
             });
         }
         out
