@@ -5,11 +5,14 @@
 //! - [`policy`]: DestinationRules: which applies to a host, subsets, the merged traffic policy.
 //! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
+//! - [`sidecar`]: a sidecar's outbound (15001) and inbound (15006) listeners.
 
 pub mod gateway;
 pub mod policy;
 pub mod registry;
 pub mod routes;
+pub mod sidecar;
+mod sidecar_inbound;
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const DEFAULT_DOMAIN: &str = "cluster.local";
