@@ -59,14 +59,10 @@ compiled for the workload named by --namespace and --label (-f).",
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files"])))]
 struct SidecarArgs {
     /// The snapshot to run, as JSON
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "files",
-        required_unless_present = "files"
-    )]
+    #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
     /// Istio YAML to compile for the workload instead: files, directories or `-`; repeatable
     #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1..)]

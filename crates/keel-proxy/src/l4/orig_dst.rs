@@ -22,7 +22,9 @@ impl OriginalDst for SoOriginalDst {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn original_dst(&self, stream: &TcpStream) -> Option<SocketAddr> {
         let local = stream.local_addr().ok()?;
+        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
         let sock = socket2::SockRef::from(stream);
+        // An IPv4 client on a dual-stack socket is NATed by iptables, not ip6tables.
         let addr = match local {
             SocketAddr::V4(_) => sock.original_dst_v4(),
             SocketAddr::V6(_) => sock.original_dst_v6(),

@@ -19,12 +19,14 @@ use super::gateway::Compiled;
 use super::registry::{Registry, Service, ServicePort};
 use super::routes::{Binding, RouteBuilder};
 use super::{fqdn, host_within};
-use crate::cluster::{Cluster, Endpoint, EndpointAddress, LbPolicy, UpstreamProtocol};
+use crate::Snapshot;
+use crate::cluster::{Cluster, LbPolicy, UpstreamProtocol};
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{
     HttpRoute, L4Match, RouteAction, RouteTable, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,
 };
-use crate::{Snapshot, cluster_name};
+
+pub use super::sidecar_inbound::inbound_cluster;
 
 /// Istio's cluster for traffic to destinations it knows nothing about.
 pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
@@ -82,7 +84,7 @@ pub struct InboundPort {
 
 /// How a service port is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(super) enum Class {
     Http,
     /// Declared opaque TCP: never sniffed.
     Tcp,
@@ -93,7 +95,7 @@ enum Class {
     Udp,
 }
 
-fn class(protocol: &str) -> Class {
+pub(super) fn class(protocol: &str) -> Class {
     match protocol.to_ascii_uppercase().as_str() {
         "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" => Class::Http,
         "TCP" | "MONGO" | "MYSQL" | "REDIS" => Class::Tcp,
@@ -237,15 +239,19 @@ fn piece(b: &mut RouteBuilder<'_>, ctx: &PieceCtx<'_>) -> Option<Piece> {
             Some((r, v)) => b.tcp_routes(r, v, &binding),
             None => Vec::new(),
         };
-        for route in &mut routes {
+        // A route whose every match names other workloads is gone; one without matches
+        // takes the whole service port.
+        routes.retain_mut(|route| {
+            if route.matches.is_empty() {
+                route.matches.push(base.clone());
+                return true;
+            }
             route.matches = resolve_l4_sources(&route.matches, ctx.opts)
                 .into_iter()
                 .map(|m| within(m, &base))
                 .collect();
-            if route.matches.is_empty() {
-                route.matches.push(base.clone());
-            }
-        }
+            !route.matches.is_empty()
+        });
         if routes.is_empty() {
             let cluster = b.cluster(&default_dest, &service.namespace, number, &origin);
             routes.push(TcpRoute {
@@ -258,16 +264,33 @@ fn piece(b: &mut RouteBuilder<'_>, ctx: &PieceCtx<'_>) -> Option<Piece> {
         for route in &mut routes {
             route.opaque = class == Class::Tcp;
         }
-        if ctx.addrs.is_empty() {
-            piece.tcp_any_address = routes;
-        } else {
+        if !ctx.addrs.is_empty() {
             piece.tcp = routes;
+        } else if class != Class::Tls {
+            piece.tcp_any_address = routes;
         }
+        // TLS without an address is told apart by SNI alone (below): a port-only route
+        // would take every other host's TLS on that port too.
     }
-    if class == Class::Tls
-        && let Some((r, v)) = vs
-    {
-        for mut route in b.tls_routes(r, v, &binding) {
+    if class == Class::Tls {
+        piece.tls = tls_routes(b, ctx, vs, &binding, &default_dest, &origin);
+    }
+    Some(piece)
+}
+
+/// SNI routes for a TLS service port: the mesh VirtualService's, else the service's names.
+fn tls_routes(
+    b: &mut RouteBuilder<'_>,
+    ctx: &PieceCtx<'_>,
+    vs: Option<(&Resource, &VirtualService)>,
+    binding: &Binding,
+    default_dest: &Destination,
+    origin: &str,
+) -> Vec<TlsRoute> {
+    let number = ctx.port.number;
+    let mut out = Vec::new();
+    if let Some((r, v)) = vs {
+        for mut route in b.tls_routes(r, v, binding) {
             route.matches = resolve_l4_sources(&route.matches, ctx.opts)
                 .into_iter()
                 .map(|mut m| {
@@ -276,11 +299,23 @@ fn piece(b: &mut RouteBuilder<'_>, ctx: &PieceCtx<'_>) -> Option<Piece> {
                 })
                 .collect();
             if !route.matches.is_empty() {
-                piece.tls.push(route);
+                out.push(route);
             }
         }
     }
-    Some(piece)
+    if out.is_empty() {
+        let cluster = b.cluster(default_dest, &ctx.service.namespace, number, origin);
+        out.push(TlsRoute {
+            name: cluster.clone(),
+            matches: vec![L4Match {
+                sni_hosts: host_names(&ctx.service.host, &ctx.opts.namespace),
+                port: Some(number),
+                ..Default::default()
+            }],
+            clusters: vec![weighted(cluster)],
+        });
+    }
+    out
 }
 
 /// The 15001 listener: every service port's virtual host in one table, TCP routes by
@@ -533,51 +568,5 @@ pub fn passthrough_cluster(name: &str) -> Cluster {
         protocol: UpstreamProtocol::SameAsDownstream,
         endpoints: Vec::new(),
         traffic_policy: None,
-    }
-}
-
-/// A cluster for the local application: `inbound|<port>||` at 127.0.0.1.
-pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
-    Cluster {
-        name: cluster_name("inbound", port.port, "", ""),
-        service: service.to_string(),
-        port: port.port,
-        subset: String::new(),
-        namespace: String::new(),
-        lb: LbPolicy::RoundRobin,
-        locality_lb: None,
-        protocol: match class(&port.protocol) {
-            Class::Http if matches!(port.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") => {
-                UpstreamProtocol::Http2
-            }
-            Class::Http => UpstreamProtocol::Http1,
-            Class::Tcp | Class::Tls => UpstreamProtocol::Tcp,
-            Class::Auto | Class::Udp => UpstreamProtocol::SameAsDownstream,
-        },
-        endpoints: vec![Endpoint {
-            address: EndpointAddress::Socket(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port.port,
-            )),
-            labels: BTreeMap::new(),
-            locality: String::new(),
-            weight: 1,
-            workload: String::new(),
-            namespace: String::new(),
-            identity: String::new(),
-        }],
-        traffic_policy: None,
-    }
-}
-
-/// Whether a port is served as HTTP, TCP (declared), or both after sniffing:
-/// `(http, tcp, opaque)`.
-pub(super) fn inbound_handling(protocol: &str) -> (bool, bool, bool) {
-    match class(protocol) {
-        Class::Http => (true, false, false),
-        Class::Tcp => (false, true, true),
-        Class::Tls => (false, true, false),
-        Class::Auto => (true, true, false),
-        Class::Udp => (false, false, false),
     }
 }

@@ -2,17 +2,16 @@
 //! are forwarded to the application on 127.0.0.1, chosen by the port they were addressed to
 //! (`inbound|<port>||`); ports no Service declares go to their original destination.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use keel_config::types::IntOrString;
 use keel_config::{Resource, Spec};
 
-use super::sidecar::{
-    INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, inbound_cluster, inbound_handling,
-};
+use super::sidecar::{Class, INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, class};
 use super::{DEFAULT_DOMAIN, fqdn};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Endpoint, EndpointAddress, LbPolicy, UpstreamProtocol};
+use crate::cluster_name;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{
     HttpRoute, L4Match, RequestMatch, RouteAction, RouteTable, TcpRoute, VirtualHost,
@@ -137,5 +136,51 @@ fn forward(cluster: &str) -> RouteAction {
     RouteAction::Forward {
         clusters: vec![weighted(cluster)],
         rewrite: None,
+    }
+}
+
+/// A cluster for the local application: `inbound|<port>||` at 127.0.0.1.
+pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
+    Cluster {
+        name: cluster_name("inbound", port.port, "", ""),
+        service: service.to_string(),
+        port: port.port,
+        subset: String::new(),
+        namespace: String::new(),
+        lb: LbPolicy::RoundRobin,
+        locality_lb: None,
+        protocol: match class(&port.protocol) {
+            Class::Http if matches!(port.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") => {
+                UpstreamProtocol::Http2
+            }
+            Class::Http => UpstreamProtocol::Http1,
+            Class::Tcp | Class::Tls => UpstreamProtocol::Tcp,
+            Class::Auto | Class::Udp => UpstreamProtocol::SameAsDownstream,
+        },
+        endpoints: vec![Endpoint {
+            address: EndpointAddress::Socket(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.port,
+            )),
+            labels: BTreeMap::new(),
+            locality: String::new(),
+            weight: 1,
+            workload: String::new(),
+            namespace: String::new(),
+            identity: String::new(),
+        }],
+        traffic_policy: None,
+    }
+}
+
+/// Whether a port is served as HTTP, TCP (declared), or both after sniffing:
+/// `(http, tcp, opaque)`.
+fn inbound_handling(protocol: &str) -> (bool, bool, bool) {
+    match class(protocol) {
+        Class::Http => (true, false, false),
+        Class::Tcp => (false, true, true),
+        Class::Tls => (false, true, false),
+        Class::Auto => (true, true, false),
+        Class::Udp => (false, false, false),
     }
 }
