@@ -61,6 +61,28 @@ impl ProxyError {
         }
     }
 
+    /// No TCP or TLS route took the connection (NR); `what` describes it (`TCP connection
+    /// to 10.0.0.1:3306`, `TLS connection to ... with SNI "a.example.com"`).
+    pub fn no_l4_route(what: &str, listener: &str) -> Self {
+        ProxyError {
+            status: StatusCode::NOT_FOUND,
+            flag: "NR",
+            detail: format!("no route matched {what} on listener {listener}"),
+        }
+    }
+
+    /// A PASSTHROUGH cluster for a connection that was not redirected (503 UH): there is no
+    /// original destination to forward to.
+    pub fn no_original_dst(cluster: &str) -> Self {
+        ProxyError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            flag: "UH",
+            detail: format!(
+                "no healthy upstream: cluster {cluster} forwards to the original destination, and this connection has none (it was not redirected by iptables)"
+            ),
+        }
+    }
+
     /// A request the proxy can't forward as given (400 DPE).
     pub fn bad_request(detail: impl Into<String>) -> Self {
         ProxyError {

@@ -1,4 +1,5 @@
-//! The `keel-proxy` binary: `standalone` runs a gateway from Istio YAML files.
+//! The `keel-proxy` binary: `standalone` runs a gateway from Istio YAML files; `sidecar`
+//! runs beside one workload from a snapshot file (or Istio YAML compiled for it).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,9 +10,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_proxy::admin::{self, AdminHooks};
+use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
+use keel_proxy::sidecar;
 use keel_proxy::standalone::{self, StandaloneConfig};
+use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::GatewayOptions;
+use keel_snapshot::compile::sidecar::{InboundPort, SidecarOptions};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload;
 
@@ -20,7 +25,7 @@ use tracing_subscriber::reload;
     name = "keel-proxy",
     version,
     about = "Keel's data plane: a lean proxy that applies Istio's routing",
-    after_help = "Start here:\n  keel-proxy standalone -f gateway.yaml     run a gateway from Istio YAML\n  keel-proxy standalone --help              details and examples"
+    after_help = "Start here:\n  keel-proxy standalone -f gateway.yaml     run a gateway from Istio YAML\n  keel-proxy sidecar --snapshot snap.json   run a sidecar from a snapshot\n  keel-proxy standalone --help              details and examples"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +44,78 @@ and reason, and the last good configuration keeps serving.",
         after_help = "Examples:\n  keel-proxy standalone -f gateway.yaml\n  keel-proxy standalone -f config/ --bind 127.0.0.1 --admin 127.0.0.1:15000\n  curl -s localhost:15000/config_dump     # the live configuration\n  curl -s localhost:15000/clusters        # endpoints and their load"
     )]
     Standalone(StandaloneArgs),
+    /// Run as a sidecar beside one workload, from a snapshot file or Istio YAML compiled for it
+    #[command(
+        long_about = "Run as a sidecar: the outbound listener (15001) takes the workload's outgoing connections \
+(redirected by iptables, or sent to it as an HTTP proxy: HTTP_PROXY=http://127.0.0.1:15001), routes HTTP by host \
+with the VirtualServices bound to `mesh` and TCP by destination address; the inbound listener (15006) forwards to the \
+application on 127.0.0.1. Unknown protocols are detected from the first bytes; traffic for unknown destinations \
+goes where it was addressed.\n\n\
+The configuration is static: a snapshot in JSON (--snapshot; /config_dump of a running proxy is one), or Istio YAML \
+compiled for the workload named by --namespace and --label (-f).",
+        after_help = "Examples:\n  keel-proxy sidecar --snapshot sidecar.json --admin 127.0.0.1:15000\n  keel-proxy sidecar -f mesh.yaml -n default --label app=productpage\n  keel-proxy sidecar -f mesh.yaml --label app=productpage --print-snapshot > sidecar.json"
+    )]
+    Sidecar(SidecarArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files"])))]
+struct SidecarArgs {
+    /// The snapshot to run, as JSON
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+    /// Istio YAML to compile for the workload instead: files, directories or `-`; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// The workload's namespace (with -f)
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// A label of the workload, key=value; repeatable (with -f)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = sidecar::parse_label)]
+    labels: Vec<(String, String)>,
+    /// Outbound capture port (with -f)
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// Inbound capture port (with -f)
+    #[arg(long, default_value_t = 15006)]
+    inbound_port: u16,
+    /// A service port that also gets its own outbound listener; repeatable (with -f)
+    #[arg(long = "outbound-listener", value_name = "PORT")]
+    outbound_listeners: Vec<u16>,
+    /// A port the application serves, PORT or PORT/PROTOCOL; repeatable (with -f; default:
+    /// the target ports of the Services selecting the workload)
+    #[arg(long = "app-port", value_name = "PORT[/PROTOCOL]", value_parser = parse_app_port)]
+    app_ports: Vec<InboundPort>,
+    /// Address the listeners bind (with -f)
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Print the compiled snapshot as JSON and exit (with -f)
+    #[arg(long)]
+    print_snapshot: bool,
+    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// How long a connection on an undeclared port may stay silent before it is treated as
+    /// TCP (server-first protocols wait this long); 0s waits for the client indefinitely
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    protocol_detection_timeout: Duration,
+    /// How long SIGTERM waits for in-flight requests before exiting
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
+    #[arg(long, default_value = "info", env = "KEEL_LOG")]
+    log_level: String,
+}
+
+fn parse_app_port(s: &str) -> Result<InboundPort, String> {
+    let (port, protocol) = s.split_once('/').unwrap_or((s, ""));
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("\"{s}\" is not PORT or PORT/PROTOCOL"))?;
+    Ok(InboundPort {
+        port,
+        protocol: protocol.to_ascii_uppercase(),
+    })
 }
 
 #[derive(clap::Args)]
@@ -99,7 +176,6 @@ impl AdminHooks for Hooks {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Standalone(args) = cli.command;
     // One worker per core is the sidecar norm; the proxy is light enough for a small runtime.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,11 +187,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run_standalone(args))
+    match cli.command {
+        Command::Standalone(args) => rt.block_on(run_standalone(args)),
+        Command::Sidecar(args) => rt.block_on(run_sidecar(args)),
+    }
 }
 
-async fn run_standalone(args: StandaloneArgs) -> ExitCode {
-    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(level: &str) -> reload::Handle<EnvFilter, tracing_subscriber::Registry> {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, reload) = reload::Layer::new(filter);
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -123,7 +202,82 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .try_init();
+    reload
+}
 
+async fn run_sidecar(args: SidecarArgs) -> ExitCode {
+    let reload = init_logging(&args.log_level);
+    let snapshot = match &args.snapshot {
+        Some(path) => match sidecar::load_snapshot(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => {
+            let opts = SidecarOptions {
+                namespace: args.namespace.clone(),
+                labels: args.labels.iter().cloned().collect(),
+                outbound_port: args.outbound_port,
+                inbound_port: args.inbound_port,
+                outbound_ports: args.outbound_listeners.clone(),
+                inbound_ports: args.app_ports.clone(),
+                bind: args.bind,
+                version: "1".into(),
+            };
+            match sidecar::compile_yaml(&args.files, &opts) {
+                Ok((snapshot, warnings)) => {
+                    for w in &warnings {
+                        tracing::warn!("{w}");
+                    }
+                    snapshot
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!(
+                        "error: the configuration has {} errors; fix them and start again (keel validate -f ... shows the same)",
+                        errors.len()
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    if args.print_snapshot {
+        return match serde_json::to_string_pretty(&snapshot) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the snapshot as JSON: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let shared = Shared::with_l4(
+        "",
+        L4Config {
+            detect_timeout: args.protocol_detection_timeout,
+            ..Default::default()
+        },
+    );
+    serve(
+        shared,
+        snapshot,
+        args.admin,
+        args.drain_timeout,
+        reload,
+        None,
+    )
+    .await
+}
+
+async fn run_standalone(args: StandaloneArgs) -> ExitCode {
+    let reload = init_logging(&args.log_level);
     let cfg = StandaloneConfig {
         paths: args.files.clone(),
         namespace: args.namespace.clone(),
@@ -150,13 +304,36 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         tracing::warn!("{w}");
     }
     let shared = Shared::new(&args.locality);
-    shared
-        .telemetry
-        .set_access_log(match args.access_log.as_str() {
-            "text" => keel_proxy::telemetry::AccessLogFormat::Text,
-            "json" => keel_proxy::telemetry::AccessLogFormat::Json,
-            _ => keel_proxy::telemetry::AccessLogFormat::Off,
-        });
+    set_access_log(&shared, &args.access_log);
+    serve(
+        shared,
+        snapshot,
+        args.admin,
+        args.drain_timeout,
+        reload,
+        Some(cfg),
+    )
+    .await
+}
+
+fn set_access_log(shared: &Shared, format: &str) {
+    shared.telemetry.set_access_log(match format {
+        "text" => keel_proxy::telemetry::AccessLogFormat::Text,
+        "json" => keel_proxy::telemetry::AccessLogFormat::Json,
+        _ => keel_proxy::telemetry::AccessLogFormat::Off,
+    });
+}
+
+/// Serves `snapshot` (watching the standalone configuration when given) until SIGTERM,
+/// Ctrl-C or `/quitquitquit`, then drains.
+async fn serve(
+    shared: Arc<Shared>,
+    snapshot: Snapshot,
+    admin_addr: SocketAddr,
+    drain_timeout: Duration,
+    reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    watch: Option<StandaloneConfig>,
+) -> ExitCode {
     // Series of destinations idle for 10 minutes are dropped, so cardinality stays bounded.
     {
         let telemetry = shared.telemetry.clone();
@@ -176,12 +353,11 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         ready: ready.clone(),
         quit: quit_tx,
     });
-    match admin::serve(args.admin, shared.clone(), hooks).await {
+    match admin::serve(admin_addr, shared.clone(), hooks).await {
         Ok(a) => tracing::info!("admin API on http://{a}"),
         Err(e) => {
             eprintln!(
-                "error: cannot bind the admin API on {}: {e}; pick another with --admin",
-                args.admin
+                "error: cannot bind the admin API on {admin_addr}: {e}; pick another with --admin"
             );
             return ExitCode::from(1);
         }
@@ -193,14 +369,16 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     }
     if listener_count == 0 {
         tracing::warn!(
-            "no Gateway server ports to listen on: add a Gateway with servers (and TLS passthrough or plain HTTP/TCP ports)"
+            "no listeners in the configuration: for a gateway, add a Gateway with servers (plain HTTP, TCP or TLS passthrough ports)"
         );
     }
     ready.store(true, Ordering::Relaxed);
     for l in &shared.runtime.load().snapshot.listeners {
         tracing::info!(listener = %l.name, protocol = ?l.protocol, "listening on {}", l.address);
     }
-    tokio::spawn(standalone::watch(shared.clone(), listeners.clone(), cfg));
+    if let Some(cfg) = watch {
+        tokio::spawn(standalone::watch(shared.clone(), listeners.clone(), cfg));
+    }
 
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -215,11 +393,11 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         _ = quit_rx.recv() => return ExitCode::SUCCESS,
     }
     // Drain: stop accepting, let connections finish in-flight requests, exit within the deadline.
-    tracing::info!("draining for up to {:?}", args.drain_timeout);
+    tracing::info!("draining for up to {drain_timeout:?}");
     listeners.stop_all();
     let _ = shared.drain.send(true);
-    tokio::time::sleep(args.drain_timeout.min(Duration::from_millis(200))).await;
-    let deadline = tokio::time::Instant::now() + args.drain_timeout;
+    tokio::time::sleep(drain_timeout.min(Duration::from_millis(200))).await;
+    let deadline = tokio::time::Instant::now() + drain_timeout;
     while tokio::time::Instant::now() < deadline && shared.drain.receiver_count() > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -17,6 +17,8 @@ pub struct CompiledTable {
     /// `(suffix, host index)` for `*.suffix` / `*suffix`, longest first.
     wildcards: Vec<(String, usize)>,
     any: Option<usize>,
+    /// Some exact domains carry a port (`reviews:9080`, as sidecar tables list them).
+    port_domains: bool,
 }
 
 #[derive(Debug)]
@@ -134,27 +136,37 @@ impl CompiledTable {
         }
         // Most specific first; earlier virtual hosts win ties (stable sort).
         wildcards.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+        let port_domains = exact.keys().any(|d| d.contains(':'));
         CompiledTable {
             hosts,
             exact,
             wildcards,
             any,
+            port_domains,
         }
     }
 
     /// The first route matching the request, searching the virtual host its authority
-    /// selects (exact domain, then the longest wildcard, then `*`).
+    /// selects (exact domain, then the longest wildcard, then `*`). Where domains carry
+    /// ports, `host:port` is tried first, the port being the authority's or, without one,
+    /// the port the client addressed (`info.port`); then the bare host.
     pub fn find(
         &self,
         parts: &Parts,
         authority: &str,
         info: &RequestInfo<'_>,
     ) -> Option<(&CompiledRoute, Option<&StringMatcher>)> {
-        let host = strip_port(authority).to_ascii_lowercase();
-        let idx = self
-            .exact
-            .get(&host)
-            .copied()
+        let lower = authority.to_ascii_lowercase();
+        let host = strip_port(&lower).to_string();
+        let with_port = if !self.port_domains {
+            None
+        } else if host.len() != lower.len() {
+            self.exact.get(&lower).copied()
+        } else {
+            self.exact.get(&format!("{host}:{}", info.port)).copied()
+        };
+        let idx = with_port
+            .or_else(|| self.exact.get(&host).copied())
             .or_else(|| {
                 self.wildcards
                     .iter()
@@ -342,6 +354,41 @@ pub fn strip_port(authority: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_with_ports_select_by_the_addressed_port() {
+        let vh = |name: &str, domains: &[&str]| keel_snapshot::VirtualHost {
+            name: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            routes: vec![HttpRoute {
+                name: name.into(),
+                ..Default::default()
+            }],
+        };
+        let table = CompiledTable::new(&RouteTable {
+            virtual_hosts: vec![
+                vh("web80", &["reviews", "reviews:80"]),
+                vh("web9080", &["reviews:9080"]),
+            ],
+        });
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let find = |authority: &str, port: u16| {
+            let info = RequestInfo {
+                port,
+                ..Default::default()
+            };
+            table
+                .find(&parts, authority, &info)
+                .map(|(r, _)| r.route.name.clone())
+        };
+        assert_eq!(find("reviews:9080", 15001).as_deref(), Some("web9080"));
+        assert_eq!(find("Reviews", 9080).as_deref(), Some("web9080"));
+        assert_eq!(find("reviews", 15001).as_deref(), Some("web80"));
+        assert_eq!(find("reviews:80", 15001).as_deref(), Some("web80"));
+        // An unknown port falls back to the bare name.
+        assert_eq!(find("reviews:1234", 15001).as_deref(), Some("web80"));
+        assert_eq!(find("ratings", 80), None);
+    }
 
     #[test]
     fn authorities_and_queries() {

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use keel_snapshot::{Listener, ListenerProtocol};
+use keel_snapshot::{Listener, ListenerKind, ListenerProtocol};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::l4::L4Config;
 use crate::runtime::Runtime;
 use crate::telemetry::{ProxyIdentity, Reporter, Telemetry};
 use crate::upstream::Pools;
@@ -25,14 +26,30 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// The proxy's own locality, for locality-aware balancing.
     pub locality: String,
+    /// Protocol detection, TLS passthrough and TCP settings, and the original-destination
+    /// lookup.
+    pub l4: L4Config,
 }
 
 impl Shared {
     pub fn new(locality: &str) -> Arc<Shared> {
-        Shared::with_telemetry(locality, Arc::new(Telemetry::new(ProxyIdentity::default())))
+        Shared::with_parts(
+            locality,
+            Arc::new(Telemetry::new(ProxyIdentity::default())),
+            L4Config::default(),
+        )
     }
 
-    pub fn with_telemetry(locality: &str, telemetry: Arc<Telemetry>) -> Arc<Shared> {
+    /// Like [`Shared::new`], with L4 settings (tests pass a fake original destination).
+    pub fn with_l4(locality: &str, l4: L4Config) -> Arc<Shared> {
+        Shared::with_parts(
+            locality,
+            Arc::new(Telemetry::new(ProxyIdentity::default())),
+            l4,
+        )
+    }
+
+    pub fn with_parts(locality: &str, telemetry: Arc<Telemetry>, l4: L4Config) -> Arc<Shared> {
         let (drain, _) = watch::channel(false);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(Runtime::empty()),
@@ -40,6 +57,7 @@ impl Shared {
             drain,
             telemetry,
             locality: locality.to_string(),
+            l4,
         })
     }
 
@@ -67,6 +85,12 @@ pub struct ConnInfo {
 impl ConnInfo {
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+
+    /// The port the client addressed: the original destination's when iptables redirected
+    /// the connection, else the listener's.
+    pub fn destination_port(&self) -> u16 {
+        self.original_dst.map_or(self.local.port(), |a| a.port())
     }
 }
 
@@ -157,16 +181,24 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
         };
         let _ = stream.set_nodelay(true);
         // Inbound listeners report as `destination`; outbound and gateways as `source`.
-        let reporter = if listener.kind == keel_snapshot::ListenerKind::SidecarInbound {
+        let reporter = if listener.kind == ListenerKind::SidecarInbound {
             Reporter::Destination
         } else {
             Reporter::Source
+        };
+        // Only sidecar listeners sit behind iptables; a gateway's connections go where they
+        // were addressed.
+        let original_dst = match listener.kind {
+            ListenerKind::SidecarOutbound | ListenerKind::SidecarInbound => {
+                shared.l4.original_dst.original_dst(&stream)
+            }
+            ListenerKind::Gateway { .. } => None,
         };
         let conn = Arc::new(ConnInfo {
             listener: listener.name.clone(),
             local,
             remote,
-            original_dst: None,
+            original_dst,
             tls: false,
             reporter,
         });
@@ -176,19 +208,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
     }
 }
 
+/// Hands the connection to its listener's protocol: [`crate::l4::serve`] dispatches HTTP,
+/// TCP, TLS passthrough and detection.
 async fn serve_connection(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     protocol: ListenerProtocol,
     stream: TcpStream,
 ) {
-    match protocol {
-        ListenerProtocol::Http | ListenerProtocol::Auto => {
-            crate::http::server::serve(shared, conn, stream).await
-        }
-        ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
-            // TCP proxying and SNI routing arrive with the L4 path.
-            tracing::warn!(listener = %conn.listener, "TCP/TLS listeners are not served yet; closing connection from {}", conn.remote);
-        }
-    }
+    crate::l4::serve(shared, conn, protocol, stream).await
 }

@@ -205,6 +205,11 @@ pub struct TcpRoute {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<L4Match>,
     pub clusters: Vec<WeightedCluster>,
+    /// The destinations this route's matches select are declared opaque TCP (a port whose
+    /// protocol is TCP, MySQL, Mongo, Redis): an `Auto` listener sends connections it takes
+    /// straight to TCP without sniffing, so server-first protocols never wait.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opaque: bool,
 }
 
 /// A VirtualService `tls[]` entry.

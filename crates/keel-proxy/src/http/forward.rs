@@ -162,7 +162,9 @@ async fn route_and_forward(
     };
     let (mut parts, body) = req.into_parts();
     let info = RequestInfo {
-        port: conn.local.port(),
+        // `match.port` is the port the client addressed: the original destination's for
+        // connections iptables redirected to the sidecar.
+        port: conn.destination_port(),
         scheme: conn.scheme(),
         source_labels: None,
         source_namespace: None,
@@ -251,7 +253,7 @@ fn authority_of<B>(req: &Request<B>) -> String {
 }
 
 /// A destination by weight (zero-weight destinations are never chosen unless all are zero).
-fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedCluster> {
+pub(crate) fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedCluster> {
     let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
     if total == 0 {
         return clusters.first();
@@ -462,7 +464,7 @@ async fn forward(
     (Response::from_parts(rparts, rbody.boxed()), outcome)
 }
 
-async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String> {
+pub(crate) async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String> {
     match addr {
         EndpointAddress::Socket(a) => Ok(*a),
         EndpointAddress::Dns { host, port } => tokio::net::lookup_host((host.as_str(), *port))

@@ -6,12 +6,15 @@
 //! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
 //! - [`delegate`]: delegate VirtualServices merged into the routes delegating to them.
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
+//! - [`sidecar`]: a sidecar's outbound (15001) and inbound (15006) listeners.
 
 pub mod delegate;
 pub mod gateway;
 pub mod policy;
 pub mod registry;
 pub mod routes;
+pub mod sidecar;
+mod sidecar_inbound;
 
 #[cfg(test)]
 mod gateway_tests;

@@ -399,6 +399,7 @@ impl<'a> RouteBuilder<'a> {
                 name: format!("{}.{}.tcp.{i}", r.namespace(), r.name()),
                 matches,
                 clusters,
+                opaque: false,
             });
         }
         out

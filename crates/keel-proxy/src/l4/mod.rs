@@ -1,0 +1,213 @@
+//! Connections below HTTP: what a listener does with a connection before (or instead of)
+//! speaking HTTP.
+//!
+//! - `Http` listeners go straight to [`crate::http::server`].
+//! - `Tcp` listeners proxy bytes ([`tcp`]) without reading a single byte first, so
+//!   server-first protocols (MySQL, SMTP) work on declared TCP ports.
+//! - `TlsPassthrough` listeners read the ClientHello ([`sni`]), route on its server name and
+//!   forward the bytes untouched.
+//! - `Auto` listeners sniff the first bytes ([`detect`]) and pick one of the above.
+//!
+//! Connections redirected by iptables carry their original destination ([`orig_dst`]),
+//! which TCP routes match on and PASSTHROUGH clusters forward to.
+
+pub mod detect;
+pub mod orig_dst;
+pub mod sni;
+pub mod tcp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_snapshot::{Listener, ListenerProtocol};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::server::{ConnInfo, Shared};
+use detect::{Detected, Rewind};
+use orig_dst::{OriginalDst, SoOriginalDst};
+
+/// Settings of the L4 path.
+#[derive(Clone)]
+pub struct L4Config {
+    /// How long an `Auto` listener waits for the client's first bytes before treating the
+    /// connection as TCP. Istio's `meshConfig.protocolDetectionTimeout` started at 100ms,
+    /// was documented as 5s up to Istio 1.11, and has been 0s ("no timeout") since
+    /// istio/api#2117 (Istio 1.12), which stalls server-first protocols on undeclared ports
+    /// forever. Keel keeps the original short default so they start after a brief pause;
+    /// `Duration::ZERO` waits without a deadline, as Istio's 0s does.
+    pub detect_timeout: Duration,
+    /// How long a TLS passthrough listener waits for a complete ClientHello (Envoy's
+    /// listener filter timeout is 15s; a real client sends its hello at once).
+    pub hello_timeout: Duration,
+    /// Upstream connect timeout (Istio's `connectTimeout` default, 10s).
+    pub connect_timeout: Duration,
+    /// Where redirected connections were going.
+    pub original_dst: Arc<dyn OriginalDst>,
+}
+
+impl Default for L4Config {
+    fn default() -> Self {
+        L4Config {
+            detect_timeout: Duration::from_millis(100),
+            hello_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            original_dst: Arc::new(SoOriginalDst),
+        }
+    }
+}
+
+impl std::fmt::Debug for L4Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L4Config")
+            .field("detect_timeout", &self.detect_timeout)
+            .field("hello_timeout", &self.hello_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves one accepted connection according to its listener's protocol.
+pub async fn serve(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    protocol: ListenerProtocol,
+    stream: TcpStream,
+) {
+    match protocol {
+        ListenerProtocol::Http => crate::http::server::serve(shared, conn, stream).await,
+        ListenerProtocol::Tcp => serve_tcp(&shared, &conn, Rewind::new(Vec::new(), stream)).await,
+        ListenerProtocol::TlsPassthrough => serve_tls(&shared, &conn, stream, Vec::new()).await,
+        ListenerProtocol::Auto => serve_auto(shared, conn, stream).await,
+    }
+}
+
+/// The listener as of the current snapshot (routes change without rebinding).
+fn current_listener(shared: &Shared, name: &str) -> Option<Listener> {
+    shared.runtime.load().snapshot.listener(name).cloned()
+}
+
+async fn serve_tcp(shared: &Arc<Shared>, conn: &ConnInfo, downstream: Rewind<TcpStream>) {
+    let dst = tcp::destination(conn);
+    let listener = current_listener(shared, &conn.listener);
+    let Some(route) = listener
+        .as_ref()
+        .and_then(|l| tcp::find_tcp_route(&l.tcp, dst))
+    else {
+        let e = ProxyError::no_l4_route(&format!("TCP connection to {dst}"), &conn.listener);
+        tracing::warn!(listener = %conn.listener, downstream = %conn.remote, "{e}");
+        return;
+    };
+    tcp::forward(shared, conn, &route.name, &route.clusters, downstream).await;
+}
+
+/// TLS passed through: read the ClientHello (after `prefix`, bytes already read), route on
+/// its server name, then TCP routes, and forward every byte as it came.
+async fn serve_tls(shared: &Arc<Shared>, conn: &ConnInfo, mut stream: TcpStream, prefix: Vec<u8>) {
+    let (sni, buf) = match read_hello(&mut stream, prefix, shared.l4.hello_timeout).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(listener = %conn.listener, downstream = %conn.remote, "reading the TLS ClientHello failed: {e}");
+            return;
+        }
+    };
+    let dst = tcp::destination(conn);
+    let listener = current_listener(shared, &conn.listener);
+    let tls_route = listener
+        .as_ref()
+        .and_then(|l| tcp::find_tls_route(&l.tls, dst, sni.as_deref()));
+    let (name, clusters) = match tls_route {
+        Some(r) => (r.name.clone(), r.clusters.clone()),
+        None => match listener
+            .as_ref()
+            .and_then(|l| tcp::find_tcp_route(&l.tcp, dst))
+        {
+            Some(r) => (r.name.clone(), r.clusters.clone()),
+            None => {
+                let what = match &sni {
+                    Some(s) => format!("TLS connection to {dst} with SNI \"{s}\""),
+                    None => format!("TLS connection to {dst} without SNI"),
+                };
+                let e = ProxyError::no_l4_route(&what, &conn.listener);
+                tracing::warn!(listener = %conn.listener, downstream = %conn.remote, "{e}");
+                return;
+            }
+        },
+    };
+    tcp::forward(shared, conn, &name, &clusters, Rewind::new(buf, stream)).await;
+}
+
+/// Reads until the ClientHello is complete (or clearly isn't one), within `timeout` and
+/// [`sni::MAX_HELLO`] bytes. A hello that can't be read routes as "no SNI" rather than
+/// failing: SNI-less routes (and TCP routes) may still take it.
+async fn read_hello(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    timeout: Duration,
+) -> std::io::Result<(Option<String>, Vec<u8>)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Records add five bytes of header per fragment; allow for a hello split into many.
+    let limit = 2 * sni::MAX_HELLO;
+    loop {
+        match sni::parse(&buf) {
+            sni::Hello::Parsed { sni } => return Ok((sni, buf)),
+            sni::Hello::Invalid(why) => {
+                tracing::debug!("not a readable ClientHello ({why}); routing without SNI");
+                return Ok((None, buf));
+            }
+            sni::Hello::Incomplete if buf.len() >= limit => return Ok((None, buf)),
+            sni::Hello::Incomplete => {}
+        }
+        let mut chunk = vec![0u8; 4096.min(limit - buf.len())];
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no complete ClientHello within {timeout:?}"),
+                ));
+            }
+        };
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed before its ClientHello was complete",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Sniffs the protocol, unless the connection's original destination is a declared TCP
+/// port (an `opaque` TCP route's match holds for it): those are never sniffed, as Istio
+/// hands such connections to a port listener that doesn't sniff.
+async fn serve_auto(shared: Arc<Shared>, conn: Arc<ConnInfo>, mut stream: TcpStream) {
+    let listener = current_listener(&shared, &conn.listener);
+    if let Some(l) = listener.as_ref() {
+        let dst = tcp::destination(&conn);
+        let declared = l
+            .tcp
+            .iter()
+            .any(|r| r.opaque && r.matches.iter().any(|m| tcp::l4_matches(m, dst, None)));
+        if declared {
+            return serve_tcp(&shared, &conn, Rewind::new(Vec::new(), stream)).await;
+        }
+    }
+    let (detected, buf) = match detect::detect(&mut stream, shared.l4.detect_timeout).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(listener = %conn.listener, downstream = %conn.remote, "protocol detection failed: {e}");
+            return;
+        }
+    };
+    let has_http = listener.as_ref().is_some_and(|l| l.http.is_some());
+    tracing::trace!(listener = %conn.listener, downstream = %conn.remote, ?detected, "protocol detected");
+    match detected {
+        Detected::Http1 | Detected::Http2 if has_http => {
+            crate::http::server::serve(shared, conn, Rewind::new(buf, stream)).await
+        }
+        Detected::Tls => serve_tls(&shared, &conn, stream, buf).await,
+        _ => serve_tcp(&shared, &conn, Rewind::new(buf, stream)).await,
+    }
+}

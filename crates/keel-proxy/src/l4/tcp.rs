@@ -1,0 +1,206 @@
+//! Opaque TCP (and TLS passed through): pick the route by destination (and SNI), a cluster
+//! by weight, an endpoint by the cluster's balancer, connect, then copy bytes both ways
+//! until each side has closed its half.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use keel_snapshot::{L4Match, LbPolicy, TcpRoute, TlsRoute, WeightedCluster};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::sni::sni_matches;
+use crate::balance::PickContext;
+use crate::error::ProxyError;
+use crate::http::forward::{choose_weighted, resolve};
+use crate::server::{ConnInfo, Shared};
+
+/// Where the client was going: the original destination for redirected connections, else
+/// the address it connected to.
+pub fn destination(conn: &ConnInfo) -> SocketAddr {
+    conn.original_dst.unwrap_or(conn.local)
+}
+
+/// Whether an L4 match holds for a connection to `dst` (with `sni` for TLS). Matches that
+/// name the calling workload (`sourceLabels`, `sourceNamespace`) never hold here: the proxy
+/// does not know its peer, so compilation resolves them for sidecars (Istio does the same)
+/// and they select nothing elsewhere.
+pub fn l4_matches(m: &L4Match, dst: SocketAddr, sni: Option<&str>) -> bool {
+    if !m.sni_hosts.is_empty() {
+        let Some(name) = sni else { return false };
+        if !m.sni_hosts.iter().any(|p| sni_matches(p, name)) {
+            return false;
+        }
+    }
+    if m.port.is_some_and(|p| p != dst.port()) {
+        return false;
+    }
+    if !m.destination_subnets.is_empty()
+        && !m
+            .destination_subnets
+            .iter()
+            .any(|s| subnet_contains(s, dst.ip()))
+    {
+        return false;
+    }
+    m.source_labels.is_empty() && m.source_namespace.is_none()
+}
+
+/// `10.0.0.0/8`, `10.1.2.3` or `2001:db8::/32` contains `ip` (IPv4-mapped IPv6 addresses
+/// count as IPv4). An unparsable entry contains nothing.
+pub fn subnet_contains(subnet: &str, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if let Ok(net) = subnet.parse::<ipnet::IpNet>() {
+        return net.contains(&ip);
+    }
+    subnet
+        .parse::<IpAddr>()
+        .is_ok_and(|a| a.to_canonical() == ip)
+}
+
+/// The first TCP route whose matches hold (a route without matches takes everything).
+pub fn find_tcp_route(routes: &[TcpRoute], dst: SocketAddr) -> Option<&TcpRoute> {
+    routes
+        .iter()
+        .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| l4_matches(m, dst, None)))
+}
+
+/// The first TLS route whose matches hold for the server name.
+pub fn find_tls_route<'a>(
+    routes: &'a [TlsRoute],
+    dst: SocketAddr,
+    sni: Option<&str>,
+) -> Option<&'a TlsRoute> {
+    routes
+        .iter()
+        .find(|r| r.matches.iter().any(|m| l4_matches(m, dst, sni)))
+}
+
+/// Proxies `downstream` (with any bytes already read replayed in front of it) to one of the
+/// route's clusters. Every failure closes the connection and logs the flagged sentence an
+/// HTTP request would get in `x-keel-error`.
+pub async fn forward<S>(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    route: &str,
+    clusters: &[WeightedCluster],
+    mut downstream: S,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut upstream, cluster, endpoint, _guard) = match connect(shared, conn, clusters).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(listener = %conn.listener, downstream = %conn.remote, route, "{e}");
+            return;
+        }
+    };
+    match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
+        Ok((sent, received)) => tracing::debug!(
+            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+            bytes_sent = sent, bytes_received = received, "TCP connection closed"
+        ),
+        // A reset on either side ends the connection; there is no one to tell but the log.
+        Err(e) => tracing::debug!(
+            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+            "TCP connection ended: {e}"
+        ),
+    }
+}
+
+type Connected = (TcpStream, String, String, crate::balance::ActiveRequest);
+
+/// Chooses cluster and endpoint and connects. The guard counts the connection as active on
+/// the endpoint for as long as it is held.
+async fn connect(
+    shared: &Arc<Shared>,
+    conn: &ConnInfo,
+    clusters: &[WeightedCluster],
+) -> Result<Connected, ProxyError> {
+    let rt = shared.runtime.load_full();
+    let wc = choose_weighted(clusters)
+        .ok_or_else(|| ProxyError::no_healthy_upstream("(route has no destination)"))?;
+    let cluster = rt
+        .clusters
+        .get(&wc.cluster)
+        .ok_or_else(|| ProxyError::no_cluster(&wc.cluster))?;
+    if cluster.cluster.lb == LbPolicy::Passthrough && conn.original_dst.is_none() {
+        return Err(ProxyError::no_original_dst(&wc.cluster));
+    }
+    let headers = http::HeaderMap::new();
+    let pick = cluster
+        .balancer
+        .pick(&PickContext {
+            headers: &headers,
+            source_ip: Some(conn.remote.ip()),
+            query: None,
+            exclude: &[],
+            original_dst: conn.original_dst,
+        })
+        .ok_or_else(|| ProxyError::no_healthy_upstream(&wc.cluster))?;
+    let endpoint = pick.address.to_string();
+    let addr = resolve(&pick.address)
+        .await
+        .map_err(|cause| ProxyError::connect_failed(&wc.cluster, &endpoint, &cause))?;
+    let timeout = shared.l4.connect_timeout;
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(ProxyError::connect_failed(
+                &wc.cluster,
+                &endpoint,
+                &e.to_string(),
+            ));
+        }
+        Err(_) => {
+            return Err(ProxyError::connect_failed(
+                &wc.cluster,
+                &endpoint,
+                &format!("connect timeout after {timeout:?}"),
+            ));
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok((stream, wc.cluster.clone(), endpoint, pick.guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(subnets: &[&str], port: Option<u16>) -> L4Match {
+        L4Match {
+            destination_subnets: subnets.iter().map(|s| s.to_string()).collect(),
+            port,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn destination_matching() {
+        let dst: SocketAddr = "10.1.2.3:3306".parse().expect("addr");
+        assert!(l4_matches(&m(&[], None), dst, None));
+        assert!(l4_matches(&m(&["10.0.0.0/8"], Some(3306)), dst, None));
+        assert!(l4_matches(&m(&["10.1.2.3"], None), dst, None));
+        assert!(!l4_matches(&m(&["10.1.2.4"], None), dst, None));
+        assert!(!l4_matches(&m(&["10.0.0.0/8"], Some(3307)), dst, None));
+        assert!(!l4_matches(&m(&["not a subnet"], None), dst, None));
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:3306".parse().expect("addr");
+        assert!(l4_matches(&m(&["10.1.0.0/16"], None), mapped, None));
+        let mut with_source = m(&[], None);
+        with_source.source_namespace = Some("prod".into());
+        assert!(!l4_matches(&with_source, dst, None));
+    }
+
+    #[test]
+    fn sni_matching() {
+        let dst: SocketAddr = "127.0.0.1:443".parse().expect("addr");
+        let tls = L4Match {
+            sni_hosts: vec!["*.example.com".into()],
+            ..Default::default()
+        };
+        assert!(l4_matches(&tls, dst, Some("a.example.com")));
+        assert!(!l4_matches(&tls, dst, Some("a.example.org")));
+        assert!(!l4_matches(&tls, dst, None));
+    }
+}

@@ -1,0 +1,186 @@
+//! The sidecar's inbound listener (15006): connections iptables redirected to the workload
+//! are forwarded to the application on 127.0.0.1, chosen by the port they were addressed to
+//! (`inbound|<port>||`); ports no Service declares go to their original destination.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use keel_config::types::IntOrString;
+use keel_config::{Resource, Spec};
+
+use super::sidecar::{Class, INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, class};
+use super::{DEFAULT_DOMAIN, fqdn};
+use crate::cluster::{Cluster, Endpoint, EndpointAddress, LbPolicy, UpstreamProtocol};
+use crate::cluster_name;
+use crate::listener::{Listener, ListenerKind, ListenerProtocol};
+use crate::route::{
+    HttpRoute, L4Match, RequestMatch, RouteAction, RouteTable, TcpRoute, VirtualHost,
+    WeightedCluster,
+};
+
+/// The inbound listener and the clusters for the application's ports.
+pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listener, Vec<Cluster>) {
+    let ports: Vec<(InboundPort, String)> = if opts.inbound_ports.is_empty() {
+        selecting_services(resources, opts)
+    } else {
+        opts.inbound_ports
+            .iter()
+            .map(|p| (p.clone(), String::new()))
+            .collect()
+    };
+    let mut routes = Vec::new();
+    let mut tcp = Vec::new();
+    let mut clusters = Vec::new();
+    for (port, service) in &ports {
+        let cluster = inbound_cluster(port, service);
+        let (http, l4, opaque) = inbound_handling(&port.protocol);
+        if http {
+            routes.push(HttpRoute {
+                name: cluster.name.clone(),
+                matches: vec![RequestMatch {
+                    port: Some(port.port),
+                    ..Default::default()
+                }],
+                action: forward(&cluster.name),
+                ..Default::default()
+            });
+        }
+        if l4 {
+            tcp.push(TcpRoute {
+                name: cluster.name.clone(),
+                matches: vec![L4Match {
+                    port: Some(port.port),
+                    ..Default::default()
+                }],
+                clusters: vec![weighted(&cluster.name)],
+                opaque,
+            });
+        }
+        clusters.push(cluster);
+    }
+    routes.push(HttpRoute {
+        name: INBOUND_PASSTHROUGH_CLUSTER.into(),
+        action: forward(INBOUND_PASSTHROUGH_CLUSTER),
+        ..Default::default()
+    });
+    tcp.push(TcpRoute {
+        name: INBOUND_PASSTHROUGH_CLUSTER.into(),
+        matches: Vec::new(),
+        clusters: vec![weighted(INBOUND_PASSTHROUGH_CLUSTER)],
+        opaque: false,
+    });
+    let listener = Listener {
+        name: "virtualInbound".into(),
+        address: SocketAddr::new(opts.bind, opts.inbound_port),
+        kind: ListenerKind::SidecarInbound,
+        protocol: ListenerProtocol::Auto,
+        http: Some(RouteTable {
+            virtual_hosts: vec![VirtualHost {
+                name: "inbound".into(),
+                domains: vec!["*".into()],
+                routes,
+            }],
+        }),
+        tls: Vec::new(),
+        tcp,
+    };
+    (listener, clusters)
+}
+
+/// The target ports of the Services in the workload's namespace whose selector its labels
+/// satisfy (a port named by container-port name uses the service port number, since the
+/// container ports are not known here), with the service host. First declaration wins.
+fn selecting_services(resources: &[Resource], opts: &SidecarOptions) -> Vec<(InboundPort, String)> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in resources {
+        let Spec::Service(s) = &r.spec else { continue };
+        let selector = &s.spec.selector;
+        if r.namespace() != opts.namespace
+            || selector.is_empty()
+            || !selector.iter().all(|(k, v)| opts.labels.get(k) == Some(v))
+        {
+            continue;
+        }
+        for p in &s.spec.ports {
+            let target = match &p.target_port {
+                Some(IntOrString::Int(n)) if *n > 0 => *n,
+                _ => i64::from(p.port),
+            };
+            let Ok(target) = u16::try_from(target) else {
+                continue;
+            };
+            if seen.insert(target) {
+                out.push((
+                    InboundPort {
+                        port: target,
+                        protocol: p.mesh_protocol().to_string().to_ascii_uppercase(),
+                    },
+                    fqdn(r.name(), r.namespace(), DEFAULT_DOMAIN),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn weighted(cluster: &str) -> WeightedCluster {
+    WeightedCluster {
+        cluster: cluster.to_string(),
+        weight: 100,
+        ..Default::default()
+    }
+}
+
+fn forward(cluster: &str) -> RouteAction {
+    RouteAction::Forward {
+        clusters: vec![weighted(cluster)],
+        rewrite: None,
+    }
+}
+
+/// A cluster for the local application: `inbound|<port>||` at 127.0.0.1.
+pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
+    Cluster {
+        name: cluster_name("inbound", port.port, "", ""),
+        service: service.to_string(),
+        port: port.port,
+        subset: String::new(),
+        namespace: String::new(),
+        lb: LbPolicy::RoundRobin,
+        locality_lb: None,
+        protocol: match class(&port.protocol) {
+            Class::Http if matches!(port.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB") => {
+                UpstreamProtocol::Http2
+            }
+            Class::Http => UpstreamProtocol::Http1,
+            Class::Tcp | Class::Tls => UpstreamProtocol::Tcp,
+            Class::Auto | Class::Udp => UpstreamProtocol::SameAsDownstream,
+        },
+        endpoints: vec![Endpoint {
+            address: EndpointAddress::Socket(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port.port,
+            )),
+            labels: BTreeMap::new(),
+            locality: String::new(),
+            weight: 1,
+            workload: String::new(),
+            namespace: String::new(),
+            identity: String::new(),
+        }],
+        traffic_policy: None,
+    }
+}
+
+/// Whether a port is served as HTTP, TCP (declared), or both after sniffing:
+/// `(http, tcp, opaque)`.
+fn inbound_handling(protocol: &str) -> (bool, bool, bool) {
+    match class(protocol) {
+        Class::Http => (true, false, false),
+        Class::Tcp => (false, true, true),
+        Class::Tls => (false, true, false),
+        Class::Auto => (true, true, false),
+        Class::Udp => (false, false, false),
+    }
+}

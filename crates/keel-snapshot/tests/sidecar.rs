@@ -1,0 +1,329 @@
+//! `compile::sidecar`: what the outbound, per-port and inbound listeners contain.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
+
+use keel_snapshot::compile::sidecar::{InboundPort, SidecarOptions, compile};
+use keel_snapshot::{Listener, ListenerProtocol, RouteAction, Snapshot};
+
+const MESH: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 9080}, {name: http-alt, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: other}
+spec:
+  clusterIP: 10.96.0.12
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{name: tcp, port: 3306}, {name: dns, port: 53, protocol: UDP}, {name: web, port: 8000}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless-db, namespace: default}
+spec:
+  clusterIP: None
+  ports: [{name: mongo, port: 27017}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: productpage, namespace: default}
+spec:
+  selector: {app: productpage}
+  ports: [{name: http, port: 9080, targetPort: 8080}, {name: tcp-metrics, port: 9100}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external, namespace: default}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: productpage}, headers: {x: {exact: "1"}}}]
+    route: [{destination: {host: reviews, port: {number: 9080}}, weight: 100}]
+  - match: [{sourceLabels: {app: somebody-else}}]
+    route: [{destination: {host: details.other.svc.cluster.local}}]
+  - match: [{port: 80}]
+    route: [{destination: {host: reviews, port: {number: 80}}}]
+  - route: [{destination: {host: reviews, port: {number: 9080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{port: 3306, sourceNamespace: other}]
+    route: [{destination: {host: details.other.svc.cluster.local}}]
+  - match: [{port: 3306}]
+    route: [{destination: {host: db, port: {number: 3306}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: external, namespace: default}
+spec:
+  hosts: [api.example.com]
+  tls:
+  - match: [{sniHosts: [api.example.com]}]
+    route: [{destination: {host: api.example.com}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gateway-only, namespace: default}
+spec:
+  hosts: [details.other.svc.cluster.local]
+  gateways: [some-gateway]
+  http:
+  - route: [{destination: {host: reviews}}]
+"#;
+
+fn snapshot(opts: SidecarOptions) -> Snapshot {
+    let loaded = keel_config::load_str(MESH, "mesh.yaml", &Default::default());
+    let compiled = compile(&loaded.resources, &opts);
+    compiled.snapshot
+}
+
+fn productpage() -> SidecarOptions {
+    SidecarOptions {
+        namespace: "default".into(),
+        labels: [("app".to_string(), "productpage".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn listener<'a>(s: &'a Snapshot, name: &str) -> &'a Listener {
+    s.listener(name)
+        .unwrap_or_else(|| panic!("no listener {name}"))
+}
+
+fn vhost_domains(l: &Listener, name: &str) -> Vec<String> {
+    l.http
+        .as_ref()
+        .unwrap()
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no virtual host {name}"))
+        .domains
+        .clone()
+}
+
+#[test]
+fn outbound_virtual_hosts_name_every_way_to_call_a_service() {
+    let s = snapshot(productpage());
+    let out = listener(&s, "virtualOutbound");
+    assert_eq!(out.address.port(), 15001);
+    assert_eq!(out.protocol, ListenerProtocol::Auto);
+    // Port 80 takes the port-less names; 9080 only the port-qualified ones.
+    let d80 = vhost_domains(out, "reviews.default.svc.cluster.local:80");
+    for d in [
+        "reviews",
+        "reviews:80",
+        "reviews.default",
+        "reviews.default.svc.cluster.local",
+    ] {
+        assert!(d80.contains(&d.to_string()), "{d} in {d80:?}");
+    }
+    let d9080 = vhost_domains(out, "reviews.default.svc.cluster.local:9080");
+    assert!(d9080.contains(&"reviews:9080".to_string()));
+    assert!(!d9080.contains(&"reviews".to_string()));
+    // Another namespace: no short name.
+    let details = vhost_domains(out, "details.other.svc.cluster.local:9080");
+    assert!(details.contains(&"details.other:9080".to_string()));
+    assert!(!details.iter().any(|d| d.starts_with("details:")));
+    // The catch-all sends unknown hosts to their original destination.
+    let last = out.http.as_ref().unwrap().virtual_hosts.last().unwrap();
+    assert_eq!(last.domains, vec!["*".to_string()]);
+}
+
+#[test]
+fn mesh_routes_resolve_source_labels_and_ports_per_virtual_host() {
+    let s = snapshot(productpage());
+    let out = listener(&s, "virtualOutbound");
+    let routes = |name: &str| {
+        out.http
+            .as_ref()
+            .unwrap()
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap()
+            .routes
+            .clone()
+    };
+    let r9080 = routes("reviews.default.svc.cluster.local:9080");
+    // The sourceLabels route holds for productpage (header condition kept, labels gone);
+    // the one for somebody else and the port-80 one are gone on 9080.
+    assert_eq!(r9080.len(), 2, "{r9080:#?}");
+    assert!(r9080[0].matches[0].source_labels.is_empty());
+    assert_eq!(r9080[0].matches[0].headers[0].name, "x");
+    assert!(r9080[1].matches.is_empty());
+    let r80 = routes("reviews.default.svc.cluster.local:80");
+    assert_eq!(r80.len(), 3, "{r80:#?}");
+    assert_eq!(r80[1].matches[0].port, None, "decided at compile time");
+    // Gateway-bound VirtualServices don't apply: details keeps its default route.
+    let d = routes("details.other.svc.cluster.local:9080");
+    match &d[0].action {
+        RouteAction::Forward { clusters, .. } => {
+            assert_eq!(
+                clusters[0].cluster,
+                "outbound|9080||details.other.svc.cluster.local"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // A different workload gets the other sourceLabels route instead.
+    let s = snapshot(SidecarOptions {
+        labels: [("app".to_string(), "somebody-else".to_string())].into(),
+        ..productpage()
+    });
+    let out = listener(&s, "virtualOutbound");
+    let vh = out
+        .http
+        .as_ref()
+        .unwrap()
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "reviews.default.svc.cluster.local:9080")
+        .unwrap();
+    assert_eq!(vh.routes[0].name, "default.reviews.1", "{:#?}", vh.routes);
+}
+
+#[test]
+fn tcp_routes_by_address_and_declared_ports_are_opaque() {
+    let s = snapshot(productpage());
+    let out = listener(&s, "virtualOutbound");
+    let db: Vec<_> = out
+        .tcp
+        .iter()
+        .filter(|r| r.matches.iter().any(|m| m.port == Some(3306)))
+        .collect();
+    // The sourceNamespace route is not for this workload; the other is narrowed to the VIP.
+    assert_eq!(db.len(), 1, "{db:#?}");
+    assert_eq!(
+        db[0].matches[0].destination_subnets,
+        vec!["10.96.0.20".to_string()]
+    );
+    assert!(db[0].opaque);
+    // An undeclared port: sniffed (HTTP virtual host and a TCP fallback that is not opaque).
+    let web = out
+        .tcp
+        .iter()
+        .find(|r| r.matches.iter().any(|m| m.port == Some(8000)))
+        .unwrap();
+    assert!(!web.opaque);
+    assert!(
+        out.http
+            .as_ref()
+            .unwrap()
+            .virtual_hosts
+            .iter()
+            .any(|v| v.name == "db.default.svc.cluster.local:8000")
+    );
+    // UDP is not proxied; a headless service matches by port alone, after every VIP route.
+    assert!(
+        !out.tcp
+            .iter()
+            .any(|r| r.matches.iter().any(|m| m.port == Some(53)))
+    );
+    let headless = out
+        .tcp
+        .iter()
+        .position(|r| r.matches.iter().any(|m| m.port == Some(27017)))
+        .unwrap();
+    assert!(out.tcp[headless].matches[0].destination_subnets.is_empty());
+    let by_address = out
+        .tcp
+        .iter()
+        .take_while(|r| {
+            r.matches
+                .first()
+                .is_some_and(|m| !m.destination_subnets.is_empty())
+        })
+        .count();
+    assert!(by_address > 0 && by_address <= headless);
+    assert!(out.tcp[by_address..].iter().all(|r| {
+        r.matches
+            .first()
+            .is_none_or(|m| m.destination_subnets.is_empty())
+    }));
+    // TLS to a service without an address is told apart by SNI only, never by port alone.
+    assert!(
+        !out.tcp
+            .iter()
+            .any(|r| r.matches.iter().any(|m| m.port == Some(443)))
+    );
+    // Then everything else goes where it was addressed.
+    let last = out.tcp.last().unwrap();
+    assert!(last.matches.is_empty());
+    assert_eq!(last.clusters[0].cluster, "PassthroughCluster");
+    // TLS: SNI routes with the service port.
+    assert_eq!(out.tls.len(), 1);
+    assert_eq!(
+        out.tls[0].matches[0].sni_hosts,
+        vec!["api.example.com".to_string()]
+    );
+    assert_eq!(out.tls[0].matches[0].port, Some(443));
+}
+
+#[test]
+fn per_port_listeners_take_the_protocol_of_their_services() {
+    let s = snapshot(SidecarOptions {
+        outbound_ports: vec![9080, 3306],
+        bind: "127.0.0.1".parse().unwrap(),
+        ..productpage()
+    });
+    let http = listener(&s, "127.0.0.1_9080");
+    assert_eq!(http.protocol, ListenerProtocol::Http);
+    // On a port's own listener the port-less names are there for every service on it.
+    let d = vhost_domains(http, "reviews.default.svc.cluster.local:9080");
+    assert!(d.contains(&"reviews".to_string()));
+    let tcp = listener(&s, "127.0.0.1_3306");
+    assert_eq!(tcp.protocol, ListenerProtocol::Tcp);
+    assert!(tcp.http.is_none());
+    assert_eq!(tcp.tcp.len(), 1);
+}
+
+#[test]
+fn inbound_forwards_to_the_app_on_its_target_ports() {
+    let s = snapshot(productpage());
+    let inbound = listener(&s, "virtualInbound");
+    assert_eq!(inbound.address.port(), 15006);
+    let app = &s.clusters["inbound|8080||"];
+    assert_eq!(app.endpoints[0].address.to_string(), "127.0.0.1:8080");
+    assert_eq!(app.service, "productpage.default.svc.cluster.local");
+    let routes = &inbound.http.as_ref().unwrap().virtual_hosts[0].routes;
+    assert_eq!(routes[0].matches[0].port, Some(8080));
+    assert_eq!(routes.last().unwrap().name, "InboundPassthroughCluster");
+    let metrics = inbound
+        .tcp
+        .iter()
+        .find(|r| r.name == "inbound|9100||")
+        .unwrap();
+    assert!(metrics.opaque);
+    // Explicit app ports replace the Service-derived ones.
+    let s = snapshot(SidecarOptions {
+        inbound_ports: vec![InboundPort {
+            port: 7000,
+            protocol: "HTTP".into(),
+        }],
+        ..productpage()
+    });
+    assert!(s.clusters.contains_key("inbound|7000||"));
+    assert!(!s.clusters.contains_key("inbound|8080||"));
+}
