@@ -167,3 +167,57 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
         ),
     }
 }
+
+/// Serves the scrape endpoints Istio exposes on 15090 and 15020 (`/stats/prometheus`) and the
+/// readiness probe of 15020/15021 (`/healthz/ready`): no admin actions, so it may listen on
+/// every interface.
+pub async fn serve_stats(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let shared = shared.clone();
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let shared = shared.clone();
+                    let ready = ready.load(std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        Ok::<_, Infallible>(match req.uri().path() {
+                            "/stats/prometheus" | "/metrics" => {
+                                let mut r =
+                                    text(StatusCode::OK, shared.telemetry.render_prometheus());
+                                r.headers_mut().insert(
+                                    http::header::CONTENT_TYPE,
+                                    http::HeaderValue::from_static(crate::telemetry::CONTENT_TYPE),
+                                );
+                                r
+                            }
+                            "/healthz/ready" if ready && !*shared.drain.borrow() => {
+                                text(StatusCode::OK, "")
+                            }
+                            "/healthz/ready" => {
+                                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                            }
+                            _ => text(
+                                StatusCode::NOT_FOUND,
+                                "paths: /stats/prometheus /healthz/ready\n",
+                            ),
+                        })
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}

@@ -95,6 +95,10 @@ struct SidecarArgs {
     /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
+    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
+    /// 15090 and 15020); repeatable; `none` disables
+    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
+    stats: Vec<Option<SocketAddr>>,
     /// How long a connection on an undeclared port may stay silent before it is treated as
     /// TCP (server-first protocols wait this long); 0s waits for the client indefinitely
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
@@ -129,6 +133,10 @@ struct StandaloneArgs {
     /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
+    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
+    /// 15090 and 15020); repeatable; `none` disables
+    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
+    stats: Vec<Option<SocketAddr>>,
     /// Serve only these Gateways (`namespace/name`); default: every Gateway in the files
     #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
     gateways: Vec<String>,
@@ -147,6 +155,15 @@ struct StandaloneArgs {
     /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
     #[arg(long, default_value = "info", env = "KEEL_LOG")]
     log_level: String,
+}
+
+fn parse_stats_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "none" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| format!("\"{s}\" is not an address like 0.0.0.0:15090 ({e})"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -269,6 +286,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         shared,
         snapshot,
         args.admin,
+        args.stats.iter().flatten().copied().collect(),
         args.drain_timeout,
         reload,
         None,
@@ -309,6 +327,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         shared,
         snapshot,
         args.admin,
+        args.stats.iter().flatten().copied().collect(),
         args.drain_timeout,
         reload,
         Some(cfg),
@@ -330,6 +349,7 @@ async fn serve(
     shared: Arc<Shared>,
     snapshot: Snapshot,
     admin_addr: SocketAddr,
+    stats_addrs: Vec<SocketAddr>,
     drain_timeout: Duration,
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     watch: Option<StandaloneConfig>,
@@ -360,6 +380,14 @@ async fn serve(
                 "error: cannot bind the admin API on {admin_addr}: {e}; pick another with --admin"
             );
             return ExitCode::from(1);
+        }
+    }
+    for addr in stats_addrs {
+        match admin::serve_stats(addr, shared.clone(), ready.clone()).await {
+            Ok(a) => tracing::info!("Prometheus metrics on http://{a}/stats/prometheus"),
+            Err(e) => tracing::warn!(
+                "cannot serve metrics on {addr}: {e}; choose another with --stats or --stats none"
+            ),
         }
     }
     let listener_count = snapshot.listeners.len();

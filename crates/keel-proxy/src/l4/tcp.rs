@@ -14,6 +14,7 @@ use crate::balance::PickContext;
 use crate::error::ProxyError;
 use crate::http::forward::{choose_weighted, resolve};
 use crate::server::{ConnInfo, Shared};
+use crate::telemetry::{ServiceRef, TcpRecord};
 
 /// Where the client was going: the original destination for redirected connections, else
 /// the address it connected to.
@@ -88,24 +89,61 @@ pub async fn forward<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let started = std::time::Instant::now();
+    let mut record = TcpRecord {
+        reporter: conn.reporter,
+        start_time: std::time::SystemTime::now(),
+        downstream_local_address: Some(conn.local),
+        downstream_remote_address: Some(conn.remote),
+        route_name: Some(route.to_string()),
+        ..Default::default()
+    };
     let (mut upstream, cluster, endpoint, _guard) = match connect(shared, conn, clusters).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(listener = %conn.listener, downstream = %conn.remote, route, "{e}");
+            record.response_flags = e.flag.to_string();
+            record.error = Some(e.to_string());
+            record.duration = started.elapsed();
+            shared.telemetry.tcp_opened(&record);
+            shared.telemetry.tcp_closed(&record);
             return;
         }
     };
+    if let Some(c) = shared.runtime.load().clusters.get(&cluster) {
+        record.service = Some(Arc::new(ServiceRef {
+            host: c.cluster.service.clone(),
+            name: c
+                .cluster
+                .service
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            namespace: c.cluster.namespace.clone(),
+        }));
+    }
+    record.upstream_cluster = Some(cluster.clone());
+    record.upstream_host = upstream.peer_addr().ok();
+    record.upstream_local_address = upstream.local_addr().ok();
+    shared.telemetry.tcp_opened(&record);
     match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-        Ok((sent, received)) => tracing::debug!(
-            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
-            bytes_sent = sent, bytes_received = received, "TCP connection closed"
-        ),
+        Ok((from_client, from_server)) => {
+            record.bytes_received = from_client;
+            record.bytes_sent = from_server;
+            tracing::debug!(
+                listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+                bytes_sent = from_server, bytes_received = from_client, "TCP connection closed"
+            );
+        }
         // A reset on either side ends the connection; there is no one to tell but the log.
         Err(e) => tracing::debug!(
             listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
             "TCP connection ended: {e}"
         ),
     }
+    record.duration = started.elapsed();
+    shared.telemetry.tcp_closed(&record);
 }
 
 type Connected = (TcpStream, String, String, crate::balance::ActiveRequest);
