@@ -40,6 +40,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.remove(h.as_str());
     }
     for h in &HOP_BY_HOP {
+        // A scan of the few headers a message has is cheaper than a hashed lookup per name.
+        if !headers.keys().any(|k| k == h) {
+            continue;
+        }
         if keep_upgrade && (h == http::header::UPGRADE || h == http::header::CONNECTION) {
             continue;
         }
