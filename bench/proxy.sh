@@ -48,8 +48,11 @@ NOTES=$WORK/notes.txt
 : >"$NOTES"
 STARTED=()
 
+SAMPLER=""
+
 cleanup() {
     local p
+    [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
     for p in "${STARTED[@]}"; do
         kill "$p" 2>/dev/null
     done
@@ -339,6 +342,7 @@ measure() {
             done
         ) &
         sampler=$!
+        SAMPLER=$sampler
         t0=$(cpu_ticks "${pids[@]}")
     fi
     timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
@@ -348,6 +352,7 @@ measure() {
         t1=$(cpu_ticks "${pids[@]}")
         kill "$sampler" 2>/dev/null
         wait "$sampler" 2>/dev/null
+        SAMPLER=""
     fi
     case $kind in
     wrk)
