@@ -61,6 +61,9 @@ compiled for the workload named by --namespace and --label (-f).",
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files"])))]
 struct SidecarArgs {
+    /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
+    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// The snapshot to run, as JSON
     #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
@@ -155,6 +158,9 @@ struct StandaloneArgs {
     /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
     #[arg(long, default_value = "info", env = "KEEL_LOG")]
     log_level: String,
+    /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
+    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 }
 
 fn parse_stats_addr(s: &str) -> Result<Option<SocketAddr>, String> {
@@ -193,11 +199,18 @@ impl AdminHooks for Hooks {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // One worker per core is the sidecar norm; the proxy is light enough for a small runtime.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker per core unless told otherwise; sidecars and benchmarks pin it to 1 or 2
+    // so the proxy's footprint matches what it is given (Envoy's --concurrency).
+    let workers = match &cli.command {
+        Command::Standalone(a) => a.workers,
+        Command::Sidecar(a) => a.workers,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(usize::from(n));
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

