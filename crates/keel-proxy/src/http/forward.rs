@@ -407,12 +407,12 @@ async fn forward(
         parts.headers.insert(HOST, v);
     }
     let upstream_req = Request::from_parts(parts, body.boxed());
-    let endpoint = addr.to_string();
     let result = shared.pools.send(addr, h2, upstream_req).await;
+    // The endpoint as text only when an error sentence needs it (off the success path).
+    let endpoint = || addr.to_string();
     let mut outcome = Outcome {
         route: route_name.clone(),
         cluster: wc.cluster.clone(),
-        upstream: endpoint.clone(),
         upstream_addr: Some(addr),
         service,
         peer,
@@ -421,13 +421,15 @@ async fn forward(
     let mut resp = match result {
         Ok(r) => r,
         Err(SendError::Connect(cause)) => {
-            let e = ProxyError::connect_failed(&wc.cluster, &endpoint, &cause);
+            let e = ProxyError::connect_failed(&wc.cluster, &endpoint(), &cause);
+            outcome.upstream = endpoint();
             outcome.flag = e.flag;
             outcome.detail = e.detail.clone();
             return (error_response(&e), outcome);
         }
         Err(SendError::Reset(cause)) => {
-            let e = ProxyError::upstream_reset(&wc.cluster, &endpoint, &cause);
+            let e = ProxyError::upstream_reset(&wc.cluster, &endpoint(), &cause);
+            outcome.upstream = endpoint();
             outcome.flag = e.flag;
             outcome.detail = e.detail.clone();
             return (error_response(&e), outcome);
