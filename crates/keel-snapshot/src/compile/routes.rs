@@ -378,17 +378,17 @@ impl<'a> RouteBuilder<'a> {
             let matches: Vec<L4Match> = t
                 .r#match
                 .iter()
-                .filter(|m| {
-                    m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace())
-                })
-                .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
-                .map(|m| L4Match {
-                    sni_hosts: Vec::new(),
-                    destination_subnets: m.destination_subnets.clone(),
-                    port: (m.port != 0).then_some(m.port as u16),
-                    source_labels: m.source_labels.clone(),
-                    source_namespace: (!m.source_namespace.is_empty())
-                        .then(|| m.source_namespace.clone()),
+                .filter_map(|m| {
+                    l4_match(
+                        binding,
+                        r.namespace(),
+                        &m.gateways,
+                        m.port,
+                        &m.destination_subnets,
+                        &m.source_labels,
+                        &m.source_namespace,
+                        &[],
+                    )
                 })
                 .collect();
             if !t.r#match.is_empty() && matches.is_empty() {
@@ -418,17 +418,17 @@ impl<'a> RouteBuilder<'a> {
             let matches: Vec<L4Match> = t
                 .r#match
                 .iter()
-                .filter(|m| {
-                    m.gateways.is_empty() || binding.selected_by(&m.gateways, r.namespace())
-                })
-                .filter(|m| m.port == 0 || m.port == u32::from(binding.port))
-                .map(|m| L4Match {
-                    sni_hosts: m.sni_hosts.iter().map(|s| s.to_ascii_lowercase()).collect(),
-                    destination_subnets: m.destination_subnets.clone(),
-                    port: (m.port != 0).then_some(m.port as u16),
-                    source_labels: m.source_labels.clone(),
-                    source_namespace: (!m.source_namespace.is_empty())
-                        .then(|| m.source_namespace.clone()),
+                .filter_map(|m| {
+                    l4_match(
+                        binding,
+                        r.namespace(),
+                        &m.gateways,
+                        m.port,
+                        &m.destination_subnets,
+                        &m.source_labels,
+                        &m.source_namespace,
+                        &m.sni_hosts,
+                    )
                 })
                 .collect();
             if matches.is_empty() {
@@ -486,6 +486,33 @@ fn applicable_matches(
         .cloned()
         .collect();
     if kept.is_empty() { None } else { Some(kept) }
+}
+
+/// One TCP or TLS match for a binding: `None` when it names other gateways or another port.
+#[allow(clippy::too_many_arguments)]
+fn l4_match(
+    binding: &Binding,
+    namespace: &str,
+    gateways: &[String],
+    port: u32,
+    subnets: &[String],
+    source_labels: &BTreeMap<String, String>,
+    source_namespace: &str,
+    sni_hosts: &[String],
+) -> Option<L4Match> {
+    if !gateways.is_empty() && !binding.selected_by(gateways, namespace) {
+        return None;
+    }
+    if port != 0 && port != u32::from(binding.port) {
+        return None;
+    }
+    Some(L4Match {
+        sni_hosts: sni_hosts.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        destination_subnets: subnets.to_vec(),
+        port: (port != 0).then_some(port as u16),
+        source_labels: source_labels.clone(),
+        source_namespace: (!source_namespace.is_empty()).then(|| source_namespace.to_string()),
+    })
 }
 
 fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
