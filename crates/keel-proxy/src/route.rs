@@ -1,7 +1,7 @@
 //! Route lookup: virtual host by authority, then the first route whose matches hold.
 //! Regexes are compiled once per snapshot, never on the request path.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use http::request::Parts;
@@ -13,7 +13,7 @@ use regex::Regex;
 pub struct CompiledTable {
     hosts: Vec<CompiledHost>,
     /// Exact domain → host index.
-    exact: HashMap<String, usize>,
+    exact: crate::runtime::FastMap<String, usize>,
     /// `(suffix, host index)` for `*.suffix` / `*suffix`, longest first.
     wildcards: Vec<(String, usize)>,
     any: Option<usize>,
@@ -35,6 +35,10 @@ pub struct CompiledRoute {
     matches: Vec<CompiledMatch>,
     /// The VirtualService this route came from (`namespace/name`).
     pub virtual_host: String,
+    /// `route.name`, shared with every request's telemetry record without copying.
+    pub name: std::sync::Arc<str>,
+    /// `rewrite.uriRegexRewrite`'s pattern, compiled once.
+    pub rewrite_regex: Option<Regex>,
 }
 
 #[derive(Debug)]
@@ -106,7 +110,7 @@ pub struct RequestInfo<'a> {
 impl CompiledTable {
     pub fn new(table: &RouteTable) -> CompiledTable {
         let mut hosts = Vec::new();
-        let mut exact = HashMap::new();
+        let mut exact = crate::runtime::FastMap::default();
         let mut wildcards = Vec::new();
         let mut any = None;
         for vh in &table.virtual_hosts {
@@ -120,6 +124,8 @@ impl CompiledTable {
                         route: r.clone(),
                         matches: r.matches.iter().map(compile_match).collect(),
                         virtual_host: vh.name.clone(),
+                        name: r.name.as_str().into(),
+                        rewrite_regex: rewrite_regex(r),
                     })
                     .collect(),
             });
@@ -348,6 +354,20 @@ pub fn strip_port(authority: &str) -> &str {
     match authority.rsplit_once(':') {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
         _ => authority,
+    }
+}
+
+/// The compiled `uriRegexRewrite` pattern of a forwarding route (validation rejects bad ones;
+/// one that still fails to compile rewrites nothing).
+fn rewrite_regex(r: &HttpRoute) -> Option<Regex> {
+    match &r.action {
+        keel_snapshot::RouteAction::Forward {
+            rewrite: Some(rw), ..
+        } => rw
+            .uri_regex
+            .as_ref()
+            .and_then(|(re, _)| Regex::new(re).ok()),
+        _ => None,
     }
 }
 

@@ -5,22 +5,76 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keel_snapshot::{Cluster, Snapshot};
+use keel_snapshot::{Cluster, Endpoint, Snapshot};
 
 use crate::balance::Balancer;
 use crate::route::CompiledTable;
+use crate::telemetry::{ProxyIdentity, ServiceRef};
+
+/// Maps looked up on every request: foldhash (seeded per process) instead of SipHash.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A cluster ready for picking endpoints.
 pub struct ClusterRuntime {
     pub cluster: Cluster,
+    /// `cluster.name`, shared with every request's telemetry record without copying.
+    pub name: Arc<str>,
     pub balancer: Balancer,
+    /// The destination service for telemetry, built once rather than per request.
+    pub service: Arc<ServiceRef>,
+    /// The workload behind each endpoint (by endpoint index), where the registry knows it.
+    pub peers: Vec<Option<Arc<ProxyIdentity>>>,
+}
+
+impl ClusterRuntime {
+    pub fn new(cluster: Cluster, balancer: Balancer) -> ClusterRuntime {
+        let service = Arc::new(ServiceRef {
+            host: cluster.service.clone(),
+            name: cluster
+                .service
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            namespace: cluster.namespace.clone(),
+        });
+        let peers = cluster.endpoints.iter().map(peer_identity).collect();
+        ClusterRuntime {
+            name: cluster.name.as_str().into(),
+            cluster,
+            balancer,
+            service,
+            peers,
+        }
+    }
+
+    /// The workload behind endpoint `index`, if known.
+    pub fn peer(&self, index: usize) -> Option<Arc<ProxyIdentity>> {
+        self.peers.get(index).cloned().flatten()
+    }
+}
+
+fn peer_identity(e: &Endpoint) -> Option<Arc<ProxyIdentity>> {
+    if e.workload.is_empty() && e.labels.is_empty() {
+        return None;
+    }
+    let label = |k: &str| e.labels.get(k).cloned().unwrap_or_default();
+    Some(Arc::new(ProxyIdentity {
+        workload: e.workload.clone(),
+        namespace: e.namespace.clone(),
+        app: label("app"),
+        version: label("version"),
+        canonical_service: label("service.istio.io/canonical-name"),
+        canonical_revision: label("service.istio.io/canonical-revision"),
+        ..Default::default()
+    }))
 }
 
 pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
     /// Route tables by listener name.
-    pub tables: HashMap<String, Arc<CompiledTable>>,
-    pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    pub tables: FastMap<String, Arc<CompiledTable>>,
+    pub clusters: FastMap<String, Arc<ClusterRuntime>>,
 }
 
 impl Runtime {
@@ -44,14 +98,11 @@ impl Runtime {
                 let rt = match old {
                     Some(old) if old.cluster == *c => old.clone(),
                     // Changed cluster: endpoints that stay keep their counters and health.
-                    Some(old) => Arc::new(ClusterRuntime {
-                        cluster: c.clone(),
-                        balancer: old.balancer.rebuild(c, locality),
-                    }),
-                    None => Arc::new(ClusterRuntime {
-                        cluster: c.clone(),
-                        balancer: Balancer::new(c, locality),
-                    }),
+                    Some(old) => Arc::new(ClusterRuntime::new(
+                        c.clone(),
+                        old.balancer.rebuild(c, locality),
+                    )),
+                    None => Arc::new(ClusterRuntime::new(c.clone(), Balancer::new(c, locality))),
                 };
                 (name.clone(), rt)
             })
@@ -66,8 +117,8 @@ impl Runtime {
     pub fn empty() -> Runtime {
         Runtime {
             snapshot: Arc::new(Snapshot::default()),
-            tables: HashMap::new(),
-            clusters: HashMap::new(),
+            tables: FastMap::default(),
+            clusters: FastMap::default(),
         }
     }
 }

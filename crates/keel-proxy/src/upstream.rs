@@ -2,13 +2,16 @@
 //! one multiplexed HTTP/2 connection. Keyed by address and protocol, so connections are never
 //! shared across endpoints (later also by TLS identity).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -34,7 +37,7 @@ struct EndpointPool {
 
 /// All upstream connections of the proxy.
 pub struct Pools {
-    endpoints: Mutex<HashMap<SocketAddr, EndpointPool>>,
+    endpoints: Mutex<crate::runtime::FastMap<SocketAddr, EndpointPool>>,
     connect_timeout: Duration,
     /// Idle HTTP/1.1 connections kept per endpoint.
     max_idle: usize,
@@ -44,7 +47,7 @@ impl Default for Pools {
     fn default() -> Self {
         // Istio's default connect timeout is 10 s.
         Pools {
-            endpoints: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(Default::default()),
             connect_timeout: Duration::from_secs(10),
             max_idle: 64,
         }
@@ -59,7 +62,7 @@ impl Pools {
         addr: SocketAddr,
         h2: bool,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<Body>, SendError> {
         if h2 {
             self.send_h2(addr, req).await
         } else {
@@ -81,11 +84,23 @@ impl Pools {
         }
     }
 
-    fn take_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
+    fn pop_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
         let mut map = self.endpoints.lock().ok()?;
         let pool = map.get_mut(&addr)?;
         while let Some(s) = pool.idle_h1.pop() {
-            if s.is_ready() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// An idle connection that is ready for a request. Connections come back when the
+    /// previous response's body ended, possibly before their task noticed; waiting for
+    /// `ready` covers that, and a connection that closes meanwhile is skipped.
+    async fn take_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
+        while let Some(mut s) = self.pop_idle_h1(addr) {
+            if s.is_ready() || s.ready().await.is_ok() {
                 return Some(s);
             }
         }
@@ -105,8 +120,8 @@ impl Pools {
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let mut sender = match self.take_idle_h1(addr) {
+    ) -> Result<Response<Body>, SendError> {
+        let mut sender = match self.take_idle_h1(addr).await {
             Some(s) => s,
             None => {
                 let stream = self.connect(addr).await?;
@@ -126,21 +141,27 @@ impl Pools {
             .send_request(req)
             .await
             .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
-        // The connection is free again once this response's body is read; hand it back then.
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the upgraded stream.
+            return Ok(resp.map(BodyExt::boxed));
+        }
+        // The connection is free again once this response's body has been read: the body
+        // hands it back then (no task per request).
         let pools = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                pools.put_idle_h1(addr, sender);
+        Ok(resp.map(|inner| {
+            PooledBody {
+                inner,
+                release: Some((pools, addr, sender)),
             }
-        });
-        Ok(resp)
+            .boxed()
+        }))
     }
 
     async fn send_h2(
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<Body>, SendError> {
         let existing = self
             .endpoints
             .lock()
@@ -171,7 +192,64 @@ impl Pools {
         sender
             .send_request(req)
             .await
+            .map(|r| r.map(BodyExt::boxed))
             .map_err(|e| SendError::Reset(hyper_cause(&e)))
+    }
+}
+
+/// An HTTP/1.1 response body that returns its connection to the pool when it has been read
+/// to the end. Dropped early, the connection goes with it: hyper closes a connection whose
+/// response was not read, since it could not be reused.
+struct PooledBody {
+    inner: Incoming,
+    release: Option<(Arc<Pools>, SocketAddr, http1::SendRequest<Body>)>,
+}
+
+impl PooledBody {
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some((pools, addr, sender)) = self.release.take()
+        {
+            pools.put_idle_h1(addr, sender);
+        }
+    }
+}
+
+impl HttpBody for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some((pools, addr, sender)) = self.release.take() {
+                    pools.put_idle_h1(addr, sender);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
+            Poll::Ready(Some(Err(_))) => self.release = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body once it reports its end, so the end may only be seen here.
+        self.release_if_done();
     }
 }
 

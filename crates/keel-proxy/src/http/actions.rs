@@ -17,6 +17,7 @@ pub(crate) fn rewritten(
     uri: &Uri,
     matched: Option<&StringMatcher>,
     rewrite: Option<&Rewrite>,
+    compiled_regex: Option<&regex::Regex>,
     authority: &str,
 ) -> (String, String) {
     let path = uri.path();
@@ -39,12 +40,21 @@ pub(crate) fn rewritten(
             // Exact and regex matches covered the whole path.
             _ => u.clone(),
         };
-    } else if let Some((re, with)) = &rw.uri_regex
-        && let Ok(r) = regex::Regex::new(re)
-    {
-        // Envoy's regex_rewrite uses `\1` for groups; Rust's regex uses `$1`.
-        let with = backrefs_to_dollar(with);
-        new_path = r.replace_all(path, with.as_str()).into_owned();
+    } else if let Some((re, with)) = &rw.uri_regex {
+        // Routes carry the regex compiled with the snapshot; compiling here is the fallback.
+        let owned;
+        let r = match compiled_regex {
+            Some(r) => Some(r),
+            None => {
+                owned = regex::Regex::new(re).ok();
+                owned.as_ref()
+            }
+        };
+        if let Some(r) = r {
+            // Envoy's regex_rewrite uses `\1` for groups; Rust's regex uses `$1`.
+            let with = backrefs_to_dollar(with);
+            new_path = r.replace_all(path, with.as_str()).into_owned();
+        }
     }
     (
         format!("{new_path}{query}"),
@@ -244,22 +254,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            rewritten(&uri, Some(&prefix), Some(&rw), "a").0,
+            rewritten(&uri, Some(&prefix), Some(&rw), None, "a").0,
             "/v2/items?x=1"
         );
         assert_eq!(
-            rewritten(&uri, None, Some(&rw), "a").0,
+            rewritten(&uri, None, Some(&rw), None, "a").0,
             "/v2api/v1/items?x=1"
         );
         let exact = StringMatcher::Exact("/api/v1/items".into());
-        assert_eq!(rewritten(&uri, Some(&exact), Some(&rw), "a").0, "/v2?x=1");
+        assert_eq!(
+            rewritten(&uri, Some(&exact), Some(&rw), None, "a").0,
+            "/v2?x=1"
+        );
         let rw = Rewrite {
             uri_regex: Some(("^/api/(v[0-9])/(.*)$".into(), "/\\2/\\1".into())),
             authority: Some("b".into()),
             ..Default::default()
         };
         assert_eq!(
-            rewritten(&uri, None, Some(&rw), "a"),
+            rewritten(&uri, None, Some(&rw), None, "a"),
             ("/items/v1?x=1".to_string(), "b".to_string())
         );
         assert_eq!(backrefs_to_dollar("/\\1/$x"), "/${1}/$$x");

@@ -21,14 +21,14 @@ use crate::balance::PickContext;
 use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
 use crate::server::{ConnInfo, Shared};
-use crate::telemetry::{Peer, ProxyIdentity, RequestRecord, ServiceRef};
+use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, RequestRecord, ServiceRef};
 use crate::upstream::{Body, SendError};
 
 /// What the access log and metrics need to know about how a request ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    pub route: String,
-    pub cluster: String,
+    pub route: Option<Arc<str>>,
+    pub cluster: Option<Arc<str>>,
     pub upstream: String,
     pub flag: &'static str,
     pub detail: String,
@@ -73,30 +73,39 @@ pub async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let authority = authority_of(&req);
+    // Fields only the access log shows are copied only while it is on.
+    let logging = shared.telemetry.access_log_format() != AccessLogFormat::Off;
     let mut record = RequestRecord {
         reporter: conn.reporter,
         start_time: std::time::SystemTime::now(),
         method: req.method().clone(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
         version: req.version(),
-        grpc: header("content-type").is_some_and(|c| c.starts_with("application/grpc")),
-        authority: authority_of(&req),
-        user_agent: header("user-agent"),
-        request_id: header("x-request-id"),
-        forwarded_for: header("x-forwarded-for"),
+        grpc: req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc")),
         downstream_local_address: Some(conn.local),
         downstream_remote_address: Some(conn.remote),
         ..Default::default()
     };
+    if logging {
+        record.path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        record.user_agent = header("user-agent");
+        record.request_id = header("x-request-id");
+        record.forwarded_for = header("x-forwarded-for");
+    }
     let downstream_upgrade =
         headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(b, request_bytes.clone()));
-    let (resp, outcome) = route_and_forward(&shared, &conn, req, downstream_upgrade).await;
+    let (resp, outcome) =
+        route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
+    record.authority = authority;
     record.response_code = resp.status().as_u16();
     // Trailers-only gRPC responses carry the status in the headers.
     record.grpc_status = resp
@@ -106,21 +115,23 @@ pub async fn handle(
         .and_then(|v| v.parse().ok());
     record.response_flags = outcome.flag.to_string();
     record.response_code_details = if outcome.flag.is_empty() {
-        "via_upstream".to_string()
+        "via_upstream".into()
     } else {
-        String::new()
+        "".into()
     };
     record.error =
         (!outcome.detail.is_empty()).then(|| format!("{} {}", outcome.flag, outcome.detail));
     record.upstream_host = outcome.upstream_addr;
-    record.upstream_cluster = (!outcome.cluster.is_empty()).then(|| outcome.cluster.clone());
-    record.route_name = (!outcome.route.is_empty()).then(|| outcome.route.clone());
-    record.service = outcome.service.clone();
+    record.upstream_cluster = outcome.cluster;
+    record.route_name = outcome.route;
+    record.service = outcome.service;
     record.peer = Peer {
-        workload: outcome.peer.clone(),
+        workload: outcome.peer,
         principal: None,
     };
-    record.request_id = record.request_id.or(outcome_request_id(&resp));
+    if logging {
+        record.request_id = record.request_id.or(outcome_request_id(&resp));
+    }
     let (parts, body) = resp.into_parts();
     let body = Recorded::new(
         body,
@@ -147,19 +158,21 @@ async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
     req: Request<DownstreamBody>,
+    authority: &str,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
-    let authority = authority_of(&req);
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let Some(table) = rt.tables.get(&conn.listener) else {
-        let e = ProxyError::no_route(&authority, &path, &conn.listener);
-        return (error_response(&e), outcome_of(&e, ""));
+    let path = || {
+        req.uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string()
     };
+    let Some(table) = rt.tables.get(&conn.listener) else {
+        let e = ProxyError::no_route(authority, &path(), &conn.listener);
+        return (error_response(&e), outcome_of(&e, None));
+    };
+    let path = path();
     let (mut parts, body) = req.into_parts();
     let info = RequestInfo {
         // `match.port` is the port the client addressed: the original destination's for
@@ -170,15 +183,15 @@ async fn route_and_forward(
         source_namespace: None,
         source_ip: Some(conn.remote.ip()),
     };
-    let Some((route, matched_uri)) = table.find(&parts, &authority, &info) else {
-        let e = ProxyError::no_route(&authority, &path, &conn.listener);
-        return (error_response(&e), outcome_of(&e, ""));
+    let Some((route, matched_uri)) = table.find(&parts, authority, &info) else {
+        let e = ProxyError::no_route(authority, &path, &conn.listener);
+        return (error_response(&e), outcome_of(&e, None));
     };
     if let Some(resp) = cors_preflight(route, &parts) {
         return (
             resp,
             Outcome {
-                route: route.route.name.clone(),
+                route: Some(route.name.clone()),
                 ..Default::default()
             },
         );
@@ -191,15 +204,15 @@ async fn route_and_forward(
             (
                 resp,
                 Outcome {
-                    route: route.route.name.clone(),
+                    route: Some(route.name.clone()),
                     ..Default::default()
                 },
             )
         }
         RouteAction::Redirect(r) => (
-            redirect_response(r, &parts, &authority, conn),
+            redirect_response(r, &parts, authority, conn),
             Outcome {
-                route: route.route.name.clone(),
+                route: Some(route.name.clone()),
                 ..Default::default()
             },
         ),
@@ -207,7 +220,7 @@ async fn route_and_forward(
             headers::apply(&mut parts.headers, &route.route.request_headers);
             let Some(wc) = choose_weighted(clusters) else {
                 let e = ProxyError::no_healthy_upstream("(route has no destination)");
-                return (error_response(&e), outcome_of(&e, &route.route.name));
+                return (error_response(&e), outcome_of(&e, Some(&route.name)));
             };
             forward(
                 shared,
@@ -218,7 +231,7 @@ async fn route_and_forward(
                 matched_uri,
                 parts,
                 body,
-                &authority,
+                authority,
                 downstream_upgrade,
             )
             .await
@@ -229,9 +242,9 @@ async fn route_and_forward(
     (resp, outcome)
 }
 
-fn outcome_of(e: &ProxyError, route: &str) -> Outcome {
+fn outcome_of(e: &ProxyError, route: Option<&Arc<str>>) -> Outcome {
     Outcome {
-        route: route.to_string(),
+        route: route.cloned(),
         flag: e.flag,
         detail: e.detail.clone(),
         ..Default::default()
@@ -283,16 +296,15 @@ async fn forward(
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
-    let route_name = route.route.name.clone();
+    let route_name = Some(&route.name);
     let Some(cluster) = rt.clusters.get(&wc.cluster) else {
         let e = ProxyError::no_cluster(&wc.cluster);
-        return (error_response(&e), outcome_of(&e, &route_name));
+        return (error_response(&e), outcome_of(&e, route_name));
     };
-    let query = parts.uri.query().map(str::to_string);
     let ctx = PickContext {
         headers: &parts.headers,
         source_ip: Some(conn.remote.ip()),
-        query: query.as_deref(),
+        query: parts.uri.query(),
         exclude: &[],
         original_dst: conn.original_dst,
     };
@@ -301,8 +313,8 @@ async fn forward(
         return (
             error_response(&e),
             Outcome {
-                cluster: wc.cluster.clone(),
-                ..outcome_of(&e, &route_name)
+                cluster: Some(cluster.name.clone()),
+                ..outcome_of(&e, route_name)
             },
         );
     };
@@ -313,48 +325,15 @@ async fn forward(
             return (
                 error_response(&e),
                 Outcome {
-                    cluster: wc.cluster.clone(),
+                    cluster: Some(cluster.name.clone()),
                     upstream: pick.address.to_string(),
-                    ..outcome_of(&e, &route_name)
+                    ..outcome_of(&e, route_name)
                 },
             );
         }
     };
-    let service = Some(Arc::new(ServiceRef {
-        host: cluster.cluster.service.clone(),
-        name: cluster
-            .cluster
-            .service
-            .split('.')
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-        namespace: cluster.cluster.namespace.clone(),
-    }));
-    let peer = cluster
-        .cluster
-        .endpoints
-        .get(pick.index)
-        .filter(|e| !e.workload.is_empty() || !e.labels.is_empty())
-        .map(|e| {
-            Arc::new(ProxyIdentity {
-                workload: e.workload.clone(),
-                namespace: e.namespace.clone(),
-                app: e.labels.get("app").cloned().unwrap_or_default(),
-                version: e.labels.get("version").cloned().unwrap_or_default(),
-                canonical_service: e
-                    .labels
-                    .get("service.istio.io/canonical-name")
-                    .cloned()
-                    .unwrap_or_default(),
-                canonical_revision: e
-                    .labels
-                    .get("service.istio.io/canonical-revision")
-                    .cloned()
-                    .unwrap_or_default(),
-                ..Default::default()
-            })
-        });
+    let service = Some(cluster.service.clone());
+    let peer = cluster.peer(pick.index);
     let upgrade = downstream_upgrade.is_some();
     let h2 = match cluster.cluster.protocol {
         UpstreamProtocol::Http2 => !upgrade,
@@ -365,54 +344,76 @@ async fn forward(
     // Path and authority as the upstream should see them. Istio turns `host`/`:authority` in
     // header operations into Envoy's host rewrite: `rewrite.authority` wins, then the route's
     // headers, then the destination's.
-    let authority = headers::authority_in(&route.route.request_headers)
-        .or_else(|| headers::authority_in(&wc.request_headers))
-        .unwrap_or(authority);
-    let (new_path, new_authority) = rewritten(&parts.uri, matched_uri, rewrite, authority);
+    let rewritten_authority = headers::authority_in(&route.route.request_headers)
+        .or_else(|| headers::authority_in(&wc.request_headers));
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::apply(&mut parts.headers, &wc.request_headers);
     let mut generated_id = None;
-    if !parts.headers.contains_key("x-request-id") {
+    if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
         let id = headers::request_id();
         if let Ok(v) = HeaderValue::from_str(&id) {
-            parts.headers.insert("x-request-id", v);
+            parts.headers.insert(headers::X_REQUEST_ID.clone(), v);
             generated_id = Some(id);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(conn.scheme()) {
-        parts.headers.entry("x-forwarded-proto").or_insert(v);
-    }
-    let uri = if h2 {
-        format!("http://{new_authority}{new_path}")
-    } else {
-        new_path.clone()
-    };
-    parts.uri = match uri.parse::<Uri>() {
-        Ok(u) => u,
-        Err(_) => {
-            let e = ProxyError::bad_request(format!(
-                "cannot build upstream request URI from \"{uri}\""
-            ));
-            return (error_response(&e), outcome_of(&e, &route_name));
+    parts
+        .headers
+        .entry(headers::X_FORWARDED_PROTO.clone())
+        .or_insert(HeaderValue::from_static(conn.scheme()));
+    let as_received = !h2
+        && rewrite.is_none()
+        && rewritten_authority.is_none()
+        && parts.uri.scheme().is_none()
+        && parts.uri.authority().is_none();
+    if as_received {
+        // The common case: an origin-form request to an HTTP/1.1 upstream with nothing
+        // rewritten goes out with the URI and Host it came with; nothing is rebuilt.
+        if parts.headers.get(HOST).is_none_or(|h| h != authority)
+            && let Ok(v) = HeaderValue::from_str(authority)
+        {
+            parts.headers.insert(HOST, v);
         }
-    };
+    } else {
+        let authority = rewritten_authority.unwrap_or(authority);
+        let (new_path, new_authority) = rewritten(
+            &parts.uri,
+            matched_uri,
+            rewrite,
+            route.rewrite_regex.as_ref(),
+            authority,
+        );
+        let uri = if h2 {
+            format!("http://{new_authority}{new_path}")
+        } else {
+            new_path
+        };
+        parts.uri = match uri.parse::<Uri>() {
+            Ok(u) => u,
+            Err(_) => {
+                let e = ProxyError::bad_request(format!(
+                    "cannot build upstream request URI from \"{uri}\""
+                ));
+                return (error_response(&e), outcome_of(&e, route_name));
+            }
+        };
+        if h2 {
+            parts.headers.remove(HOST);
+        } else if let Ok(v) = HeaderValue::from_str(&new_authority) {
+            parts.headers.insert(HOST, v);
+        }
+    }
     parts.version = if h2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
     };
-    if h2 {
-        parts.headers.remove(HOST);
-    } else if let Ok(v) = HeaderValue::from_str(&new_authority) {
-        parts.headers.insert(HOST, v);
-    }
     let upstream_req = Request::from_parts(parts, body.boxed());
     let result = shared.pools.send(addr, h2, upstream_req).await;
     // The endpoint as text only when an error sentence needs it (off the success path).
     let endpoint = || addr.to_string();
     let mut outcome = Outcome {
-        route: route_name.clone(),
-        cluster: wc.cluster.clone(),
+        route: route_name.cloned(),
+        cluster: Some(cluster.name.clone()),
         upstream_addr: Some(addr),
         service,
         peer,
@@ -463,7 +464,7 @@ async fn forward(
     if let Some(id) = generated_id {
         rparts.extensions.insert(RequestId(id));
     }
-    (Response::from_parts(rparts, rbody.boxed()), outcome)
+    (Response::from_parts(rparts, rbody), outcome)
 }
 
 pub(crate) async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String> {

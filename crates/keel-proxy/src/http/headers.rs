@@ -17,9 +17,25 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     http::header::UPGRADE,
 ];
 
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade the `Upgrade`/`Connection` pair is kept (`keep_upgrade`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the message's names finds which hop-by-hop headers are present; most
+    // messages have none, or only `connection`.
+    let mut present = 0u8;
+    for k in headers.keys() {
+        for (i, h) in HOP_BY_HOP.iter().enumerate() {
+            if k == h {
+                present |= 1 << i;
+            }
+        }
+    }
+    if present == 0 {
+        return;
+    }
     // Most requests have no `Connection` header, or just `keep-alive`: nothing is allocated.
     // The listed names are handled below (with their exceptions); `named` holds the rest.
     let named: Vec<String> = headers
@@ -39,9 +55,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for h in &named {
         headers.remove(h.as_str());
     }
-    for h in &HOP_BY_HOP {
-        // A scan of the few headers a message has is cheaper than a hashed lookup per name.
-        if !headers.keys().any(|k| k == h) {
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) == 0 {
             continue;
         }
         if keep_upgrade && (h == http::header::UPGRADE || h == http::header::CONNECTION) {

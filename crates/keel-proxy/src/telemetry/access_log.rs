@@ -60,8 +60,8 @@ fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-fn opt(s: &Option<String>) -> Option<&str> {
-    s.as_deref().and_then(non_empty)
+fn opt<S: AsRef<str>>(s: &Option<S>) -> Option<&str> {
+    s.as_ref().map(AsRef::as_ref).and_then(non_empty)
 }
 
 /// `%PROTOCOL%` as Envoy spells it.

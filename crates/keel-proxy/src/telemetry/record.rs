@@ -151,7 +151,7 @@ pub struct RequestRecord {
     /// Envoy short flags, comma separated (`UF,URX`); empty: none (`-`).
     pub response_flags: String,
     /// Envoy's `%RESPONSE_CODE_DETAILS%`, e.g. `via_upstream`, `route_not_found`.
-    pub response_code_details: String,
+    pub response_code_details: std::borrow::Cow<'static, str>,
     pub connection_termination_details: Option<String>,
     pub upstream_transport_failure_reason: Option<String>,
     /// Keel's one-line account of a proxy-made failure, e.g.
@@ -162,12 +162,12 @@ pub struct RequestRecord {
 
     pub upstream_host: Option<SocketAddr>,
     /// `outbound|9080|v1|reviews.default.svc.cluster.local`, `inbound|9080||`, ...
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Arc<str>>,
     pub upstream_local_address: Option<SocketAddr>,
     pub downstream_local_address: Option<SocketAddr>,
     pub downstream_remote_address: Option<SocketAddr>,
     pub requested_server_name: Option<String>,
-    pub route_name: Option<String>,
+    pub route_name: Option<Arc<str>>,
 }
 
 impl Default for RequestRecord {
@@ -195,7 +195,7 @@ impl Default for RequestRecord {
             response_code: 0,
             grpc_status: None,
             response_flags: String::new(),
-            response_code_details: String::new(),
+            response_code_details: std::borrow::Cow::Borrowed(""),
             connection_termination_details: None,
             upstream_transport_failure_reason: None,
             error: None,
