@@ -257,6 +257,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
                 inbound_ports: args.app_ports.clone(),
                 bind: args.bind,
                 version: "1".into(),
+                ..Default::default()
             };
             match sidecar::compile_yaml(&args.files, &opts) {
                 Ok((snapshot, warnings)) => {
