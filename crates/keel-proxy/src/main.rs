@@ -106,7 +106,8 @@ struct SidecarArgs {
     /// TCP (server-first protocols wait this long); 0s waits for the client indefinitely
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     protocol_detection_timeout: Duration,
-    /// How long SIGTERM waits for in-flight requests before exiting
+    /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
+    /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
     /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
@@ -149,7 +150,8 @@ struct StandaloneArgs {
     /// Namespace of resources that name none
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
-    /// How long SIGTERM waits for in-flight requests before exiting
+    /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
+    /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
     /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
@@ -267,6 +269,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
                 inbound_ports: args.app_ports.clone(),
                 bind: args.bind,
                 version: "1".into(),
+                ..Default::default()
             };
             match sidecar::compile_yaml(&args.files, &opts) {
                 Ok((snapshot, warnings)) => {
@@ -304,6 +307,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         "",
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
+            drain_timeout: args.drain_timeout,
             ..Default::default()
         },
     );
@@ -346,7 +350,13 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let shared = Shared::new(&args.locality);
+    let shared = Shared::with_l4(
+        &args.locality,
+        L4Config {
+            drain_timeout: args.drain_timeout,
+            ..Default::default()
+        },
+    );
     set_access_log(&shared, &args.access_log);
     serve(
         shared,

@@ -119,7 +119,9 @@ pub struct Redirect {
     pub authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// `FROM_REQUEST_PORT`: keep the request's port.
+    /// `FROM_REQUEST_PORT`: the port the request came in on. Compilation also writes that
+    /// port into `port` (the route's listener or service port, as Istio does); the proxy
+    /// uses the port the client addressed when `port` is unset.
     #[serde(default)]
     pub port_from_request: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

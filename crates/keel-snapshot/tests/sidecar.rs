@@ -327,3 +327,122 @@ fn inbound_forwards_to_the_app_on_its_target_ports() {
     assert!(s.clusters.contains_key("inbound|7000||"));
     assert!(!s.clusters.contains_key("inbound|8080||"));
 }
+
+/// tests/fixtures/ports.yaml compiled for the `web` workload.
+fn ports_snapshot() -> (Snapshot, Vec<String>) {
+    let yaml = include_str!("fixtures/ports.yaml");
+    let loaded = keel_config::load_str(yaml, "ports.yaml", &Default::default());
+    let validated = keel_config::validate_resources(&loaded.resources, "istio-system");
+    assert!(
+        loaded
+            .diagnostics
+            .iter()
+            .chain(&validated)
+            .all(|d| d.level != keel_config::Level::Error),
+        "{:?} {validated:?}",
+        loaded.diagnostics
+    );
+    let compiled = compile(
+        &loaded.resources,
+        &SidecarOptions {
+            namespace: "default".into(),
+            labels: [
+                ("app".to_string(), "web".to_string()),
+                ("version".to_string(), "v1".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        },
+    );
+    let warnings = compiled
+        .warnings
+        .iter()
+        .map(|w| w.message.clone())
+        .collect();
+    (compiled.snapshot, warnings)
+}
+
+#[test]
+fn inbound_target_ports_by_container_port_name() {
+    let (s, _) = ports_snapshot();
+    // `http-web` is the Deployment's 8080, `admin` the Pod's 9901; a name no container of
+    // this workload declares (another workload's doesn't count) stays the service port.
+    for (cluster, port) in [
+        ("inbound|8080||", 8080),
+        ("inbound|9901||", 9901),
+        ("inbound|9100||", 9100),
+    ] {
+        let c = s.clusters.get(cluster).unwrap_or_else(|| {
+            panic!(
+                "no {cluster} in {:?}",
+                s.clusters.keys().collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(
+            c.endpoints[0].address.to_string(),
+            format!("127.0.0.1:{port}")
+        );
+    }
+    assert!(!s.clusters.contains_key("inbound|7777||"));
+    assert!(!s.clusters.contains_key("inbound|80||"));
+    let inbound = listener(&s, "virtualInbound");
+    let routes = &inbound.http.as_ref().unwrap().virtual_hosts[0].routes;
+    assert_eq!(routes[0].matches[0].port, Some(8080));
+}
+
+#[test]
+fn routes_without_a_destination_port_use_the_port_they_serve() {
+    let (s, warnings) = ports_snapshot();
+    let out = listener(&s, "virtualOutbound");
+    let vh = |name: &str| {
+        out.http
+            .as_ref()
+            .unwrap()
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no virtual host {name}"))
+            .routes
+            .clone()
+    };
+    let forward = |r: &keel_snapshot::HttpRoute| match &r.action {
+        RouteAction::Forward { clusters, .. } => clusters[0].cluster.clone(),
+        other => panic!("{other:?}"),
+    };
+    for port in [80u16, 9090] {
+        let routes = vh(&format!("web.default.svc.cluster.local:{port}"));
+        // derivePort FROM_REQUEST_PORT is the port the route serves, not the Host header's.
+        match &routes[0].action {
+            RouteAction::Redirect(r) => {
+                assert_eq!(r.port, Some(port));
+                assert!(r.port_from_request);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A service with one port: that port. Several: the route's own.
+        assert_eq!(
+            forward(&routes[1]),
+            "outbound|7000||single.default.svc.cluster.local"
+        );
+        assert_eq!(
+            forward(&routes[2]),
+            format!("outbound|{port}||elsewhere.default.svc.cluster.local")
+        );
+        assert_eq!(
+            forward(&routes[3]),
+            format!("outbound|{port}||web.default.svc.cluster.local")
+        );
+    }
+    // `elsewhere` has neither 80 nor 9090: no such cluster (503 NC, as in Istio), and a
+    // warning that says to set destination.port.
+    assert!(
+        !s.clusters
+            .contains_key("outbound|80||elsewhere.default.svc.cluster.local")
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("has no port 80") && w.contains("destination.port")),
+        "{warnings:?}"
+    );
+}

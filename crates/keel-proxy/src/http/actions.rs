@@ -99,8 +99,10 @@ pub(crate) fn redirect_response(
     let request_port = authority
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok());
+    // Compiled snapshots carry the port for `derivePort: FROM_REQUEST_PORT`; one without
+    // it takes the port the client addressed, as Istio does (not the Host header's).
     let port = r.port.or(if r.port_from_request {
-        request_port.or(Some(conn.local.port()))
+        Some(conn.destination_port())
     } else {
         None
     });

@@ -1,7 +1,8 @@
-//! HTTP: serving downstream connections (HTTP/1.1 and HTTP/2) and forwarding requests.
+//! HTTP: serving downstream connections (HTTP/1.1, HTTP/2 and the h2c upgrade) and forwarding requests.
 
 pub mod actions;
 pub mod forward;
+pub mod h2c;
 pub mod headers;
 pub mod observe;
 pub mod server;

@@ -14,6 +14,7 @@
 pub mod detect;
 pub mod orig_dst;
 pub mod sni;
+pub mod splice;
 pub mod tcp;
 
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub struct L4Config {
     pub hello_timeout: Duration,
     /// Upstream connect timeout (Istio's `connectTimeout` default, 10s).
     pub connect_timeout: Duration,
+    /// How long TCP connections continue once the proxy drains (`--drain-timeout`, like
+    /// Istio's `terminationDrainDuration`, 5s): they have no request boundary to finish at,
+    /// so they are closed when it passes instead of holding the process open.
+    pub drain_timeout: Duration,
     /// Where redirected connections were going.
     pub original_dst: Arc<dyn OriginalDst>,
 }
@@ -53,6 +58,7 @@ impl Default for L4Config {
             detect_timeout: Duration::from_millis(100),
             hello_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
             original_dst: Arc::new(SoOriginalDst),
         }
     }
@@ -64,6 +70,7 @@ impl std::fmt::Debug for L4Config {
             .field("detect_timeout", &self.detect_timeout)
             .field("hello_timeout", &self.hello_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("drain_timeout", &self.drain_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -1,15 +1,18 @@
 //! Opaque TCP (and TLS passed through): pick the route by destination (and SNI), a cluster
 //! by weight, an endpoint by the cluster's balancer, connect, then copy bytes both ways
-//! until each side has closed its half.
+//! ([`super::splice`]) until each side has closed its half, the connection idles out, or the
+//! drain deadline passes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use keel_snapshot::{L4Match, LbPolicy, TcpRoute, TlsRoute, WeightedCluster};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::sni::sni_matches;
+use super::splice::{DEFAULT_IDLE_TIMEOUT, End, Limits, splice};
 use crate::balance::PickContext;
 use crate::error::ProxyError;
 use crate::http::forward::{choose_weighted, resolve};
@@ -127,23 +130,64 @@ pub async fn forward<S>(
     record.upstream_host = upstream.peer_addr().ok();
     record.upstream_local_address = upstream.local_addr().ok();
     shared.telemetry.tcp_opened(&record);
-    match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-        Ok((from_client, from_server)) => {
-            record.bytes_received = from_client;
-            record.bytes_sent = from_server;
+    let limits = Limits {
+        idle: idle_timeout(shared, &cluster),
+        drain: shared.drain.subscribe(),
+        drain_timeout: shared.l4.drain_timeout,
+    };
+    let copied = splice(&mut downstream, &mut upstream, limits).await;
+    record.bytes_received = copied.from_client;
+    record.bytes_sent = copied.from_server;
+    let (bytes_sent, bytes_received) = (copied.from_server, copied.from_client);
+    match copied.end {
+        End::Closed => tracing::debug!(
+            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+            bytes_sent, bytes_received, "TCP connection closed"
+        ),
+        // A reset on either side ends the connection; there is no one to tell but the log.
+        End::Failed(e) => tracing::debug!(
+            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+            bytes_sent, bytes_received, "TCP connection ended: {e}"
+        ),
+        End::Idle(after) => {
             tracing::debug!(
                 listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
-                bytes_sent = from_server, bytes_received = from_client, "TCP connection closed"
+                bytes_sent, bytes_received,
+                "TCP connection closed: no bytes either way for {after:?} (the cluster's connectionPool.tcp.idleTimeout)"
             );
+            record.connection_termination_details = Some("idle_timeout".into());
         }
-        // A reset on either side ends the connection; there is no one to tell but the log.
-        Err(e) => tracing::debug!(
-            listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
-            "TCP connection ended: {e}"
-        ),
+        End::Drained(after) => {
+            tracing::debug!(
+                listener = %conn.listener, downstream = %conn.remote, route, cluster, endpoint,
+                bytes_sent, bytes_received,
+                "TCP connection closed: still open {after:?} after the proxy started draining"
+            );
+            record.connection_termination_details = Some("drain_timeout".into());
+        }
     }
     record.duration = started.elapsed();
     shared.telemetry.tcp_closed(&record);
+}
+
+/// The cluster's `connectionPool.tcp.idleTimeout`: unset is Istio's hour, `0s` never.
+fn idle_timeout(shared: &Shared, cluster: &str) -> Option<Duration> {
+    let configured = shared
+        .runtime
+        .load()
+        .clusters
+        .get(cluster)
+        .and_then(|c| c.cluster.traffic_policy.as_ref())
+        .and_then(|p| p.connection_pool.as_ref())
+        .and_then(|p| p.tcp.as_ref())
+        .and_then(|t| t.idle_timeout);
+    match configured {
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+        Some(d) if d.nanos <= 0 => None,
+        Some(d) => Some(Duration::from_nanos(
+            u64::try_from(d.nanos).unwrap_or(u64::MAX),
+        )),
+    }
 }
 
 type Connected = (TcpStream, String, String, crate::balance::ActiveRequest);

@@ -149,6 +149,7 @@ pub async fn start(
             hello_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             original_dst,
+            ..Default::default()
         },
     );
     let listeners = Listeners::default();

@@ -31,7 +31,10 @@ use keel_proxy::server::{Listeners, Shared};
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::{GatewayOptions, compile};
 
+// Not every test file uses both.
+#[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
 pub use upstreams::*;
 
 /// Bodies sent by the test client and the upstreams.

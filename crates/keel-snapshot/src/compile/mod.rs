@@ -3,18 +3,22 @@
 //! - [`registry`]: the services and their endpoints (ServiceEntry, WorkloadEntry, Kubernetes
 //!   Service + Endpoints/EndpointSlice).
 //! - [`policy`]: DestinationRules: which applies to a host, subsets, the merged traffic policy.
-//! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need.
+//! - [`routes`]: VirtualService HTTP/TCP/TLS routes → route entries and the clusters they need
+//!   (field-by-field parts in `route_parts`).
 //! - [`delegate`]: delegate VirtualServices merged into the routes delegating to them.
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
 //! - [`sidecar`]: a sidecar's outbound (15001) and inbound (15006) listeners.
+//! - [`visibility`]: `exportTo`, which resources a sidecar's namespace sees.
 
 pub mod delegate;
 pub mod gateway;
 pub mod policy;
 pub mod registry;
+mod route_parts;
 pub mod routes;
 pub mod sidecar;
 mod sidecar_inbound;
+pub mod visibility;
 
 #[cfg(test)]
 mod gateway_tests;

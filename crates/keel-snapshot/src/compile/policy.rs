@@ -4,43 +4,116 @@
 use keel_config::model::networking::destination_rule::{
     DestinationRule, LoadBalancerSettings, SimpleLb, Subset, TrafficPolicy,
 };
+use std::collections::BTreeMap;
+
 use keel_config::{Resource, Spec};
 
+use super::visibility::exported_to;
 use super::{DEFAULT_DOMAIN, fqdn, host_within};
 use crate::cluster::{HashKey, LbPolicy, LocalityLb};
 
-/// The DestinationRules, with their hosts resolved.
+/// The DestinationRules, with their hosts resolved, and whom they are looked up for.
 pub struct Policies<'a> {
-    rules: Vec<(String, &'a Resource, &'a DestinationRule)>,
+    rules: Vec<Rule<'a>>,
+    client: Option<Client>,
+}
+
+struct Rule<'a> {
+    host: String,
+    namespace: &'a str,
+    dr: &'a DestinationRule,
+}
+
+/// The proxy DestinationRules are chosen for: its namespace, labels (for rules with a
+/// `workloadSelector`) and the mesh's root namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub root_namespace: String,
 }
 
 impl<'a> Policies<'a> {
+    /// Every rule, chosen by host alone (gateways: the proxy's namespace is not known).
     pub fn build(resources: &'a [Resource]) -> Self {
+        Policies::build_for(resources, None)
+    }
+
+    /// The rules as a proxy `client` sees them (Istio's `exportTo` and precedence).
+    pub fn build_for(resources: &'a [Resource], client: Option<Client>) -> Self {
         let rules = resources
             .iter()
             .filter_map(|r| match &r.spec {
-                Spec::DestinationRule(dr) => {
-                    Some((fqdn(&dr.host, r.namespace(), DEFAULT_DOMAIN), r, &**dr))
-                }
+                Spec::DestinationRule(dr) => Some(Rule {
+                    host: fqdn(&dr.host, r.namespace(), DEFAULT_DOMAIN),
+                    namespace: r.namespace(),
+                    dr,
+                }),
                 _ => None,
             })
             .collect();
-        Policies { rules }
+        Policies { rules, client }
     }
 
-    /// The rule for `host`: an exact host wins, else the most specific wildcard (Istio's
-    /// "most specific host" rule); among equals, the first read.
-    pub fn for_host(&self, host: &str) -> Option<&'a DestinationRule> {
+    /// The rule for `host` of a service in `service_namespace`.
+    ///
+    /// Without a client: an exact host wins, else the most specific wildcard; among equals,
+    /// the first read. For a sidecar, Istio's `PushContext.destinationRule` order: a rule in
+    /// the proxy's own namespace (one whose `workloadSelector` selects the proxy before one
+    /// without), else one the service's namespace exports to the proxy's, else one the root
+    /// namespace exports to it — each time the most specific host first.
+    pub fn for_host(&self, host: &str, service_namespace: &str) -> Option<&'a DestinationRule> {
         let host = host.to_ascii_lowercase();
-        if let Some((_, _, dr)) = self.rules.iter().find(|(h, _, _)| *h == host) {
+        let Some(c) = &self.client else {
+            return most_specific(&host, self.rules.iter());
+        };
+        let own = self.rules.iter().filter(|r| {
+            r.namespace == c.namespace
+                && exported_to(&r.dr.export_to, r.namespace, &c.namespace)
+                && r.dr.workload_selector.as_ref().is_none_or(|s| {
+                    s.match_labels
+                        .iter()
+                        .all(|(k, v)| c.labels.get(k) == Some(v))
+                })
+        });
+        let selecting = own.clone().filter(|r| r.dr.workload_selector.is_some());
+        if c.namespace != c.root_namespace
+            && let Some(dr) = most_specific(&host, selecting).or_else(|| most_specific(&host, own))
+        {
             return Some(dr);
         }
-        self.rules
-            .iter()
-            .filter(|(h, _, _)| h.starts_with('*') && host_within(&host, h))
-            .max_by_key(|(h, _, _)| h.len())
-            .map(|(_, _, dr)| *dr)
+        let exported_from = |ns: &str| {
+            let ns = ns.to_string();
+            self.rules.iter().filter(move |r| {
+                r.namespace == ns
+                    && r.dr.workload_selector.is_none()
+                    && exported_to(&r.dr.export_to, r.namespace, &c.namespace)
+            })
+        };
+        most_specific(&host, exported_from(service_namespace))
+            .or_else(|| most_specific(&host, exported_from(&c.root_namespace)))
     }
+}
+
+/// Istio's `MostSpecificHostMatch` over `rules`: the exact host, else the longest wildcard
+/// covering it; the first read among equals.
+fn most_specific<'a, 'r>(
+    host: &str,
+    rules: impl Iterator<Item = &'r Rule<'a>> + Clone,
+) -> Option<&'a DestinationRule>
+where
+    'a: 'r,
+{
+    if let Some(r) = rules.clone().find(|r| r.host == host) {
+        return Some(r.dr);
+    }
+    rules
+        .filter(|r| r.host.starts_with('*') && host_within(host, &r.host))
+        .fold(None::<&Rule<'a>>, |best, r| match best {
+            Some(b) if b.host.len() >= r.host.len() => Some(b),
+            _ => Some(r),
+        })
+        .map(|r| r.dr)
 }
 
 /// A subset of the rule by name.

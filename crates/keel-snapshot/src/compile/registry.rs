@@ -89,6 +89,12 @@ pub struct Registry {
 impl Registry {
     /// Builds the registry from resources.
     pub fn build(resources: &[Resource]) -> Registry {
+        Registry::build_for(resources, None)
+    }
+
+    /// The registry as a proxy in namespace `client` sees it: Services and ServiceEntries
+    /// not exported to it are left out (`None`: everything, as for gateways).
+    pub fn build_for(resources: &[Resource], client: Option<&str>) -> Registry {
         let mut reg = Registry::default();
         let workload_entries: Vec<(&Resource, &WorkloadEntry)> = resources
             .iter()
@@ -97,7 +103,10 @@ impl Registry {
                 _ => None,
             })
             .collect();
-        for r in resources {
+        for r in resources
+            .iter()
+            .filter(|r| super::visibility::service_visible(r, client))
+        {
             match &r.spec {
                 Spec::ServiceEntry(se) => reg.add_service_entry(r, se, &workload_entries),
                 Spec::Service(svc) => reg.add_kube_service(r, svc, resources, &workload_entries),

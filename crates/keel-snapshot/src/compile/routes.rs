@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use keel_config::model::networking::virtual_service::{
     self as vs, Destination, HttpMatchRequest, VirtualService,
 };
-use keel_config::types::StringMatch;
 use keel_config::{Resource, Spec};
 
-use super::policy::{Policies, lb_policy, merged_policy, subset};
+use super::policy::{Client, Policies, lb_policy, merged_policy, subset};
 use super::registry::Registry;
+use super::route_parts::{header_ops, redirect, request_match, rewrite};
+use super::visibility::exported_to;
 use super::{DEFAULT_DOMAIN, Warning, fqdn};
 use crate::cluster::{Cluster, UpstreamProtocol};
 use crate::route::{
-    HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite, RouteAction,
-    RoutePolicy, StringMatcher, TcpRoute, TlsRoute, WeightedCluster,
+    HttpRoute, L4Match, RequestMatch, RouteAction, RoutePolicy, TcpRoute, TlsRoute, WeightedCluster,
 };
 
 /// Where routes are being compiled for: decides which `gateways` names apply.
@@ -69,9 +69,18 @@ pub struct RouteBuilder<'a> {
 
 impl<'a> RouteBuilder<'a> {
     pub fn new(registry: &'a Registry, resources: &'a [Resource]) -> Self {
+        RouteBuilder::for_client(registry, resources, None)
+    }
+
+    /// A builder whose DestinationRules are chosen for a sidecar (see [`Policies::for_host`]).
+    pub fn for_client(
+        registry: &'a Registry,
+        resources: &'a [Resource],
+        client: Option<Client>,
+    ) -> Self {
         RouteBuilder {
             registry,
-            policies: Policies::build(resources),
+            policies: Policies::build_for(resources, client),
             resources,
             clusters: BTreeMap::new(),
             warnings: Vec::new(),
@@ -89,12 +98,13 @@ impl<'a> RouteBuilder<'a> {
     ) -> String {
         let host = fqdn(&d.host, namespace, DEFAULT_DOMAIN);
         let service = self.registry.get(&host);
+        // Istio's `GetDestinationCluster`: the destination's port, else the service's only
+        // port, else the port the route serves (the listener's, or the service port a
+        // sidecar route is built for) — even when the service has no such port.
         let port = match (d.port, service) {
             (Some(p), _) => p.number as u16,
             (None, Some(s)) if s.ports.len() == 1 => s.ports[0].number,
-            (None, Some(s)) if s.port(listener_port).is_some() => listener_port,
-            (None, Some(s)) => s.ports.first().map_or(listener_port, |p| p.number),
-            (None, None) => listener_port,
+            (None, _) => listener_port,
         };
         let name = crate::cluster_name("outbound", port, &d.subset, &host);
         if self.clusters.contains_key(&name) {
@@ -107,7 +117,25 @@ impl<'a> RouteBuilder<'a> {
             });
             return name;
         };
-        let dr = self.policies.for_host(&host);
+        if service.port(port).is_none() {
+            let ports: Vec<String> = service.ports.iter().map(|p| p.number.to_string()).collect();
+            let hint = if d.port.is_none() {
+                format!(
+                    " (destination.port is not set, so the route's port {port} applies); set destination.port"
+                )
+            } else {
+                String::new()
+            };
+            self.warnings.push(Warning {
+                resource: origin.to_string(),
+                message: format!(
+                    "host \"{host}\" has no port {port} (its ports: {}){hint}; requests to it get 503 NC",
+                    ports.join(", ")
+                ),
+            });
+            return name;
+        }
+        let dr = self.policies.for_host(&host, &service.namespace);
         let sub = subset(dr, &d.subset);
         if !d.subset.is_empty() && sub.is_none() {
             self.warnings.push(Warning {
@@ -174,12 +202,13 @@ impl<'a> RouteBuilder<'a> {
                 } else {
                     &d.namespace
                 };
-                let Some((dr, dv)) = self.find_vs(&d.name, ns) else {
+                let Some((dr, dv)) = self.find_vs(&d.name, ns, r.namespace()) else {
                     self.warnings.push(Warning {
                         resource: origin.clone(),
                         message: format!(
-                            "delegate VirtualService {ns}/{} not found; its routes are skipped",
-                            d.name
+                            "delegate VirtualService {ns}/{} not found (or not exported to namespace {}); its routes are skipped",
+                            d.name,
+                            r.namespace()
                         ),
                     });
                     continue;
@@ -244,9 +273,20 @@ impl<'a> RouteBuilder<'a> {
         }
     }
 
-    fn find_vs(&self, name: &str, namespace: &str) -> Option<(&'a Resource, &'a VirtualService)> {
+    /// A delegate VirtualService, if it is exported to the delegating one's namespace
+    /// (`root_namespace`), as Istio requires.
+    fn find_vs(
+        &self,
+        name: &str,
+        namespace: &str,
+        root_namespace: &str,
+    ) -> Option<(&'a Resource, &'a VirtualService)> {
         self.resources.iter().find_map(|r| match &r.spec {
-            Spec::VirtualService(v) if r.name() == name && r.namespace() == namespace => {
+            Spec::VirtualService(v)
+                if r.name() == name
+                    && r.namespace() == namespace
+                    && exported_to(&v.export_to, namespace, root_namespace) =>
+            {
                 Some((r, &**v))
             }
             _ => None,
@@ -263,7 +303,7 @@ impl<'a> RouteBuilder<'a> {
         origin: &str,
     ) -> HttpRoute {
         let action = if let Some(rd) = &h.redirect {
-            RouteAction::Redirect(redirect(rd))
+            RouteAction::Redirect(redirect(rd, binding.port))
         } else if let Some(dr) = &h.direct_response {
             RouteAction::DirectResponse {
                 status: dr.status as u16,
@@ -513,96 +553,6 @@ fn l4_match(
         source_labels: source_labels.clone(),
         source_namespace: (!source_namespace.is_empty()).then(|| source_namespace.to_string()),
     })
-}
-
-fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
-    if let Some(e) = &m.exact {
-        Some(StringMatcher::Exact(e.clone()))
-    } else if let Some(p) = &m.prefix {
-        Some(StringMatcher::Prefix(p.clone()))
-    } else {
-        m.regex.as_ref().map(|r| StringMatcher::Regex(r.clone()))
-    }
-}
-
-fn request_match(m: &HttpMatchRequest) -> RequestMatch {
-    let mut headers: Vec<HeaderMatcher> = m
-        .headers
-        .iter()
-        .map(|(k, v)| HeaderMatcher {
-            name: k.to_ascii_lowercase(),
-            matcher: string_matcher(v),
-            invert: false,
-        })
-        .collect();
-    headers.extend(m.without_headers.iter().map(|(k, v)| HeaderMatcher {
-        name: k.to_ascii_lowercase(),
-        matcher: string_matcher(v),
-        invert: true,
-    }));
-    RequestMatch {
-        name: m.name.clone(),
-        uri: m.uri.as_ref().and_then(string_matcher),
-        scheme: m.scheme.as_ref().and_then(string_matcher),
-        method: m.method.as_ref().and_then(string_matcher),
-        authority: m.authority.as_ref().and_then(string_matcher),
-        headers,
-        query_params: m
-            .query_params
-            .iter()
-            .map(|(k, v)| (k.clone(), string_matcher(v)))
-            .collect(),
-        port: (m.port != 0).then_some(m.port as u16),
-        ignore_uri_case: m.ignore_uri_case,
-        source_labels: m.source_labels.clone(),
-        source_namespace: (!m.source_namespace.is_empty()).then(|| m.source_namespace.clone()),
-    }
-}
-
-fn header_ops(h: Option<&vs::HeaderOperations>) -> HeaderOps {
-    let Some(h) = h else {
-        return HeaderOps::default();
-    };
-    HeaderOps {
-        set: h
-            .set
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        add: h
-            .add
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        remove: h.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
-    }
-}
-
-fn rewrite(w: &vs::HttpRewrite) -> Rewrite {
-    Rewrite {
-        uri: (!w.uri.is_empty()).then(|| w.uri.clone()),
-        authority: (!w.authority.is_empty()).then(|| w.authority.clone()),
-        uri_regex: w
-            .uri_regex_rewrite
-            .as_ref()
-            .map(|r| (r.r#match.clone(), r.rewrite.clone())),
-    }
-}
-
-fn redirect(r: &vs::HttpRedirect) -> Redirect {
-    use keel_config::model::networking::virtual_service::RedirectPortSelection;
-    Redirect {
-        uri: (!r.uri.is_empty()).then(|| r.uri.clone()),
-        authority: (!r.authority.is_empty()).then(|| r.authority.clone()),
-        port: r.port.map(|p| p as u16),
-        port_from_request: r.derive_port == Some(RedirectPortSelection::FromRequestPort),
-        scheme: (!r.scheme.is_empty()).then(|| r.scheme.clone()),
-        code: if r.redirect_code == 0 {
-            301
-        } else {
-            r.redirect_code as u16
-        },
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! `mesh` listed) replace a service's default route; `sourceLabels`/`sourceNamespace` are
 //! decided here against the workload's own labels and namespace, as Istio decides them when
 //! it generates a proxy's configuration. Traffic for nothing known goes to the original
-//! destination (`PassthroughCluster`, Istio's default `ALLOW_ANY`).
+//! destination (`PassthroughCluster`, Istio's default `ALLOW_ANY`). Services, ServiceEntries,
+//! VirtualServices and DestinationRules not exported to the workload's namespace
+//! ([`super::visibility`]) are invisible to it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,8 +18,10 @@ use keel_config::model::networking::virtual_service::{Destination, PortSelector}
 use keel_config::{Resource, Spec};
 
 use super::gateway::Compiled;
+use super::policy::Client;
 use super::registry::{Registry, Service, ServicePort};
 use super::routes::{Binding, RouteBuilder};
+use super::visibility::virtual_service_rank;
 use super::{fqdn, host_within};
 use crate::Snapshot;
 use crate::cluster::{Cluster, LbPolicy, UpstreamProtocol};
@@ -56,6 +60,9 @@ pub struct SidecarOptions {
     pub bind: IpAddr,
     /// Shown in `/config_dump`.
     pub version: String,
+    /// The mesh's root namespace (`meshConfig.rootNamespace`): DestinationRules there apply
+    /// mesh-wide, after those of the proxy's and the service's namespaces.
+    pub root_namespace: String,
 }
 
 impl Default for SidecarOptions {
@@ -69,6 +76,7 @@ impl Default for SidecarOptions {
             inbound_ports: Vec::new(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             version: String::new(),
+            root_namespace: "istio-system".into(),
         }
     }
 }
@@ -120,16 +128,16 @@ struct Piece {
 
 /// Compiles the sidecar's snapshot.
 pub fn compile(resources: &[Resource], opts: &SidecarOptions) -> Compiled {
-    let registry = Registry::build(resources);
-    let mut b = RouteBuilder::new(&registry, resources);
+    // Resources not exported to the workload's namespace do not exist for it.
+    let registry = Registry::build_for(resources, Some(&opts.namespace));
+    let client = Client {
+        namespace: opts.namespace.clone(),
+        labels: opts.labels.clone(),
+        root_namespace: opts.root_namespace.clone(),
+    };
+    let mut b = RouteBuilder::for_client(&registry, resources, Some(client));
     let vips = service_addresses(resources);
-    let vses: Vec<(&Resource, &VirtualService)> = resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::VirtualService(v) => Some((r, &**v)),
-            _ => None,
-        })
-        .collect();
+    let vses = visible_virtual_services(resources, &opts.namespace);
     let mut pieces = Vec::new();
     for service in registry.services.values() {
         let primary = primary_port(service);
@@ -381,6 +389,24 @@ fn port_listener(pieces: &[Piece], port: u16, opts: &SidecarOptions) -> Listener
         tls: on_port.iter().flat_map(|p| p.tls.clone()).collect(),
         tcp,
     }
+}
+
+/// The VirtualServices exported to `namespace`, in the order Istio considers them
+/// ([`virtual_service_rank`]): private to the namespace, exported to it by name, public.
+fn visible_virtual_services<'a>(
+    resources: &'a [Resource],
+    namespace: &str,
+) -> Vec<(&'a Resource, &'a VirtualService)> {
+    let mut ranked: Vec<(u8, &Resource, &VirtualService)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::VirtualService(v) => virtual_service_rank(&v.export_to, r.namespace(), namespace)
+                .map(|rank| (rank, r, &**v)),
+            _ => None,
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, _, _)| *rank);
+    ranked.into_iter().map(|(_, r, v)| (r, v)).collect()
 }
 
 /// The mesh VirtualService for a host: one naming it exactly, else the first whose

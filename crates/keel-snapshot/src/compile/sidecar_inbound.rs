@@ -88,8 +88,10 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
 }
 
 /// The target ports of the Services in the workload's namespace whose selector its labels
-/// satisfy (a port named by container-port name uses the service port number, since the
-/// container ports are not known here), with the service host. First declaration wins.
+/// satisfy, with the service host. A target port given by container-port name is resolved
+/// through the workload's Pods or pod templates (Deployment, StatefulSet, ReplicaSet,
+/// DaemonSet) in the files; when none names it, the service port number stands in. First
+/// declaration wins.
 fn selecting_services(resources: &[Resource], opts: &SidecarOptions) -> Vec<(InboundPort, String)> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -105,6 +107,10 @@ fn selecting_services(resources: &[Resource], opts: &SidecarOptions) -> Vec<(Inb
         for p in &s.spec.ports {
             let target = match &p.target_port {
                 Some(IntOrString::Int(n)) if *n > 0 => *n,
+                Some(IntOrString::String(name)) if !name.is_empty() => {
+                    container_port(resources, opts, selector, name)
+                        .map_or(i64::from(p.port), i64::from)
+                }
                 _ => i64::from(p.port),
             };
             let Ok(target) = u16::try_from(target) else {
@@ -122,6 +128,45 @@ fn selecting_services(resources: &[Resource], opts: &SidecarOptions) -> Vec<(Inb
         }
     }
     out
+}
+
+/// The number of the container port called `name` in the workload's pods: Pods and pod
+/// templates in its namespace whose labels the Service `selector` and the workload's own
+/// labels both match.
+fn container_port(
+    resources: &[Resource],
+    opts: &SidecarOptions,
+    selector: &BTreeMap<String, String>,
+    name: &str,
+) -> Option<i32> {
+    let matches = |labels: &BTreeMap<String, String>| {
+        selector
+            .iter()
+            .chain(&opts.labels)
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    resources
+        .iter()
+        .filter(|r| r.namespace() == opts.namespace)
+        .filter_map(|r| match &r.spec {
+            Spec::Pod(p) => Some((&r.meta.labels, &p.spec)),
+            Spec::Deployment(w) => {
+                Some((&w.pod_template().metadata.labels, &w.pod_template().spec))
+            }
+            Spec::StatefulSet(w) => {
+                Some((&w.pod_template().metadata.labels, &w.pod_template().spec))
+            }
+            Spec::ReplicaSet(w) => {
+                Some((&w.pod_template().metadata.labels, &w.pod_template().spec))
+            }
+            Spec::DaemonSet(w) => Some((&w.pod_template().metadata.labels, &w.pod_template().spec)),
+            _ => None,
+        })
+        .filter(|(labels, _)| matches(labels))
+        .flat_map(|(_, spec)| &spec.containers)
+        .flat_map(|c| &c.ports)
+        .find(|p| p.name == name && p.container_port > 0)
+        .map(|p| p.container_port)
 }
 
 fn weighted(cluster: &str) -> WeightedCluster {
