@@ -73,15 +73,20 @@ pub struct PoolLimits {
     pub max_requests_per_connection: Option<u32>,
     /// `tcp.connectTimeout` (10 s).
     pub connect_timeout: Duration,
-    /// `http.idleTimeout`, else `tcp.idleTimeout`, else 1 h; `None` when set to 0 (disabled).
+    /// Upstream HTTP connections: `http.idleTimeout`, else `tcp.idleTimeout`, else 1 h; `None`
+    /// when set to 0 (disabled).
     pub idle_timeout: Option<Duration>,
+    /// Proxied TCP connections (no bytes either way): `tcp.idleTimeout`, else 1 h; `None` when
+    /// set to 0.
+    pub tcp_idle_timeout: Option<Duration>,
     /// `tcp.maxConnectionDuration`; none by default.
     pub max_connection_duration: Option<Duration>,
     pub tcp_keepalive: Option<TcpKeepalive>,
     pub h2_upgrade: H2Upgrade,
     /// `http.useClientProtocol`: speak the downstream's protocol (never upgrade).
     pub use_client_protocol: bool,
-    /// `http.maxConcurrentStreams` per HTTP/2 connection.
+    /// `http.maxConcurrentStreams` per HTTP/2 connection (Istio applies it to HTTP/2
+    /// upstreams only).
     pub max_concurrent_streams: u32,
     /// `http.maxRetries`, or `retryBudget` which replaces it.
     pub retries: RetryLimit,
@@ -124,6 +129,11 @@ impl PoolLimits {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             idle_timeout: Some(idle).filter(|d| !d.is_zero()),
+            tcp_idle_timeout: Some(
+                tcp.and_then(|t| t.idle_timeout)
+                    .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.to_std()),
+            )
+            .filter(|d| !d.is_zero()),
             max_connection_duration: tcp
                 .and_then(|t| t.max_connection_duration)
                 .map(|d| d.to_std())

@@ -50,6 +50,7 @@ fn unset_limits_are_unlimited_with_istios_timeouts() {
     assert_eq!(l.max_requests_per_connection, None);
     assert_eq!(l.connect_timeout, Duration::from_secs(10));
     assert_eq!(l.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(l.tcp_idle_timeout, Some(Duration::from_secs(3600)));
     assert_eq!(l.max_connection_duration, None);
     assert_eq!(l.tcp_keepalive, None);
     assert_eq!(l.h2_upgrade, H2Upgrade::Default);
