@@ -12,6 +12,7 @@ pub mod balance;
 pub mod error;
 pub mod http;
 pub mod l4;
+pub mod resilience;
 pub mod route;
 pub mod runtime;
 pub mod server;
