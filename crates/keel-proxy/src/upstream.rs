@@ -18,7 +18,20 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// Errors a body can fail with: hyper's, or the proxy's own codec's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every body the proxy passes on: whatever produced it, boxed with a boxed error.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Boxes any body into [`Body`].
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed()
+}
 
 /// Why a request could not be sent.
 #[derive(Debug)]
@@ -143,7 +156,7 @@ impl Pools {
             .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the upgraded stream.
-            return Ok(resp.map(BodyExt::boxed));
+            return Ok(resp.map(boxed));
         }
         // The connection is free again once this response's body has been read: the body
         // hands it back then (no task per request).
@@ -153,6 +166,7 @@ impl Pools {
                 inner,
                 release: Some((pools, addr, sender)),
             }
+            .map_err(Into::into)
             .boxed()
         }))
     }
@@ -192,7 +206,7 @@ impl Pools {
         sender
             .send_request(req)
             .await
-            .map(|r| r.map(BodyExt::boxed))
+            .map(|r| r.map(boxed))
             .map_err(|e| SendError::Reset(hyper_cause(&e)))
     }
 }

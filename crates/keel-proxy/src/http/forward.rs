@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use keel_snapshot::{
     EndpointAddress, Rewrite, RouteAction, StringMatcher, UpstreamProtocol, WeightedCluster,
 };
@@ -61,11 +60,15 @@ pub fn error_response(e: &ProxyError) -> Response<Body> {
 }
 
 /// Serves one request on a listener, and records it when the response is done.
-pub async fn handle(
+pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    mut req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+    mut req: Request<B>,
+) -> Result<Response<Body>, Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<crate::upstream::BoxError>,
+{
     let started = std::time::Instant::now();
     let header = |name: &str| {
         req.headers()
@@ -102,7 +105,7 @@ pub async fn handle(
     let downstream_upgrade =
         headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let req = req.map(|b| Counted::new(b, request_bytes.clone()));
+    let req = req.map(|b| Counted::new(crate::upstream::boxed(b), request_bytes.clone()));
     let (resp, outcome) =
         route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
     record.authority = authority;
@@ -152,7 +155,7 @@ fn outcome_request_id(resp: &Response<Body>) -> Option<String> {
 #[derive(Debug, Clone)]
 struct RequestId(String);
 
-type DownstreamBody = Counted<Incoming>;
+type DownstreamBody = Counted<Body>;
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
