@@ -94,27 +94,7 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
             );
             r
         }
-        (_, "/clusters") => {
-            let rt = shared.runtime.load_full();
-            let mut names: Vec<&String> = rt.clusters.keys().collect();
-            names.sort();
-            let mut out = String::new();
-            for name in names {
-                let Some(c) = rt.clusters.get(name) else {
-                    continue;
-                };
-                if c.balancer.is_empty() {
-                    out.push_str(&format!("{name}::no_endpoints\n"));
-                }
-                for e in c.balancer.endpoint_stats() {
-                    out.push_str(&format!(
-                        "{name}::{}::active_requests::{}\n{name}::{}::total_requests::{}\n{name}::{}::weight::{}\n{name}::{}::locality::{}\n",
-                        e.address, e.active_requests, e.address, e.total_requests, e.address, e.weight, e.address, e.locality
-                    ));
-                }
-            }
-            text(StatusCode::OK, out)
-        }
+        (_, "/clusters") => text(StatusCode::OK, clusters_text(shared)),
         (_, "/stats/prometheus") | (_, "/metrics") => {
             let mut r = text(StatusCode::OK, shared.telemetry.render_prometheus());
             r.headers_mut().insert(
@@ -220,4 +200,86 @@ pub async fn serve_stats(
         }
     });
     Ok(bound)
+}
+
+/// The `/clusters` page: every cluster's limits and occupancy, every endpoint's load, health
+/// and outlier state, one `cluster::[endpoint::]name::value` line each, as Envoy prints them.
+pub fn clusters_text(shared: &Shared) -> String {
+    let rt = shared.runtime.load_full();
+    let mut names: Vec<&String> = rt.clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let Some(c) = rt.clusters.get(name) else {
+            continue;
+        };
+        if c.balancer.is_empty() {
+            out.push_str(&format!("{name}::no_endpoints\n"));
+        }
+        cluster_lines(&mut out, name, c);
+    }
+    out
+}
+
+/// Envoy-style `/clusters` lines for one cluster: circuit-breaker limits, occupancy and
+/// overflows, then per endpoint its load, health and outlier-detection state.
+fn cluster_lines(out: &mut String, name: &str, c: &crate::runtime::ClusterRuntime) {
+    use std::fmt::Write;
+    let pool = c.policies.breakers.snapshot();
+    let _ = write!(
+        out,
+        "{name}::circuit_breakers::max_connections::{}\n{name}::circuit_breakers::max_pending_requests::{}\n{name}::circuit_breakers::max_requests::{}\n{name}::circuit_breakers::max_retries::{}\n",
+        pool.max_connections, pool.max_pending_requests, pool.max_requests, pool.max_retries
+    );
+    let _ = write!(
+        out,
+        "{name}::pool::connections::{}\n{name}::pool::pending::{}\n{name}::pool::requests::{}\n{name}::pool::retries::{}\n",
+        pool.connections, pool.pending, pool.requests, pool.retries
+    );
+    let _ = write!(
+        out,
+        "{name}::overflow::connections::{}\n{name}::overflow::pending::{}\n{name}::overflow::requests::{}\n{name}::overflow::retries::{}\n",
+        pool.overflow_connections,
+        pool.overflow_pending,
+        pool.overflow_requests,
+        pool.overflow_retries
+    );
+    let outlier = c
+        .policies
+        .outlier
+        .as_ref()
+        .map(|o| o.snapshot(tokio::time::Instant::now().into_std()));
+    for (i, e) in c.balancer.endpoint_stats().into_iter().enumerate() {
+        let a = &e.address;
+        let _ = write!(
+            out,
+            "{name}::{a}::active_requests::{}\n{name}::{a}::total_requests::{}\n{name}::{a}::weight::{}\n{name}::{a}::locality::{}\n",
+            e.active_requests, e.total_requests, e.weight, e.locality
+        );
+        let state = outlier.as_ref().and_then(|s| s.endpoints.get(i));
+        let health = match state {
+            Some(s) if s.ejected => "/failed_outlier_check",
+            _ if !e.healthy => "/failed_outlier_check",
+            _ => "healthy",
+        };
+        let _ = writeln!(out, "{name}::{a}::health_flags::{health}");
+        if let Some(s) = state {
+            let _ = write!(
+                out,
+                "{name}::{a}::outlier::consecutive_5xx::{}\n{name}::{a}::outlier::consecutive_gateway_errors::{}\n{name}::{a}::outlier::consecutive_local_origin_failures::{}\n{name}::{a}::outlier::ejections::{}\n",
+                s.consecutive_5xx,
+                s.consecutive_gateway_errors,
+                s.consecutive_local_origin_failures,
+                s.ejections
+            );
+            if let Some(left) = s.returns_in.filter(|_| s.ejected) {
+                let reason = s.reason.map_or("", |r| r.field());
+                let _ = writeln!(
+                    out,
+                    "{name}::{a}::outlier::ejected_for::{}ms::{reason}",
+                    left.as_millis()
+                );
+            }
+        }
+    }
 }

@@ -106,6 +106,10 @@ struct SidecarArgs {
     /// TCP (server-first protocols wait this long); 0s waits for the client indefinitely
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     protocol_detection_timeout: Duration,
+    /// Mirrored copies get `-shadow` appended to their Host, as Istio did before 1.28 (Envoy's
+    /// default); without it they keep the original Host, as Istio 1.28 and later do
+    #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
+    mirror_shadow_suffix: bool,
     /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
     /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -150,6 +154,10 @@ struct StandaloneArgs {
     /// Namespace of resources that name none
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// Mirrored copies get `-shadow` appended to their Host, as Istio did before 1.28 (Envoy's
+    /// default); without it they keep the original Host, as Istio 1.28 and later do
+    #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
+    mirror_shadow_suffix: bool,
     /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
     /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -311,6 +319,9 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             ..Default::default()
         },
     );
+    shared
+        .shadow_host_suffix
+        .store(args.mirror_shadow_suffix, Ordering::Relaxed);
     serve(
         shared,
         snapshot,
@@ -357,6 +368,9 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
             ..Default::default()
         },
     );
+    shared
+        .shadow_host_suffix
+        .store(args.mirror_shadow_suffix, Ordering::Relaxed);
     set_access_log(&shared, &args.access_log);
     serve(
         shared,

@@ -39,6 +39,8 @@ pub struct CompiledRoute {
     pub name: std::sync::Arc<str>,
     /// `rewrite.uriRegexRewrite`'s pattern, compiled once.
     pub rewrite_regex: Option<Regex>,
+    /// Timeout, retries, fault and mirrors, ready for the request path.
+    pub policies: crate::resilience::RoutePolicies,
 }
 
 #[derive(Debug)]
@@ -126,6 +128,7 @@ impl CompiledTable {
                         virtual_host: vh.name.clone(),
                         name: r.name.as_str().into(),
                         rewrite_regex: rewrite_regex(r),
+                        policies: crate::resilience::RoutePolicies::new(r.policy.as_ref()),
                     })
                     .collect(),
             });

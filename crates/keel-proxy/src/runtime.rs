@@ -8,6 +8,7 @@ use std::sync::Arc;
 use keel_snapshot::{Cluster, Endpoint, Snapshot};
 
 use crate::balance::Balancer;
+use crate::resilience::ClusterPolicies;
 use crate::route::CompiledTable;
 use crate::telemetry::{ProxyIdentity, ServiceRef};
 
@@ -24,10 +25,22 @@ pub struct ClusterRuntime {
     pub service: Arc<ServiceRef>,
     /// The workload behind each endpoint (by endpoint index), where the registry knows it.
     pub peers: Vec<Option<Arc<ProxyIdentity>>>,
+    /// Circuit breakers and outlier detection (DestinationRule `connectionPool`,
+    /// `outlierDetection`).
+    pub policies: ClusterPolicies,
 }
 
 impl ClusterRuntime {
     pub fn new(cluster: Cluster, balancer: Balancer) -> ClusterRuntime {
+        let policies = ClusterPolicies::new(&cluster);
+        ClusterRuntime::with_policies(cluster, balancer, policies)
+    }
+
+    fn with_policies(
+        cluster: Cluster,
+        balancer: Balancer,
+        policies: ClusterPolicies,
+    ) -> ClusterRuntime {
         let service = Arc::new(ServiceRef {
             host: cluster.service.clone(),
             name: cluster
@@ -39,12 +52,21 @@ impl ClusterRuntime {
             namespace: cluster.namespace.clone(),
         });
         let peers = cluster.endpoints.iter().map(peer_identity).collect();
+        // Endpoints that outlier detection still holds ejected stay out of the new balancer.
+        if let Some(outlier) = &policies.outlier {
+            for i in 0..cluster.endpoints.len() {
+                if outlier.is_ejected(i) {
+                    balancer.set_healthy(i, false);
+                }
+            }
+        }
         ClusterRuntime {
             name: cluster.name.as_str().into(),
             cluster,
             balancer,
             service,
             peers,
+            policies,
         }
     }
 
@@ -52,6 +74,39 @@ impl ClusterRuntime {
     pub fn peer(&self, index: usize) -> Option<Arc<ProxyIdentity>> {
         self.peers.get(index).cloned().flatten()
     }
+}
+
+/// Outlier detection's interval timer for `cluster`: every `interval`, endpoints whose
+/// ejection time has passed go back into the balancer. The task ends once the cluster is
+/// replaced by another snapshot and no request holds it any more.
+fn spawn_sweeper(cluster: Arc<ClusterRuntime>) -> Arc<ClusterRuntime> {
+    let Some(outlier) = &cluster.policies.outlier else {
+        return cluster;
+    };
+    // Snapshots built outside a runtime (some tests) have no timer to run.
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return cluster;
+    };
+    let interval = outlier
+        .config()
+        .interval
+        .max(std::time::Duration::from_millis(1));
+    let weak = Arc::downgrade(&cluster);
+    handle.spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(cluster) = weak.upgrade() else {
+                break;
+            };
+            if let Some(outlier) = &cluster.policies.outlier {
+                for i in outlier.sweep(tokio::time::Instant::now().into_std()) {
+                    cluster.balancer.set_healthy(i, true);
+                    tracing::info!(cluster = %cluster.name, endpoint = i, "outlier detection returned an endpoint");
+                }
+            }
+        }
+    });
+    cluster
 }
 
 fn peer_identity(e: &Endpoint) -> Option<Arc<ProxyIdentity>> {
@@ -98,11 +153,15 @@ impl Runtime {
                 let rt = match old {
                     Some(old) if old.cluster == *c => old.clone(),
                     // Changed cluster: endpoints that stay keep their counters and health.
-                    Some(old) => Arc::new(ClusterRuntime::new(
+                    Some(old) => spawn_sweeper(Arc::new(ClusterRuntime::with_policies(
                         c.clone(),
                         old.balancer.rebuild(c, locality),
-                    )),
-                    None => Arc::new(ClusterRuntime::new(c.clone(), Balancer::new(c, locality))),
+                        old.policies.rebuild(&old.cluster, c),
+                    ))),
+                    None => spawn_sweeper(Arc::new(ClusterRuntime::new(
+                        c.clone(),
+                        Balancer::new(c, locality),
+                    ))),
                 };
                 (name.clone(), rt)
             })

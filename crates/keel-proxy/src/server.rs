@@ -29,6 +29,9 @@ pub struct Shared {
     /// Protocol detection, TLS passthrough and TCP settings, and the original-destination
     /// lookup.
     pub l4: L4Config,
+    /// Mirrored copies get `-shadow` appended to their Host (Istio before 1.28) instead of
+    /// the original Host (Istio 1.28 and later, Keel's default).
+    pub shadow_host_suffix: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -58,7 +61,20 @@ impl Shared {
             telemetry,
             locality: locality.to_string(),
             l4,
+            shadow_host_suffix: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// How mirrored copies write their Host.
+    pub fn shadow_host(&self) -> crate::resilience::ShadowHost {
+        if self
+            .shadow_host_suffix
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            crate::resilience::ShadowHost::AppendSuffix
+        } else {
+            crate::resilience::ShadowHost::Unchanged
+        }
     }
 
     /// Installs a new snapshot; requests in flight finish on the old one.

@@ -70,7 +70,7 @@ async fn requests_are_counted_with_istio_labels() {
         &[
             "destination_service=\"down.test\"",
             "response_code=\"503\"",
-            "response_flags=\"UF\"",
+            "response_flags=\"UF,URX\"",
         ],
     );
     assert_eq!(uf.len(), 1, "{text}");

@@ -14,14 +14,14 @@ use keel_snapshot::{
 };
 
 use super::actions::{cors_headers, cors_preflight, redirect_response, rewritten};
+use super::attempts::{DownstreamBody, Exchange, exchange};
 use super::headers;
 use super::observe::{Counted, Recorded};
-use crate::balance::PickContext;
 use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
 use crate::server::{ConnInfo, Shared};
 use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, RequestRecord, ServiceRef};
-use crate::upstream::{Body, SendError};
+use crate::upstream::Body;
 
 /// What the access log and metrics need to know about how a request ended.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,8 @@ pub struct Outcome {
     pub service: Option<Arc<ServiceRef>>,
     /// The workload behind the chosen endpoint, when the registry knows it.
     pub peer: Option<Arc<ProxyIdentity>>,
+    /// Fault injection delayed the request (flag `DI` besides `flag`).
+    pub delayed: bool,
 }
 
 pub(crate) fn full(body: impl Into<Bytes>) -> Body {
@@ -84,10 +86,7 @@ where
         start_time: std::time::SystemTime::now(),
         method: req.method().clone(),
         version: req.version(),
-        grpc: req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc")),
+        grpc: is_grpc(req.headers()),
         downstream_local_address: Some(conn.local),
         downstream_remote_address: Some(conn.remote),
         ..Default::default()
@@ -106,8 +105,15 @@ where
         headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(crate::upstream::boxed(b), request_bytes.clone()));
-    let (resp, outcome) =
+    let (mut resp, outcome) =
         route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
+    if record.grpc
+        && !resp.headers().contains_key("grpc-status")
+        && let Some(msg) = resp.headers().get(ERROR_HEADER).cloned()
+    {
+        let status = crate::resilience::http_to_grpc_status(resp.status().as_u16());
+        grpc_trailers_only(&mut resp, status, msg.to_str().unwrap_or_default());
+    }
     record.authority = authority;
     record.response_code = resp.status().as_u16();
     // Trailers-only gRPC responses carry the status in the headers.
@@ -116,7 +122,11 @@ where
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    record.response_flags = outcome.flag.to_string();
+    record.response_flags = match (outcome.delayed, outcome.flag) {
+        (false, flag) => flag.to_string(),
+        (true, "") => crate::resilience::flags::DI.to_string(),
+        (true, flag) => format!("{},{flag}", crate::resilience::flags::DI),
+    };
     record.response_code_details = if outcome.flag.is_empty() {
         "via_upstream".into()
     } else {
@@ -154,8 +164,6 @@ fn outcome_request_id(resp: &Response<Body>) -> Option<String> {
 /// The `x-request-id` the proxy generated, carried to the access log.
 #[derive(Debug, Clone)]
 struct RequestId(String);
-
-type DownstreamBody = Counted<Body>;
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
@@ -225,7 +233,16 @@ async fn route_and_forward(
                 let e = ProxyError::no_healthy_upstream("(route has no destination)");
                 return (error_response(&e), outcome_of(&e, Some(&route.name)));
             };
-            forward(
+            let total_weight = if clusters.len() > 1 {
+                clusters.iter().map(|c| u64::from(c.weight)).sum()
+            } else {
+                0
+            };
+            let delayed = match inject_fault(route, &parts.headers).await {
+                Ok(delayed) => delayed,
+                Err((resp, outcome)) => return (resp, outcome),
+            };
+            let (resp, mut outcome) = forward(
                 shared,
                 conn,
                 route,
@@ -235,14 +252,86 @@ async fn route_and_forward(
                 parts,
                 body,
                 authority,
+                total_weight,
                 downstream_upgrade,
             )
-            .await
+            .await;
+            outcome.delayed = delayed;
+            (resp, outcome)
         }
     };
     headers::apply(resp.headers_mut(), &route.route.response_headers);
     cors_headers(route, origin.as_ref(), resp.headers_mut());
     (resp, outcome)
+}
+
+/// The route's fault injection: sleeps the drawn delay (`Ok(true)`), or answers the drawn
+/// abort instead of forwarding (`Err`, flag `FI`).
+async fn inject_fault(
+    route: &CompiledRoute,
+    headers: &http::HeaderMap,
+) -> Result<bool, (Response<Body>, Outcome)> {
+    let fault = &route.policies.fault;
+    if !fault.is_active() {
+        return Ok(false);
+    }
+    let decision = fault.decide(&mut rand::rng());
+    if let Some(delay) = decision.delay {
+        tokio::time::sleep(delay).await;
+    }
+    let delayed = decision.delay.is_some();
+    let Some(abort) = decision.abort else {
+        return Ok(delayed);
+    };
+    let e = fault.abort_error(&route.name, abort);
+    let mut resp = error_response(&e);
+    if let Some(status) = abort.grpc_status(is_grpc(headers)) {
+        grpc_trailers_only(&mut resp, status, &e.header_value());
+    }
+    Err((
+        resp,
+        Outcome {
+            delayed,
+            ..outcome_of(&e, Some(&route.name))
+        },
+    ))
+}
+
+/// `content-type: application/grpc*`.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Turns a proxy-made answer into a gRPC trailers-only response (HTTP 200, `grpc-status`,
+/// `grpc-message`), as Envoy answers gRPC requests it cannot forward.
+pub(crate) fn grpc_trailers_only(resp: &mut Response<Body>, status: u32, message: &str) {
+    *resp.status_mut() = StatusCode::OK;
+    *resp.body_mut() = full(Bytes::new());
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(status));
+    if let Ok(v) = HeaderValue::from_str(&grpc_message_encode(message)) {
+        h.insert("grpc-message", v);
+    }
+}
+
+/// gRPC's percent-encoding of `grpc-message` (RFC 3986 unreserved and most printable ASCII
+/// pass through; `%` and everything else is escaped).
+fn grpc_message_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn outcome_of(e: &ProxyError, route: Option<&Arc<str>>) -> Outcome {
@@ -296,6 +385,7 @@ async fn forward(
     mut parts: http::request::Parts,
     body: DownstreamBody,
     authority: &str,
+    total_weight: u64,
     downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
@@ -304,39 +394,6 @@ async fn forward(
         let e = ProxyError::no_cluster(&wc.cluster);
         return (error_response(&e), outcome_of(&e, route_name));
     };
-    let ctx = PickContext {
-        headers: &parts.headers,
-        source_ip: Some(conn.remote.ip()),
-        query: parts.uri.query(),
-        exclude: &[],
-        original_dst: conn.original_dst,
-    };
-    let Some(pick) = cluster.balancer.pick(&ctx) else {
-        let e = ProxyError::no_healthy_upstream(&wc.cluster);
-        return (
-            error_response(&e),
-            Outcome {
-                cluster: Some(cluster.name.clone()),
-                ..outcome_of(&e, route_name)
-            },
-        );
-    };
-    let addr = match resolve(&pick.address).await {
-        Ok(a) => a,
-        Err(cause) => {
-            let e = ProxyError::connect_failed(&wc.cluster, &pick.address.to_string(), &cause);
-            return (
-                error_response(&e),
-                Outcome {
-                    cluster: Some(cluster.name.clone()),
-                    upstream: pick.address.to_string(),
-                    ..outcome_of(&e, route_name)
-                },
-            );
-        }
-    };
-    let service = Some(cluster.service.clone());
-    let peer = cluster.peer(pick.index);
     let upgrade = downstream_upgrade.is_some();
     let h2 = match cluster.cluster.protocol {
         UpstreamProtocol::Http2 => !upgrade,
@@ -410,36 +467,37 @@ async fn forward(
     } else {
         Version::HTTP_11
     };
-    let upstream_req = Request::from_parts(parts, body.boxed());
-    let result = shared.pools.send(addr, h2, upstream_req).await;
-    // The endpoint as text only when an error sentence needs it (off the success path).
-    let endpoint = || addr.to_string();
+    let x = Exchange {
+        shared,
+        conn,
+        route,
+        cluster,
+        destination: wc,
+        total_weight,
+        h2,
+        grpc: is_grpc(&parts.headers),
+        upgrade,
+    };
+    let done = exchange(&x, parts, body).await;
     let mut outcome = Outcome {
         route: route_name.cloned(),
         cluster: Some(cluster.name.clone()),
-        upstream_addr: Some(addr),
-        service,
-        peer,
+        upstream_addr: done.endpoint.map(|(_, a)| a),
+        service: Some(cluster.service.clone()),
+        peer: done.endpoint.and_then(|(i, _)| cluster.peer(i)),
+        flag: done.flag,
         ..Default::default()
     };
-    let mut resp = match result {
+    let mut resp = match done.result {
         Ok(r) => r,
-        Err(SendError::Connect(cause)) => {
-            let e = ProxyError::connect_failed(&wc.cluster, &endpoint(), &cause);
-            outcome.upstream = endpoint();
-            outcome.flag = e.flag;
-            outcome.detail = e.detail.clone();
-            return (error_response(&e), outcome);
-        }
-        Err(SendError::Reset(cause)) => {
-            let e = ProxyError::upstream_reset(&wc.cluster, &endpoint(), &cause);
-            outcome.upstream = endpoint();
+        Err(e) => {
+            outcome.upstream = done.endpoint_text;
             outcome.flag = e.flag;
             outcome.detail = e.detail.clone();
             return (error_response(&e), outcome);
         }
     };
-    drop(pick.guard);
+    drop(done.guard);
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             let up = hyper::upgrade::on(&mut resp);
@@ -455,7 +513,7 @@ async fn forward(
         headers::strip_hop_by_hop(resp.headers_mut(), false);
     }
     headers::apply(resp.headers_mut(), &wc.response_headers);
-    if let Some(c) = pick
+    if let Some(c) = done
         .set_cookie
         .as_deref()
         .and_then(|c| HeaderValue::from_str(c).ok())

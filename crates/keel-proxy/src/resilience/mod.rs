@@ -57,6 +57,7 @@ mod budget;
 mod fault;
 mod mirror;
 mod outlier;
+mod policies;
 mod pool;
 mod retry;
 mod timeout;
@@ -71,6 +72,7 @@ pub use outlier::{
     DEFAULT_INTERVAL, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MAX_EJECTION_TIME, Ejection,
     EjectionReason, EndpointOutlierState, Outcome, OutlierConfig, OutlierDetector, OutlierSnapshot,
 };
+pub use policies::{ClusterPolicies, RoutePolicies};
 pub use pool::{
     CircuitBreakers, ConnectionGuard, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_STREAMS, H2Upgrade, Limit, Overflow, PendingGuard, PoolLimits,

@@ -304,3 +304,64 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// What a [`scripted`] upstream does with its n-th request (0-based).
+#[derive(Debug, Clone, Copy)]
+pub enum Act {
+    /// Answer with this status (body: the upstream's name).
+    Status(u16),
+    /// Wait this long, then answer 200.
+    Delay(Duration),
+}
+
+/// An upstream that answers its n-th request with `script(n)`, counting requests (the
+/// returned `Arc`) and recording each request's Host (the returned list).
+pub async fn scripted(
+    name: &str,
+    script: impl Fn(usize) -> Act + Send + Sync + 'static,
+) -> (
+    Upstream,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let hosts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hosts_seen = hosts.clone();
+    let name_s: Arc<str> = Arc::from(name);
+    let script = Arc::new(script);
+    let handler: Handler = Arc::new(move |req: Request<Incoming>| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let act = script(n);
+        let name = name_s.clone();
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        hosts_seen.lock().expect("hosts").push(host.clone());
+        Box::pin(async move {
+            let _ = req.into_body().collect().await;
+            let status = match act {
+                Act::Status(s) => s,
+                Act::Delay(d) => {
+                    tokio::time::sleep(d).await;
+                    200
+                }
+            };
+            let mut resp = Response::new(full(format!("{name}\n")));
+            *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+            resp.headers_mut()
+                .insert("x-upstream", name.parse().expect("name"));
+            resp.headers_mut()
+                .insert("x-seen-host", host.parse().expect("host"));
+            resp
+        })
+    });
+    (
+        spawn_upstream(name, Speaks::Auto, handler).await,
+        count,
+        hosts,
+    )
+}

@@ -1,0 +1,498 @@
+//! The upstream exchange of one forwarded request under its route's and cluster's policies:
+//! the request deadline (`timeout`), attempts with retries and back-off (`retries`), the
+//! circuit breakers (`connectionPool`), outlier detection (`outlierDetection`) and mirrors.
+//! The policies themselves are in [`crate::resilience`]; this is where they meet sockets.
+//!
+//! With nothing configured the cost is one request counter, a copy of the request head for
+//! the mesh-default retry, and no timer.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use keel_snapshot::{LbPolicy, WeightedCluster};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use super::forward::{full, resolve};
+use super::observe::Counted;
+use crate::balance::{ActiveRequest, PickContext};
+use crate::error::ProxyError;
+use crate::resilience::{
+    AttemptResult, Outcome as OutlierOutcome, RETRY_BUFFER_LIMIT, RetryDecision, RetryState,
+    RouteTimeouts, all_ejected_error, exhausted_flag, flags, shadow_authority, timeout_error,
+};
+use crate::route::CompiledRoute;
+use crate::runtime::ClusterRuntime;
+use crate::server::{ConnInfo, Shared};
+use crate::upstream::{Body, BoxError, SendError};
+
+pub(crate) type DownstreamBody = Counted<Body>;
+
+/// What one exchange needs besides the request.
+pub(crate) struct Exchange<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub conn: &'a ConnInfo,
+    pub route: &'a CompiledRoute,
+    pub cluster: &'a ClusterRuntime,
+    /// The weighted destination, for the share of traffic a failing subset still gets.
+    pub destination: &'a WeightedCluster,
+    /// The route's other destinations' total weight plus this one's (0: single destination).
+    pub total_weight: u64,
+    pub h2: bool,
+    pub grpc: bool,
+    /// A protocol upgrade (WebSocket): one attempt and no deadline on the stream.
+    pub upgrade: bool,
+}
+
+/// How the exchange ended.
+pub(crate) struct Exchanged {
+    pub result: Result<Response<Body>, ProxyError>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<(usize, SocketAddr)>,
+    /// The last attempt's endpoint as configured, for error sentences.
+    pub endpoint_text: String,
+    pub set_cookie: Option<String>,
+    /// Flags of a response that went through retries (`URX`, `UO`); errors carry their own.
+    pub flag: &'static str,
+    /// Counts the request on its endpoint for LEAST_REQUEST until the response head is in.
+    pub guard: Option<ActiveRequest>,
+}
+
+impl Exchanged {
+    fn failed(e: ProxyError) -> Exchanged {
+        Exchanged {
+            result: Err(e),
+            endpoint: None,
+            endpoint_text: String::new(),
+            set_cookie: None,
+            flag: "",
+            guard: None,
+        }
+    }
+}
+
+/// The request body: buffered when it may be sent more than once (retries, mirrors), else
+/// streamed to a single attempt.
+enum RequestBody {
+    Buffered(Bytes),
+    Stream(Option<DownstreamBody>),
+}
+
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Head {
+    fn request(&self, body: Body) -> Request<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        // Carries the downstream header case (hyper keeps it in an extension).
+        *req.extensions_mut() = self.extensions.clone();
+        req
+    }
+
+    fn into_request(self, body: Body) -> Request<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        *req.extensions_mut() = self.extensions;
+        req
+    }
+}
+
+/// Sends the prepared request (`parts` as the upstream should see it) under the policies.
+pub(crate) async fn exchange(
+    x: &Exchange<'_>,
+    parts: http::request::Parts,
+    body: DownstreamBody,
+) -> Exchanged {
+    let policies = &x.route.policies;
+    let breakers = &x.cluster.policies.breakers;
+    let _request = match breakers.try_request() {
+        Ok(g) => g,
+        Err(overflow) => return Exchanged::failed(overflow.to_proxy_error()),
+    };
+    let retry = &policies.retry;
+    let retries = retry.is_enabled() && !x.upgrade;
+    let mirrors = !policies.mirror.is_empty() && !x.upgrade;
+    let body = if (retries || mirrors) && replayable(&body) {
+        match body.collect().await {
+            Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
+            Err(e) => {
+                return Exchanged::failed(ProxyError {
+                    status: http::StatusCode::BAD_REQUEST,
+                    flag: flags::DC,
+                    detail: format!("downstream request body failed: {e}"),
+                });
+            }
+        }
+    } else {
+        RequestBody::Stream(Some(body))
+    };
+    let head = Head {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        extensions: parts.extensions,
+    };
+    if mirrors && let RequestBody::Buffered(bytes) = &body {
+        mirror(x, &head, bytes);
+    }
+    let deadline = if x.upgrade {
+        None
+    } else {
+        policies.timeouts.for_request(&head.headers, x.grpc)
+    };
+    let started = tokio::time::Instant::now();
+    let attempts = attempts(x, head, body, deadline);
+    let Some(limit) = deadline else {
+        return attempts.await;
+    };
+    match tokio::time::timeout(limit, attempts).await {
+        Ok(mut done) => {
+            // The route timeout covers the whole response, body included, as Envoy's does.
+            if let Ok(resp) = done.result {
+                done.result =
+                    Ok(resp.map(|b| crate::upstream::boxed(Deadline::new(b, started + limit))));
+            }
+            done
+        }
+        Err(_) => Exchanged::failed(timeout_error(&x.route.name, &x.cluster.name, limit)),
+    }
+}
+
+/// A body that can be read whole within the retry buffer limit.
+fn replayable(body: &DownstreamBody) -> bool {
+    body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= RETRY_BUFFER_LIMIT as u64)
+}
+
+async fn attempts(
+    x: &Exchange<'_>,
+    head: Head,
+    mut body: RequestBody,
+    deadline: Option<Duration>,
+) -> Exchanged {
+    let started = tokio::time::Instant::now();
+    let retry = &x.route.policies.retry;
+    let replay = matches!(body, RequestBody::Buffered(_));
+    let policy_for_state = if replay && !x.upgrade {
+        retry.clone()
+    } else {
+        crate::resilience::RetryPolicy::disabled()
+    };
+    let mut state = RetryState::new(&policy_for_state);
+    let hashed = matches!(x.cluster.cluster.lb, LbPolicy::ConsistentHash { .. });
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    let mut head = Some(head);
+    loop {
+        let Some(h) = head.as_ref() else {
+            return Exchanged::failed(ProxyError::bad_request("request head lost".to_string()));
+        };
+        let ctx = PickContext {
+            headers: &h.headers,
+            source_ip: Some(x.conn.remote.ip()),
+            query: h.uri.query(),
+            exclude: state.exclude(&policy_for_state, hashed),
+            original_dst: x.conn.original_dst,
+        };
+        let Some(pick) = x.cluster.balancer.pick(&ctx) else {
+            return Exchanged::failed(no_healthy(x));
+        };
+        state.start_attempt(pick.index);
+        let last_attempt = !policy_for_state.is_enabled() || state_exhausted(&state, retry);
+        let req_body = match &mut body {
+            RequestBody::Buffered(b) => full(b.clone()),
+            RequestBody::Stream(s) => match s.take() {
+                Some(b) => b.boxed(),
+                None => full(Bytes::new()),
+            },
+        };
+        let req = if last_attempt {
+            match head.take() {
+                Some(h) => h.into_request(req_body),
+                None => continue,
+            }
+        } else {
+            h.request(req_body)
+        };
+        let endpoint_text = || pick.address.to_string();
+        let (result, addr) = match resolve(&pick.address).await {
+            Ok(addr) => {
+                let per_try = RouteTimeouts::attempt(
+                    deadline.map(|d| d.saturating_sub(started.elapsed())),
+                    retry.per_try_timeout.filter(|_| !x.upgrade),
+                );
+                let send = x.shared.pools.send(addr, x.h2, req);
+                let result = match per_try {
+                    Some(t) => match tokio::time::timeout(t, send).await {
+                        Ok(r) => r.map_err(Failure::Send),
+                        Err(_) => Err(Failure::PerTryTimeout(t)),
+                    },
+                    None => send.await.map_err(Failure::Send),
+                };
+                (result, Some(addr))
+            }
+            Err(cause) => (Err(Failure::Send(SendError::Connect(cause))), None),
+        };
+        let attempt = match &result {
+            Ok(resp) => AttemptResult::Response {
+                status: resp.status().as_u16(),
+                headers: resp.headers(),
+            },
+            Err(f) => f.attempt(),
+        };
+        if let (Some(outlier), true) = (&x.cluster.policies.outlier, pick.index != usize::MAX)
+            && let Some(outcome) = OutlierOutcome::from_attempt(&attempt, x.grpc)
+            && let Some(ejection) =
+                outlier.report(pick.index, outcome, tokio::time::Instant::now().into_std())
+        {
+            x.cluster.balancer.set_healthy(ejection.endpoint, false);
+            tracing::warn!(
+                cluster = %x.cluster.name, endpoint = %endpoint_text(),
+                reason = ejection.reason.field(), ejected_for = ?ejection.duration,
+                "outlier detection ejected an endpoint"
+            );
+        }
+        let decision = if last_attempt {
+            if policy_for_state.is_enabled() && policy_for_state.should_retry(&attempt) {
+                RetryDecision::RetriesExhausted
+            } else {
+                RetryDecision::Done
+            }
+        } else {
+            state.decide(
+                &policy_for_state,
+                &attempt,
+                x.cluster.policies.breakers.retry_budget(),
+                x.cluster.policies.breakers.active_requests(),
+                &mut rng,
+            )
+        };
+        // Responses that are retried out keep their status but say so in the flags.
+        let retried_out = match decision {
+            RetryDecision::Retry { backoff } => {
+                let flag = exhausted_flag(&attempt);
+                drop(result);
+                tracing::debug!(
+                    cluster = %x.cluster.name, endpoint = %endpoint_text(), flag,
+                    ?backoff, "retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            RetryDecision::Done => "",
+            RetryDecision::RetriesExhausted => {
+                if state.attempts() > 1 {
+                    exhausted_flag(&attempt)
+                } else {
+                    ""
+                }
+            }
+            RetryDecision::Overflow => flags::UO,
+        };
+        let endpoint = addr.map(|a| (pick.index, a));
+        let endpoint_text = endpoint_text();
+        return match result {
+            Ok(resp) => Exchanged {
+                result: Ok(resp),
+                endpoint,
+                endpoint_text,
+                set_cookie: pick.set_cookie,
+                flag: retried_out,
+                guard: Some(pick.guard),
+            },
+            Err(f) => {
+                let mut e = f.error(x, &endpoint_text);
+                if !retried_out.is_empty() {
+                    e.flag = retried_out;
+                }
+                Exchanged {
+                    result: Err(e),
+                    endpoint,
+                    endpoint_text,
+                    set_cookie: None,
+                    flag: "",
+                    guard: None,
+                }
+            }
+        };
+    }
+}
+
+/// Whether the attempt just started is the last the policy allows (its retries are all used).
+fn state_exhausted(state: &RetryState, retry: &crate::resilience::RetryPolicy) -> bool {
+    state.attempts() > retry.num_retries
+}
+
+fn no_healthy(x: &Exchange<'_>) -> ProxyError {
+    if let Some(outlier) = &x.cluster.policies.outlier {
+        let snapshot = outlier.snapshot(tokio::time::Instant::now().into_std());
+        if snapshot.ejections_active > 0 {
+            let share = (x.total_weight > 0)
+                .then(|| 100.0 * f64::from(x.destination.weight) / x.total_weight as f64);
+            return all_ejected_error(&x.cluster.name, &snapshot, share);
+        }
+    }
+    ProxyError::no_healthy_upstream(&x.cluster.name)
+}
+
+/// Why an attempt got no response.
+enum Failure {
+    Send(SendError),
+    PerTryTimeout(Duration),
+}
+
+impl Failure {
+    fn attempt(&self) -> AttemptResult<'static> {
+        match self {
+            Failure::Send(SendError::Connect(_)) => AttemptResult::ConnectFailure,
+            // hyper reports an HTTP/2 REFUSED_STREAM only in its error text.
+            Failure::Send(SendError::Reset(cause)) if cause.contains("refused stream") => {
+                AttemptResult::RefusedStream
+            }
+            Failure::Send(SendError::Reset(_)) => AttemptResult::Reset { request_sent: true },
+            Failure::PerTryTimeout(_) => AttemptResult::PerTryTimeout,
+        }
+    }
+
+    fn error(self, x: &Exchange<'_>, endpoint: &str) -> ProxyError {
+        match self {
+            Failure::Send(SendError::Connect(cause)) => {
+                ProxyError::connect_failed(&x.cluster.name, endpoint, &cause)
+            }
+            Failure::Send(SendError::Reset(cause)) => {
+                ProxyError::upstream_reset(&x.cluster.name, endpoint, &cause)
+            }
+            Failure::PerTryTimeout(t) => {
+                let mut e = timeout_error(&x.route.name, &x.cluster.name, t);
+                e.detail = format!("{} (retries.perTryTimeout, endpoint {endpoint})", e.detail);
+                e
+            }
+        }
+    }
+}
+
+/// Fire-and-forget copies to the route's mirrors: their answers are read and dropped, their
+/// failures only logged; the original request never waits for them.
+fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
+    let rt = x.shared.runtime.load_full();
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    let shadow = x.shared.shadow_host();
+    for target in x.route.policies.mirror.pick(&mut rng) {
+        let Some(cluster) = rt.clusters.get(&target.cluster).cloned() else {
+            tracing::debug!(cluster = %target.cluster, "mirror cluster unknown; copy dropped");
+            continue;
+        };
+        let mut req = head.request(full(body.clone()));
+        let authority = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let shadowed = shadow_authority(&authority, shadow);
+        if shadowed != authority
+            && let Ok(v) = http::HeaderValue::from_str(&shadowed)
+        {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        let h2 = matches!(
+            cluster.cluster.protocol,
+            keel_snapshot::UpstreamProtocol::Http2
+        ) || (x.h2
+            && matches!(
+                cluster.cluster.protocol,
+                keel_snapshot::UpstreamProtocol::SameAsDownstream
+            ));
+        let pools = x.shared.pools.clone();
+        let source_ip = x.conn.remote.ip();
+        tokio::spawn(async move {
+            let ctx = PickContext {
+                headers: req.headers(),
+                source_ip: Some(source_ip),
+                query: req.uri().query(),
+                exclude: &[],
+                original_dst: None,
+            };
+            let Some(pick) = cluster.balancer.pick(&ctx) else {
+                tracing::debug!(cluster = %cluster.name, "mirror has no endpoint; copy dropped");
+                return;
+            };
+            let Ok(addr) = resolve(&pick.address).await else {
+                return;
+            };
+            match pools.send(addr, h2, req).await {
+                Ok(resp) => {
+                    // Read the answer to the end so the connection can be reused.
+                    let _ = resp.into_body().collect().await;
+                }
+                Err(e) => tracing::debug!(cluster = %cluster.name, "mirror copy failed: {e:?}"),
+            }
+            drop(pick.guard);
+        });
+    }
+}
+
+/// A response body that fails when the route's deadline passes mid-stream: Envoy's route
+/// timeout covers the whole response, and a response already started can only be cut.
+struct Deadline {
+    inner: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    fn new(inner: Body, at: tokio::time::Instant) -> Deadline {
+        Deadline {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
+}
+
+impl HttpBody for Deadline {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err("upstream request timeout".into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
