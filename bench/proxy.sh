@@ -12,7 +12,9 @@
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop
 #                          run, so other work on the machine moves off that core (see
 #                          below); "normal" leaves the default policy
-#   BENCH_TARGETS="direct keel-proxy nginx haproxy envoy"
+#   BENCH_TARGETS="direct keel-proxy keel-policies nginx haproxy envoy"
+#                          (keel-policies: keel-proxy with a timeout, retries, pool limits
+#                          and outlier detection configured but not firing, issue 4's check)
 #   BENCH_KEEL_WORKERS=1   keel-proxy's --workers
 #   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one (release)
 #   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
@@ -37,7 +39,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RATE=${BENCH_RATE:-1000}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
-TARGETS=${BENCH_TARGETS:-"direct keel-proxy nginx haproxy envoy"}
+TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy"}
 KEEL_WORKERS=${BENCH_KEEL_WORKERS:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -178,7 +180,7 @@ if [[ " $TARGETS " == *" haproxy "* ]]; then
 fi
 
 KEEL=${BENCH_KEEL:-}
-if [[ -z $KEEL && " $TARGETS " == *" keel-proxy "* ]]; then
+if [[ -z $KEEL && " $TARGETS " == *" keel-"* ]]; then
     log "building keel-proxy (release)"
     KEEL=$CARGO_TARGET_DIR/release/keel-proxy
     if ! cargo build --release --locked -p keel-proxy >"$WORK/cargo.log" 2>&1; then
@@ -268,12 +270,14 @@ start_target() {
         H2_URL="http://127.0.0.1:$UPSTREAM_H2_PORT/"
         return 0
         ;;
-    keel-proxy)
+    keel-proxy | keel-policies)
         [[ -n $KEEL ]] || return 1
-        render keel.yaml keel.yaml
-        "${PIN[@]}" "$KEEL" standalone -f "$WORK/keel.yaml" --bind 127.0.0.1 \
+        local conf=keel.yaml
+        [[ $1 == keel-policies ]] && conf=keel-policies.yaml
+        render "$conf" "$1.yaml"
+        "${PIN[@]}" "$KEEL" standalone -f "$WORK/$1.yaml" --bind 127.0.0.1 \
             --admin "127.0.0.1:$ADMIN_PORT" --workers "$KEEL_WORKERS" --log-level warn \
-            >"$WORK/keel.log" 2>&1 &
+            >"$WORK/$1.log" 2>&1 &
         ;;
     nginx)
         H2_PORT=$(free_port)

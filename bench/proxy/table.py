@@ -8,7 +8,7 @@ cpu (µs per request), rss (MiB), errors.
 
 import sys
 
-ORDER = ["direct", "keel-proxy", "nginx", "haproxy", "envoy"]
+ORDER = ["direct", "keel-proxy", "keel-policies", "nginx", "haproxy", "envoy"]
 
 
 def num(s):
@@ -163,6 +163,22 @@ def main():
             "MiB",
             "nginx ~17, envoy ~82 MiB",
         )
+    # Issue 4: resilience policies that do not fire cost at most 10 % (same run).
+    def within_10(what, load, k, unit):
+        mine, base = get(load, "keel-policies", k), get(load, "keel-proxy", k)
+        if mine is None or base is None:
+            status = "NOT MEASURED"
+        else:
+            status = "MET" if mine <= base * 1.10 else "MISSED"
+        print(
+            f"  {what}: keel-policies {fmt(mine, 1)} {unit}, target <= 1.10 x keel-proxy "
+            f"({fmt(None if base is None else base * 1.10, 1)} {unit}) -> {status}"
+        )
+
+    if c32:
+        within_10(f"policies' CPU per request at {c32[0]}", c32[0], "cpu", "µs")
+    if rate:
+        within_10(f"policies' p99 at {rate[0]}", rate[0], "p99", "µs")
     with open(notes) as f:
         text = f.read().strip()
     if text:

@@ -33,6 +33,9 @@ where
     body.map_err(Into::into).boxed()
 }
 
+/// A failed send, with the request when it was never sent.
+pub type SendFailure = (SendError, Option<Box<Request<Body>>>);
+
 /// Why a request could not be sent.
 #[derive(Debug)]
 pub enum SendError {
@@ -76,6 +79,19 @@ impl Pools {
         h2: bool,
         req: Request<Body>,
     ) -> Result<Response<Body>, SendError> {
+        self.send_recoverable(addr, h2, req)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// Like [`Pools::send`], but a request that was never sent (no connection could be made)
+    /// comes back with the error, so a retry can send it without having kept a copy.
+    pub async fn send_recoverable(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        h2: bool,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, SendFailure> {
         if h2 {
             self.send_h2(addr, req).await
         } else {
@@ -133,17 +149,23 @@ impl Pools {
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Body>,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Response<Body>, SendFailure> {
         let mut sender = match self.take_idle_h1(addr).await {
             Some(s) => s,
             None => {
-                let stream = self.connect(addr).await?;
-                let (sender, conn) = http1::Builder::new()
+                let stream = match self.connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => return Err((e, Some(Box::new(req)))),
+                };
+                let (sender, conn) = match http1::Builder::new()
                     .preserve_header_case(true)
                     .title_case_headers(false)
                     .handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                {
+                    Ok(x) => x,
+                    Err(e) => return Err((SendError::Connect(e.to_string()), Some(Box::new(req)))),
+                };
                 tokio::spawn(async move {
                     let _ = conn.with_upgrades().await;
                 });
@@ -153,7 +175,7 @@ impl Pools {
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
+            .map_err(|e| (SendError::Reset(hyper_cause(&e)), None))?;
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the upgraded stream.
             return Ok(resp.map(boxed));
@@ -175,7 +197,7 @@ impl Pools {
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Body>,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Response<Body>, SendFailure> {
         let existing = self
             .endpoints
             .lock()
@@ -185,11 +207,17 @@ impl Pools {
         let mut sender = match existing {
             Some(s) => s,
             None => {
-                let stream = self.connect(addr).await?;
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                let stream = match self.connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => return Err((e, Some(Box::new(req)))),
+                };
+                let (sender, conn) = match http2::Builder::new(TokioExecutor::new())
                     .handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                {
+                    Ok(x) => x,
+                    Err(e) => return Err((SendError::Connect(e.to_string()), Some(Box::new(req)))),
+                };
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -199,15 +227,14 @@ impl Pools {
                 sender
             }
         };
-        sender
-            .ready()
-            .await
-            .map_err(|e| SendError::Reset(hyper_cause(&e)))?;
+        if let Err(e) = sender.ready().await {
+            return Err((SendError::Reset(hyper_cause(&e)), Some(Box::new(req))));
+        }
         sender
             .send_request(req)
             .await
             .map(|r| r.map(boxed))
-            .map_err(|e| SendError::Reset(hyper_cause(&e)))
+            .map_err(|e| (SendError::Reset(hyper_cause(&e)), None))
     }
 }
 

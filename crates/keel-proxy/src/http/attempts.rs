@@ -190,60 +190,77 @@ fn replayable(body: &DownstreamBody) -> bool {
 async fn attempts(
     x: &Exchange<'_>,
     head: Head,
-    mut body: RequestBody,
+    body: RequestBody,
     deadline: Option<Duration>,
 ) -> Exchanged {
     let started = tokio::time::Instant::now();
-    let retry = &x.route.policies.retry;
-    let replay = matches!(body, RequestBody::Buffered(_));
-    let policy_for_state = if replay && !x.upgrade {
-        retry.clone()
+    let disabled = crate::resilience::RetryPolicy::disabled();
+    let policy = if x.upgrade {
+        &disabled
     } else {
-        crate::resilience::RetryPolicy::disabled()
+        &x.route.policies.retry
     };
-    let mut state = RetryState::new(&policy_for_state);
+    // A request that may be retried after it was sent is copied for each attempt but the
+    // last; one retried only when it could not be sent comes back from the pool instead.
+    let copies =
+        matches!(body, RequestBody::Buffered(_)) && policy.retries_after_sending(x.grpc, x.h2);
+    let mut state = RetryState::new(policy);
     let hashed = matches!(x.cluster.cluster.lb, LbPolicy::ConsistentHash { .. });
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut head = Some(head);
+    let mut body = body;
+    let mut unsent: Option<Request<Body>> = None;
     loop {
-        let Some(h) = head.as_ref() else {
-            return Exchanged::failed(ProxyError::bad_request("request head lost".to_string()));
+        let pick = {
+            let (headers, query) = match (&unsent, &head) {
+                (Some(r), _) => (r.headers(), r.uri().query()),
+                (None, Some(h)) => (&h.headers, h.uri.query()),
+                (None, None) => {
+                    return Exchanged::failed(ProxyError::bad_request(
+                        "request could not be sent again".to_string(),
+                    ));
+                }
+            };
+            let ctx = PickContext {
+                headers,
+                source_ip: Some(x.conn.remote.ip()),
+                query,
+                exclude: state.exclude(policy, hashed),
+                original_dst: x.conn.original_dst,
+            };
+            x.cluster.balancer.pick(&ctx)
         };
-        let ctx = PickContext {
-            headers: &h.headers,
-            source_ip: Some(x.conn.remote.ip()),
-            query: h.uri.query(),
-            exclude: state.exclude(&policy_for_state, hashed),
-            original_dst: x.conn.original_dst,
-        };
-        let Some(pick) = x.cluster.balancer.pick(&ctx) else {
+        let Some(pick) = pick else {
             return Exchanged::failed(no_healthy(x));
         };
         state.start_attempt(pick.index);
-        let last_attempt = !policy_for_state.is_enabled() || state_exhausted(&state, retry);
-        let req_body = match &mut body {
-            RequestBody::Buffered(b) => full(b.clone()),
-            RequestBody::Stream(s) => match s.take() {
-                Some(b) => b.boxed(),
-                None => full(Bytes::new()),
-            },
-        };
-        let req = if last_attempt {
-            match head.take() {
-                Some(h) => h.into_request(req_body),
-                None => continue,
+        let last_attempt = !policy.is_enabled() || state_exhausted(&state, policy);
+        let req = match unsent.take() {
+            Some(r) => r,
+            None => {
+                let req_body = match &mut body {
+                    RequestBody::Buffered(b) => full(b.clone()),
+                    RequestBody::Stream(s) => match s.take() {
+                        Some(b) => b.boxed(),
+                        None => full(Bytes::new()),
+                    },
+                };
+                match (copies && !last_attempt, head.as_ref()) {
+                    (true, Some(h)) => h.request(req_body),
+                    _ => match head.take() {
+                        Some(h) => h.into_request(req_body),
+                        None => continue,
+                    },
+                }
             }
-        } else {
-            h.request(req_body)
         };
-        let endpoint_text = || pick.address.to_string();
         let (result, addr) = match resolve(&pick.address).await {
             Ok(addr) => {
                 let per_try = RouteTimeouts::attempt(
                     deadline.map(|d| d.saturating_sub(started.elapsed())),
-                    retry.per_try_timeout.filter(|_| !x.upgrade),
+                    policy.per_try_timeout,
                 );
-                let send = x.shared.pools.send(addr, x.h2, req);
+                let send = x.shared.pools.send_recoverable(addr, x.h2, req);
                 let result = match per_try {
                     Some(t) => match tokio::time::timeout(t, send).await {
                         Ok(r) => r.map_err(Failure::Send),
@@ -253,7 +270,13 @@ async fn attempts(
                 };
                 (result, Some(addr))
             }
-            Err(cause) => (Err(Failure::Send(SendError::Connect(cause))), None),
+            Err(cause) => (
+                Err(Failure::Send((
+                    SendError::Connect(cause),
+                    Some(Box::new(req)),
+                ))),
+                None,
+            ),
         };
         let attempt = match &result {
             Ok(resp) => AttemptResult::Response {
@@ -269,60 +292,72 @@ async fn attempts(
         {
             x.cluster.balancer.set_healthy(ejection.endpoint, false);
             tracing::warn!(
-                cluster = %x.cluster.name, endpoint = %endpoint_text(),
+                cluster = %x.cluster.name, endpoint = %pick.address,
                 reason = ejection.reason.field(), ejected_for = ?ejection.duration,
                 "outlier detection ejected an endpoint"
             );
         }
         let decision = if last_attempt {
-            if policy_for_state.is_enabled() && policy_for_state.should_retry(&attempt) {
+            if policy.is_enabled() && policy.should_retry(&attempt) {
                 RetryDecision::RetriesExhausted
             } else {
                 RetryDecision::Done
             }
         } else {
             state.decide(
-                &policy_for_state,
+                policy,
                 &attempt,
                 x.cluster.policies.breakers.retry_budget(),
                 x.cluster.policies.breakers.active_requests(),
                 &mut rng,
             )
         };
-        // Responses that are retried out keep their status but say so in the flags.
         let retried_out = match decision {
             RetryDecision::Retry { backoff } => {
                 let flag = exhausted_flag(&attempt);
-                drop(result);
-                tracing::debug!(
-                    cluster = %x.cluster.name, endpoint = %endpoint_text(), flag,
-                    ?backoff, "retrying"
-                );
-                tokio::time::sleep(backoff).await;
-                continue;
+                let kept = match result {
+                    Err(Failure::Send((_, Some(req)))) => Some(*req),
+                    _ => None,
+                };
+                // Without a copy or the unsent request there is nothing to send again.
+                if kept.is_some() || head.is_some() {
+                    unsent = kept;
+                    tracing::debug!(
+                        cluster = %x.cluster.name, endpoint = %pick.address, flag,
+                        ?backoff, "retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                return Exchanged::failed(ProxyError {
+                    flag,
+                    ..Failure::Send((
+                        SendError::Reset(
+                            "not retried: the request body was streamed and cannot be sent again"
+                                .to_string(),
+                        ),
+                        None,
+                    ))
+                    .error(x, &pick.address.to_string())
+                });
             }
             RetryDecision::Done => "",
-            RetryDecision::RetriesExhausted => {
-                if state.attempts() > 1 {
-                    exhausted_flag(&attempt)
-                } else {
-                    ""
-                }
-            }
+            RetryDecision::RetriesExhausted if state.attempts() > 1 => exhausted_flag(&attempt),
+            RetryDecision::RetriesExhausted => "",
             RetryDecision::Overflow => flags::UO,
         };
         let endpoint = addr.map(|a| (pick.index, a));
-        let endpoint_text = endpoint_text();
         return match result {
             Ok(resp) => Exchanged {
                 result: Ok(resp),
                 endpoint,
-                endpoint_text,
+                endpoint_text: String::new(),
                 set_cookie: pick.set_cookie,
                 flag: retried_out,
                 guard: Some(pick.guard),
             },
             Err(f) => {
+                let endpoint_text = pick.address.to_string();
                 let mut e = f.error(x, &endpoint_text);
                 if !retried_out.is_empty() {
                     e.flag = retried_out;
@@ -359,29 +394,32 @@ fn no_healthy(x: &Exchange<'_>) -> ProxyError {
 
 /// Why an attempt got no response.
 enum Failure {
-    Send(SendError),
+    /// With the request when it was never sent.
+    Send(crate::upstream::SendFailure),
     PerTryTimeout(Duration),
 }
 
 impl Failure {
     fn attempt(&self) -> AttemptResult<'static> {
         match self {
-            Failure::Send(SendError::Connect(_)) => AttemptResult::ConnectFailure,
+            Failure::Send((SendError::Connect(_), _)) => AttemptResult::ConnectFailure,
             // hyper reports an HTTP/2 REFUSED_STREAM only in its error text.
-            Failure::Send(SendError::Reset(cause)) if cause.contains("refused stream") => {
+            Failure::Send((SendError::Reset(cause), _)) if cause.contains("refused stream") => {
                 AttemptResult::RefusedStream
             }
-            Failure::Send(SendError::Reset(_)) => AttemptResult::Reset { request_sent: true },
+            Failure::Send((SendError::Reset(_), unsent)) => AttemptResult::Reset {
+                request_sent: unsent.is_none(),
+            },
             Failure::PerTryTimeout(_) => AttemptResult::PerTryTimeout,
         }
     }
 
     fn error(self, x: &Exchange<'_>, endpoint: &str) -> ProxyError {
         match self {
-            Failure::Send(SendError::Connect(cause)) => {
+            Failure::Send((SendError::Connect(cause), _)) => {
                 ProxyError::connect_failed(&x.cluster.name, endpoint, &cause)
             }
-            Failure::Send(SendError::Reset(cause)) => {
+            Failure::Send((SendError::Reset(cause), _)) => {
                 ProxyError::upstream_reset(&x.cluster.name, endpoint, &cause)
             }
             Failure::PerTryTimeout(t) => {

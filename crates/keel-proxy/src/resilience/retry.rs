@@ -292,10 +292,54 @@ impl RetryPolicy {
         }
     }
 
+    /// Whether the policy may retry a request after it was sent (so the request must be kept
+    /// to be sent again). When it retries only failures that happen before sending (connect
+    /// failures, and refused streams on HTTP/1.1 where there are none), the pool hands the
+    /// unsent request back and nothing needs to be copied.
+    pub fn retries_after_sending(&self, grpc: bool, h2: bool) -> bool {
+        let on = self.retry_on;
+        let grpc_conditions = RetryOn::GRPC_CANCELLED
+            | RetryOn::GRPC_DEADLINE_EXCEEDED
+            | RetryOn::GRPC_INTERNAL
+            | RetryOn::GRPC_RESOURCE_EXHAUSTED
+            | RetryOn::GRPC_UNAVAILABLE;
+        self.is_enabled()
+            && (on.intersects(
+                RetryOn::FIVE_XX
+                    | RetryOn::GATEWAY_ERROR
+                    | RetryOn::RESET
+                    | RetryOn::RETRIABLE_4XX
+                    | RetryOn::RETRIABLE_HEADERS
+                    | RetryOn::ENVOY_RATELIMITED,
+            ) || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
+                && !self.retriable_status_codes.is_empty())
+                || self.per_try_timeout.is_some()
+                || (grpc && on.intersects(grpc_conditions))
+                || (h2 && on.contains(RetryOn::REFUSED_STREAM)))
+    }
+
     fn retries_response(&self, status: u16, headers: &HeaderMap) -> bool {
         let on = self.retry_on;
+        let by_status = (on.contains(RetryOn::FIVE_XX) && (500..600).contains(&status))
+            || (on.contains(RetryOn::GATEWAY_ERROR) && matches!(status, 502..=504))
+            || (on.contains(RetryOn::RETRIABLE_4XX) && status == 409)
+            || (on.contains(RetryOn::RETRIABLE_STATUS_CODES)
+                && self.retriable_status_codes.contains(&status));
+        let by_headers = on.intersects(
+            RetryOn::RETRIABLE_HEADERS
+                | RetryOn::ENVOY_RATELIMITED
+                | RetryOn::GRPC_CANCELLED
+                | RetryOn::GRPC_DEADLINE_EXCEEDED
+                | RetryOn::GRPC_INTERNAL
+                | RetryOn::GRPC_RESOURCE_EXHAUSTED
+                | RetryOn::GRPC_UNAVAILABLE,
+        );
+        // The common answer (a success, nothing header-based configured) needs no lookup.
+        if !by_status && !by_headers {
+            return false;
+        }
         // A rate-limited answer from an upstream Envoy is only retried when asked for.
-        if headers.contains_key("x-envoy-ratelimited") {
+        if headers.contains_key(&X_ENVOY_RATELIMITED) {
             return on.contains(RetryOn::ENVOY_RATELIMITED);
         }
         if on.contains(RetryOn::FIVE_XX) && (500..600).contains(&status) {
@@ -332,9 +376,12 @@ impl RetryPolicy {
     }
 }
 
+static X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn grpc_status(headers: &HeaderMap) -> Option<u32> {
     headers
-        .get("grpc-status")
+        .get(&GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }
