@@ -239,14 +239,20 @@ async fn attempts(
         let endpoint_text = || pick.address.to_string();
         let (result, addr) = match resolve(&pick.address).await {
             Ok(addr) => {
+                let configured = retry.per_try_timeout.filter(|_| !x.upgrade);
                 let per_try = RouteTimeouts::attempt(
                     deadline.map(|d| d.saturating_sub(started.elapsed())),
-                    retry.per_try_timeout.filter(|_| !x.upgrade),
+                    configured,
                 );
                 let send = x.shared.pools.send(addr, x.h2, req);
                 let result = match per_try {
                     Some(t) => match tokio::time::timeout(t, send).await {
                         Ok(r) => r.map_err(Failure::Send),
+                        // The attempt ran under what was left of the route's deadline: its
+                        // expiry is the route timeout, not `retries.perTryTimeout`.
+                        Err(_) if per_try != configured => {
+                            Err(Failure::RouteTimeout(deadline.unwrap_or(t)))
+                        }
                         Err(_) => Err(Failure::PerTryTimeout(t)),
                     },
                     None => send.await.map_err(Failure::Send),
@@ -273,6 +279,18 @@ async fn attempts(
                 reason = ejection.reason.field(), ejected_for = ?ejection.duration,
                 "outlier detection ejected an endpoint"
             );
+        }
+        // The request's deadline has passed: no retry can run, and the answer is the
+        // route's 504 `UT` (counted above for outlier detection, as Envoy counts it).
+        if let Err(Failure::RouteTimeout(limit)) = &result {
+            return Exchanged {
+                result: Err(timeout_error(&x.route.name, &x.cluster.name, *limit)),
+                endpoint: addr.map(|a| (pick.index, a)),
+                endpoint_text: endpoint_text(),
+                set_cookie: None,
+                flag: "",
+                guard: None,
+            };
         }
         let decision = if last_attempt {
             if policy_for_state.is_enabled() && policy_for_state.should_retry(&attempt) {
@@ -361,6 +379,8 @@ fn no_healthy(x: &Exchange<'_>) -> ProxyError {
 enum Failure {
     Send(SendError),
     PerTryTimeout(Duration),
+    /// The request's deadline (this long) passed during the attempt.
+    RouteTimeout(Duration),
 }
 
 impl Failure {
@@ -372,7 +392,7 @@ impl Failure {
                 AttemptResult::RefusedStream
             }
             Failure::Send(SendError::Reset(_)) => AttemptResult::Reset { request_sent: true },
-            Failure::PerTryTimeout(_) => AttemptResult::PerTryTimeout,
+            Failure::PerTryTimeout(_) | Failure::RouteTimeout(_) => AttemptResult::PerTryTimeout,
         }
     }
 
@@ -384,6 +404,7 @@ impl Failure {
             Failure::Send(SendError::Reset(cause)) => {
                 ProxyError::upstream_reset(&x.cluster.name, endpoint, &cause)
             }
+            Failure::RouteTimeout(t) => timeout_error(&x.route.name, &x.cluster.name, t),
             Failure::PerTryTimeout(t) => {
                 let mut e = timeout_error(&x.route.name, &x.cluster.name, t);
                 e.detail = format!("{} (retries.perTryTimeout, endpoint {endpoint})", e.detail);
