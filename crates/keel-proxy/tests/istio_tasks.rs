@@ -275,22 +275,21 @@ async fn request_timeout_cuts_slow_reviews_at_half_a_second() {
 // ---------------------------------------------------------------------------------------
 // httpbin: mirroring and circuit breaking
 
-/// "Mirroring": all traffic to httpbin v1; then a 100 % mirror to v2. v2 sees a copy of every
-/// request while the client only ever gets v1's answers.
-#[tokio::test]
-async fn mirroring_copies_all_v1_traffic_to_v2() {
-    let Some(root) = samples() else { return };
-    let task = |f: &str| format!("{TASKS}/mirroring/{f}");
-    let v1 = echo("httpbin-v1").await;
-    let (v2, v2_count, v2_hosts) = scripted("httpbin-v2", |_| Act::Status(200)).await;
+fn mirroring(file: &str) -> String {
+    format!("{TASKS}/mirroring/{file}")
+}
+
+/// The mirroring task up to its default routing policy: httpbin v1 and v2, the sleep client,
+/// and a VirtualService sending everything to v1.
+fn mirroring_task(root: &Path, v1: &Upstream, v2: &Upstream) -> Mesh {
     let mut mesh = Mesh::default();
     mesh.apply_files(
-        &root,
+        root,
         &[
-            &task("snip_before_you_begin_1.yaml"),
-            &task("snip_before_you_begin_2.yaml"),
-            &task("snip_before_you_begin_3.yaml"),
-            &task("snip_before_you_begin_4.yaml"),
+            &mirroring("snip_before_you_begin_1.yaml"),
+            &mirroring("snip_before_you_begin_2.yaml"),
+            &mirroring("snip_before_you_begin_3.yaml"),
+            &mirroring("snip_before_you_begin_4.yaml"),
         ],
     )
     .run(
@@ -298,9 +297,20 @@ async fn mirroring_copies_all_v1_traffic_to_v2() {
         &[("httpbin-v1", v1.port()), ("httpbin-v2", v2.port())],
     )
     .apply_files(
-        &root,
-        &[&task("snip_creating_a_default_routing_policy_1.yaml")],
+        root,
+        &[&mirroring("snip_creating_a_default_routing_policy_1.yaml")],
     );
+    mesh
+}
+
+/// "Mirroring": all traffic to httpbin v1; then a 100 % mirror to v2. v2 sees a copy of every
+/// request while the client only ever gets v1's answers.
+#[tokio::test]
+async fn mirroring_copies_all_v1_traffic_to_v2() {
+    let Some(root) = samples() else { return };
+    let v1 = echo("httpbin-v1").await;
+    let (v2, v2_count, v2_hosts) = scripted("httpbin-v2", |_| Act::Status(200)).await;
+    let mut mesh = mirroring_task(&root, &v1, &v2);
     let sleep = Sidecar::start(&mesh, "sleep").await;
 
     // The default routing policy: v1 answers, v2 sees nothing.
@@ -315,7 +325,7 @@ async fn mirroring_copies_all_v1_traffic_to_v2() {
     }
     assert_eq!(v2_count.load(Ordering::SeqCst), 0);
 
-    mesh.apply_files(&root, &[&task("snip_mirroring_traffic_to_v2_1.yaml")]);
+    mesh.apply_files(&root, &[&mirroring("snip_mirroring_traffic_to_v2_1.yaml")]);
     sleep.update(&mesh).await;
     const N: usize = 10;
     for _ in 0..N {
@@ -353,6 +363,45 @@ async fn mirroring_copies_all_v1_traffic_to_v2() {
     })
     .await;
     assert_eq!(v2_hosts.lock().unwrap()[N], "httpbin-shadow:8000");
+}
+
+/// Beyond the task's page: with a `timeout` on the mirroring route, a copy that v2 never
+/// answers ends when the timeout passes, as Envoy's shadow requests do, instead of holding
+/// its connection and task for as long as v2 stays silent.
+#[tokio::test]
+async fn mirrored_copies_end_with_the_route_timeout() {
+    let Some(root) = samples() else { return };
+    let v1 = echo("httpbin-v1").await;
+    let (v2, v2_count, _) = scripted("httpbin-v2", |_| Act::Delay(Duration::from_secs(60))).await;
+    let mut mesh = mirroring_task(&root, &v1, &v2);
+    mesh.apply_files(&root, &[&mirroring("snip_mirroring_traffic_to_v2_1.yaml")]);
+    mesh.edit_virtual_service("httpbin", |vs| {
+        vs.http[0].timeout = Some(keel_config::types::Duration::from_millis(200));
+    });
+    let sleep = Sidecar::start(&mesh, "sleep").await;
+    let r = sleep.get("httpbin:8000", "/headers", &[]).await;
+    assert_eq!((r.status.as_u16(), r.upstream()), (200, "httpbin-v1"));
+    within("v2 to get the copy", async {
+        while v2_count.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The copy's request on v2's endpoint, as `/clusters` shows it.
+    let in_flight = || {
+        let v2_endpoint = format!("::127.0.0.1:{}::active_requests::", v2.port());
+        keel_proxy::admin::clusters_text(&sleep.shared)
+            .lines()
+            .filter(|l| l.starts_with("outbound|8000|v2|"))
+            .find_map(|l| l.split_once(&v2_endpoint)?.1.parse::<u64>().ok())
+    };
+    assert_eq!(in_flight(), Some(1));
+    within("the copy to end with the route's timeout", async {
+        while in_flight() != Some(0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 /// "Circuit breaking": `maxConnections: 1`, `http1MaxPendingRequests: 1`,

@@ -449,6 +449,9 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
             ));
         let pools = x.shared.pools.clone();
         let source_ip = x.conn.remote.ip();
+        // Envoy sends the shadow request with the route's timeout (none when the route has
+        // none), so a hung mirror target cannot hold copies and connections forever.
+        let limit = x.route.policies.timeouts.route;
         tokio::spawn(async move {
             let ctx = PickContext {
                 headers: req.headers(),
@@ -464,12 +467,24 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
             let Ok(addr) = resolve(&pick.address).await else {
                 return;
             };
-            match pools.send(addr, h2, req).await {
-                Ok(resp) => {
-                    // Read the answer to the end so the connection can be reused.
-                    let _ = resp.into_body().collect().await;
+            let copy = async {
+                match pools.send(addr, h2, req).await {
+                    Ok(resp) => {
+                        // Read the answer to the end so the connection can be reused.
+                        let _ = resp.into_body().collect().await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(cluster = %cluster.name, "mirror copy failed: {e:?}")
+                    }
                 }
-                Err(e) => tracing::debug!(cluster = %cluster.name, "mirror copy failed: {e:?}"),
+            };
+            match limit {
+                Some(t) => {
+                    if tokio::time::timeout(t, copy).await.is_err() {
+                        tracing::debug!(cluster = %cluster.name, "mirror copy timed out after {t:?}");
+                    }
+                }
+                None => copy.await,
             }
             drop(pick.guard);
         });

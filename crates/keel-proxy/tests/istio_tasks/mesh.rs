@@ -82,6 +82,24 @@ impl Mesh {
         self
     }
 
+    /// Changes the VirtualService `name` in place (a `kubectl edit`).
+    pub(crate) fn edit_virtual_service(
+        &mut self,
+        name: &str,
+        edit: impl FnOnce(&mut keel_config::model::networking::VirtualService),
+    ) -> &mut Mesh {
+        let vs = self
+            .resources
+            .iter_mut()
+            .find_map(|r| match &mut r.spec {
+                Spec::VirtualService(vs) if r.meta.name == name => Some(vs),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no VirtualService {name}"));
+        edit(vs);
+        self
+    }
+
     /// The labels of the pods `deployment` creates.
     fn pod_labels(&self, deployment: &str) -> Vec<(String, String)> {
         self.resources
