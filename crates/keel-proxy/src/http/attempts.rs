@@ -256,14 +256,20 @@ async fn attempts(
         };
         let (result, addr) = match resolve(&pick.address).await {
             Ok(addr) => {
+                let configured = policy.per_try_timeout;
                 let per_try = RouteTimeouts::attempt(
                     deadline.map(|d| d.saturating_sub(started.elapsed())),
-                    policy.per_try_timeout,
+                    configured,
                 );
                 let send = x.shared.pools.send_recoverable(addr, x.h2, req);
                 let result = match per_try {
                     Some(t) => match tokio::time::timeout(t, send).await {
                         Ok(r) => r.map_err(Failure::Send),
+                        // The attempt ran under what was left of the route's deadline: its
+                        // expiry is the route timeout, not `retries.perTryTimeout`.
+                        Err(_) if per_try != configured => {
+                            Err(Failure::RouteTimeout(deadline.unwrap_or(t)))
+                        }
                         Err(_) => Err(Failure::PerTryTimeout(t)),
                     },
                     None => send.await.map_err(Failure::Send),
@@ -296,6 +302,18 @@ async fn attempts(
                 reason = ejection.reason.field(), ejected_for = ?ejection.duration,
                 "outlier detection ejected an endpoint"
             );
+        }
+        // The request's deadline has passed: no retry can run, and the answer is the
+        // route's 504 `UT` (counted above for outlier detection, as Envoy counts it).
+        if let Err(Failure::RouteTimeout(limit)) = &result {
+            return Exchanged {
+                result: Err(timeout_error(&x.route.name, &x.cluster.name, *limit)),
+                endpoint: addr.map(|a| (pick.index, a)),
+                endpoint_text: pick.address.to_string(),
+                set_cookie: None,
+                flag: "",
+                guard: None,
+            };
         }
         let decision = if last_attempt {
             if policy.is_enabled() && policy.should_retry(&attempt) {
@@ -397,6 +415,8 @@ enum Failure {
     /// With the request when it was never sent.
     Send(crate::upstream::SendFailure),
     PerTryTimeout(Duration),
+    /// The request's deadline (this long) passed during the attempt.
+    RouteTimeout(Duration),
 }
 
 impl Failure {
@@ -410,7 +430,7 @@ impl Failure {
             Failure::Send((SendError::Reset(_), unsent)) => AttemptResult::Reset {
                 request_sent: unsent.is_none(),
             },
-            Failure::PerTryTimeout(_) => AttemptResult::PerTryTimeout,
+            Failure::PerTryTimeout(_) | Failure::RouteTimeout(_) => AttemptResult::PerTryTimeout,
         }
     }
 
@@ -422,6 +442,7 @@ impl Failure {
             Failure::Send((SendError::Reset(cause), _)) => {
                 ProxyError::upstream_reset(&x.cluster.name, endpoint, &cause)
             }
+            Failure::RouteTimeout(t) => timeout_error(&x.route.name, &x.cluster.name, t),
             Failure::PerTryTimeout(t) => {
                 let mut e = timeout_error(&x.route.name, &x.cluster.name, t);
                 e.detail = format!("{} (retries.perTryTimeout, endpoint {endpoint})", e.detail);
@@ -466,6 +487,9 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
             ));
         let pools = x.shared.pools.clone();
         let source_ip = x.conn.remote.ip();
+        // Envoy sends the shadow request with the route's timeout (none when the route has
+        // none), so a hung mirror target cannot hold copies and connections forever.
+        let limit = x.route.policies.timeouts.route;
         tokio::spawn(async move {
             let ctx = PickContext {
                 headers: req.headers(),
@@ -481,12 +505,24 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
             let Ok(addr) = resolve(&pick.address).await else {
                 return;
             };
-            match pools.send(addr, h2, req).await {
-                Ok(resp) => {
-                    // Read the answer to the end so the connection can be reused.
-                    let _ = resp.into_body().collect().await;
+            let copy = async {
+                match pools.send(addr, h2, req).await {
+                    Ok(resp) => {
+                        // Read the answer to the end so the connection can be reused.
+                        let _ = resp.into_body().collect().await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(cluster = %cluster.name, "mirror copy failed: {e:?}")
+                    }
                 }
-                Err(e) => tracing::debug!(cluster = %cluster.name, "mirror copy failed: {e:?}"),
+            };
+            match limit {
+                Some(t) => {
+                    if tokio::time::timeout(t, copy).await.is_err() {
+                        tracing::debug!(cluster = %cluster.name, "mirror copy timed out after {t:?}");
+                    }
+                }
+                None => copy.await,
             }
             drop(pick.guard);
         });
