@@ -117,20 +117,27 @@ impl CompiledTable {
         let mut any = None;
         for vh in &table.virtual_hosts {
             let idx = hosts.len();
+            let routes: Vec<CompiledRoute> = vh
+                .routes
+                .iter()
+                .map(|r| CompiledRoute {
+                    route: r.clone(),
+                    matches: r.matches.iter().map(compile_match).collect(),
+                    virtual_host: vh.name.clone(),
+                    name: r.name.as_str().into(),
+                    rewrite_regex: rewrite_regex(r),
+                    policies: crate::resilience::RoutePolicies::new(r.policy.as_ref()),
+                })
+                .collect();
+            // Policy readings the user should know about, logged once per snapshot.
+            for r in &routes {
+                for w in r.policies.warnings() {
+                    tracing::warn!(route = %r.name, "{w}");
+                }
+            }
             hosts.push(CompiledHost {
                 name: vh.name.clone(),
-                routes: vh
-                    .routes
-                    .iter()
-                    .map(|r| CompiledRoute {
-                        route: r.clone(),
-                        matches: r.matches.iter().map(compile_match).collect(),
-                        virtual_host: vh.name.clone(),
-                        name: r.name.as_str().into(),
-                        rewrite_regex: rewrite_regex(r),
-                        policies: crate::resilience::RoutePolicies::new(r.policy.as_ref()),
-                    })
-                    .collect(),
+                routes,
             });
             for d in &vh.domains {
                 let d = d.to_ascii_lowercase();

@@ -33,6 +33,11 @@ pub struct ClusterRuntime {
 impl ClusterRuntime {
     pub fn new(cluster: Cluster, balancer: Balancer) -> ClusterRuntime {
         let policies = ClusterPolicies::new(&cluster);
+        if let Some(o) = &policies.outlier {
+            for w in &o.config().warnings {
+                tracing::warn!(cluster = %cluster.name, "{w}");
+            }
+        }
         ClusterRuntime::with_policies(cluster, balancer, policies)
     }
 

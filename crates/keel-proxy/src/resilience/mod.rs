@@ -25,11 +25,11 @@
 //!
 //! 1. **Fault** ([`FaultPolicy::decide`]): sleep the delay (flag `DI`), then answer the abort
 //!    (flag `FI`) without going upstream. Istio's reference says "timeouts or retries will not
-//!    be enabled when faults are enabled on the client side"; what Istio's Envoy actually does
-//!    is narrower: the fault filter runs before the router, so an injected delay does not count
-//!    toward the route timeout and an abort is never retried, while a request that is only
-//!    delayed is then forwarded with the route's timeout and retries. The route timeout
-//!    therefore starts after the delay.
+//!    be enabled when faults are enabled on the client side", and Keel does exactly that
+//!    ([`RoutePolicies::new`]): a route with a fault has no timeout and no retries. What
+//!    istiod generates is narrower (Envoy's fault filter runs before the router, so a request
+//!    that is only delayed is still forwarded with the route's timeout and retries); the
+//!    difference is listed in docs/proxy.md.
 //! 2. **Mirror** ([`MirrorPolicy::pick`]): for each chosen mirror, spawn a copy of the request
 //!    (Host per [`ShadowHost`]) and forget it; its failures are logged, never returned.
 //! 3. **Timeout** ([`RouteTimeouts::for_request`]): one deadline for the whole request,

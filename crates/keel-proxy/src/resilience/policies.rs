@@ -45,6 +45,14 @@ impl RoutePolicies {
     }
 }
 
+impl RoutePolicies {
+    /// What Keel reads differently from what the route says (e.g. a fault without a
+    /// percentage applies to no request, as in Istio), to be shown to the user.
+    pub fn warnings(&self) -> impl Iterator<Item = &String> {
+        self.retry.warnings.iter().chain(&self.fault.warnings)
+    }
+}
+
 impl Default for RoutePolicies {
     fn default() -> RoutePolicies {
         RoutePolicies::new(None)
