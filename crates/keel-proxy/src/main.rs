@@ -13,7 +13,7 @@ use keel_proxy::admin::{self, AdminHooks};
 use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
-use keel_proxy::standalone::{self, StandaloneConfig};
+use keel_proxy::standalone::{self, Compiler, StandaloneConfig};
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::GatewayOptions;
 use keel_snapshot::compile::sidecar::{InboundPort, SidecarOptions};
@@ -56,6 +56,30 @@ compiled for the workload named by --namespace and --label (-f).",
         after_help = "Examples:\n  keel-proxy sidecar --snapshot sidecar.json --admin 127.0.0.1:15000\n  keel-proxy sidecar -f mesh.yaml -n default --label app=productpage\n  keel-proxy sidecar -f mesh.yaml --label app=productpage --print-snapshot > sidecar.json"
     )]
     Sidecar(SidecarArgs),
+    /// Compile Istio YAML into the gateway snapshot `standalone` would run, as JSON, and exit
+    #[command(
+        long_about = "Read, validate and compile Istio YAML exactly as `standalone` does, print the result as JSON ({\"snapshot\": ..., \"warnings\": [...]} or {\"errors\": [...]}) and exit 0 (valid) or 1 (errors).\n\n\
+`standalone` runs this command in a short-lived child process for every (re)load, so the code that reads YAML \
+never becomes resident in the long-running gateway; it is also a way to see what a configuration compiles to.",
+        after_help = "Examples:\n  keel-proxy compile -f gateway.yaml | jq .snapshot.listeners"
+    )]
+    Compile(CompileArgs),
+}
+
+#[derive(clap::Args)]
+struct CompileArgs {
+    /// Istio YAML: files, directories (recursive) or `-`; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required = true)]
+    files: Vec<PathBuf>,
+    /// Address the Gateway server ports listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Only these Gateways (`namespace/name`); default: every Gateway in the files
+    #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
+    gateways: Vec<String>,
+    /// Namespace of resources that name none
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
 }
 
 #[derive(clap::Args)]
@@ -158,6 +182,10 @@ struct StandaloneArgs {
     /// default); without it they keep the original Host, as Istio 1.28 and later do
     #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
     mirror_shadow_suffix: bool,
+    /// Read and compile the YAML in this process instead of a short-lived child process
+    /// (`keel-proxy compile`); the child keeps the gateway's memory smaller
+    #[arg(long)]
+    compile_in_process: bool,
     /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
     /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -214,11 +242,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        // Compiling needs no runtime (and runs as a child of `standalone`: keep it light).
+        Command::Compile(args) => return run_compile(args),
+        command => Cli { command },
+    };
     // One worker per core unless told otherwise; sidecars and benchmarks pin it to 1 or 2
     // so the proxy's footprint matches what it is given (Envoy's --concurrency).
     let workers = match &cli.command {
         Command::Standalone(a) => a.workers,
         Command::Sidecar(a) => a.workers,
+        Command::Compile(_) => None,
     };
     // One worker is a current-thread runtime: no work-stealing queues or cross-thread wake-ups
     // on the request path (measured: fewer instructions per request than a one-thread
@@ -242,6 +276,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Standalone(args) => rt.block_on(run_standalone(args)),
         Command::Sidecar(args) => rt.block_on(run_sidecar(args)),
+        Command::Compile(args) => run_compile(args),
     }
 }
 
@@ -334,6 +369,33 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     .await
 }
 
+fn run_compile(args: CompileArgs) -> ExitCode {
+    let cfg = StandaloneConfig {
+        paths: args.files,
+        namespace: args.namespace,
+        gateway: GatewayOptions {
+            bind: args.bind,
+            gateways: args.gateways,
+            version: String::new(),
+        },
+        compiler: Compiler::InProcess,
+    };
+    let out = standalone::compile_output(&cfg);
+    let ok = out.errors.is_empty();
+    match serde_json::to_string(&out) {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("error: cannot write the result as JSON: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     let reload = init_logging(&args.log_level);
     let cfg = StandaloneConfig {
@@ -343,6 +405,11 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
             bind: args.bind,
             gateways: args.gateways.clone(),
             version: String::new(),
+        },
+        // Compiling in a child keeps the YAML reader's code out of this process's memory.
+        compiler: match std::env::current_exe() {
+            Ok(exe) if !args.compile_in_process => Compiler::Child(exe),
+            _ => Compiler::InProcess,
         },
     };
     let (snapshot, warnings) = match standalone::load(&cfg) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use keel_config::{Level, LoadOptions, load_paths, validate_resources};
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::{GatewayOptions, compile};
+use serde::{Deserialize, Serialize};
 
 use crate::server::{Listeners, Shared};
 
@@ -19,13 +20,111 @@ pub struct StandaloneConfig {
     pub paths: Vec<PathBuf>,
     pub namespace: String,
     pub gateway: GatewayOptions,
+    pub compiler: Compiler,
+}
+
+/// Where the YAML is read, validated and compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Compiler {
+    /// In this process.
+    #[default]
+    InProcess,
+    /// In a short-lived child process running this binary's `compile` command. Reading and
+    /// validating every Istio kind is most of the proxy's code; run elsewhere, none of it
+    /// becomes resident in the long-running gateway (about 1.5 MiB less RSS, measured with
+    /// bench/proxy.sh).
+    Child(PathBuf),
+}
+
+/// What `keel-proxy compile` prints: the snapshot and warnings, or the errors.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CompileOutput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 static VERSION: AtomicU64 = AtomicU64::new(0);
 
-/// Reads, validates and compiles the files. Errors are the lines a user needs to fix; any
-/// error rejects the whole change (a half-applied configuration would route surprisingly).
+/// Reads, validates and compiles the files (where `cfg.compiler` says). Errors are the lines
+/// a user needs to fix; any error rejects the whole change (a half-applied configuration
+/// would route surprisingly).
 pub fn load(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+    let reads_stdin = cfg.paths.iter().any(|p| p.as_os_str() == "-");
+    let (mut snapshot, warnings) = match &cfg.compiler {
+        Compiler::Child(exe) if !reads_stdin => match load_in_child(exe, cfg) {
+            Ok(result) => result?,
+            Err(e) => {
+                tracing::warn!("{e}; compiling in this process instead");
+                load_in_process(cfg)?
+            }
+        },
+        _ => load_in_process(cfg)?,
+    };
+    snapshot.version = format!("{}", VERSION.fetch_add(1, Ordering::Relaxed) + 1);
+    Ok((snapshot, warnings))
+}
+
+/// `keel-proxy compile`: compiles in this process and says so as [`CompileOutput`].
+pub fn compile_output(cfg: &StandaloneConfig) -> CompileOutput {
+    match load_in_process(cfg) {
+        Ok((snapshot, warnings)) => CompileOutput {
+            snapshot: Some(snapshot),
+            warnings,
+            errors: Vec::new(),
+        },
+        Err(errors) => CompileOutput {
+            snapshot: None,
+            warnings: Vec::new(),
+            errors,
+        },
+    }
+}
+
+type Loaded = Result<(Snapshot, Vec<String>), Vec<String>>;
+
+/// Runs `exe compile` for `cfg`; the outer error means the child could not be used at all.
+fn load_in_child(exe: &std::path::Path, cfg: &StandaloneConfig) -> Result<Loaded, String> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("compile")
+        .arg("--namespace")
+        .arg(&cfg.namespace)
+        .arg("--bind")
+        .arg(cfg.gateway.bind.to_string());
+    for p in &cfg.paths {
+        cmd.arg("--filename").arg(p);
+    }
+    for g in &cfg.gateway.gateways {
+        cmd.arg("--gateway").arg(g);
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run the configuration compiler {}: {e}",
+                exe.display()
+            )
+        })?;
+    let parsed: CompileOutput = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "the configuration compiler {} ({}) printed no result: {e}",
+            exe.display(),
+            out.status
+        )
+    })?;
+    Ok(match parsed.snapshot {
+        Some(snapshot) if parsed.errors.is_empty() => Ok((snapshot, parsed.warnings)),
+        _ => Err(parsed.errors),
+    })
+}
+
+/// Reads, validates and compiles the files in this process.
+pub fn load_in_process(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<String>> {
     let loaded = load_paths(
         &cfg.paths,
         &LoadOptions {
@@ -48,9 +147,7 @@ pub fn load(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<Strin
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut opts = cfg.gateway.clone();
-    opts.version = format!("{}", VERSION.fetch_add(1, Ordering::Relaxed) + 1);
-    let compiled = compile(&loaded.resources, &opts);
+    let compiled = compile(&loaded.resources, &cfg.gateway);
     let warnings = compiled
         .warnings
         .iter()
@@ -109,7 +206,12 @@ pub async fn watch(shared: Arc<Shared>, listeners: Arc<Listeners>, cfg: Standalo
         // Let a burst of writes settle, then read once.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
-        match load(&cfg) {
+        let job = cfg.clone();
+        let loaded = match tokio::task::spawn_blocking(move || load(&job)).await {
+            Ok(loaded) => loaded,
+            Err(e) => Err(vec![format!("reading the configuration failed: {e}")]),
+        };
+        match loaded {
             Ok((snapshot, _)) if same_config(&shared.runtime.load().snapshot, &snapshot) => {}
             Ok((snapshot, warnings)) => {
                 for w in &warnings {

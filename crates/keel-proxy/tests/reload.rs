@@ -98,6 +98,7 @@ fn standalone_config(path: std::path::PathBuf) -> StandaloneConfig {
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             ..Default::default()
         },
+        compiler: Default::default(),
     }
 }
 
@@ -175,4 +176,49 @@ async fn watched_file_changes_are_applied() {
     .await;
     assert!(switched);
     watcher.abort();
+}
+
+/// `standalone` compiles in a child process (`keel-proxy compile`): the same snapshot as in
+/// process, and the same errors with file and line when the YAML is wrong.
+#[tokio::test]
+async fn child_process_compiles_the_same_snapshot_and_errors() {
+    let a = echo("a").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(&file, config(free_port(), "a", &[&a])).expect("write");
+    let in_process = standalone_config(file.clone());
+    let child = StandaloneConfig {
+        compiler: standalone::Compiler::Child(env!("CARGO_BIN_EXE_keel-proxy").into()),
+        ..standalone_config(file.clone())
+    };
+    let (mut expected, _) = standalone::load(&in_process).expect("valid configuration");
+    let (mut got, warnings) = standalone::load(&child).expect("valid configuration");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_ne!(
+        expected.version, got.version,
+        "each load gets a new version"
+    );
+    expected.version.clear();
+    got.version.clear();
+    assert_eq!(expected, got);
+
+    let broken = config(free_port(), "a", &[&a]).replace(
+        "  - route:",
+        "  - name: broken\n    bogusField: 1\n    route:",
+    );
+    std::fs::write(&file, broken).expect("write");
+    let errors = standalone::load(&child).expect_err("invalid configuration");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("gateway.yaml:") && e.contains("bogusField")),
+        "{errors:#?}"
+    );
+    // A compiler that cannot run falls back to compiling in this process.
+    std::fs::write(&file, config(free_port(), "a", &[&a])).expect("write");
+    let missing = StandaloneConfig {
+        compiler: standalone::Compiler::Child("/nonexistent/keel-proxy".into()),
+        ..standalone_config(file)
+    };
+    assert!(standalone::load(&missing).is_ok());
 }
