@@ -108,6 +108,9 @@ pub struct PickContext<'a> {
     pub exclude: &'a [usize],
     /// For PASSTHROUGH: where the caller wanted to go.
     pub original_dst: Option<SocketAddr>,
+    /// A retry with `retryRemoteLocalities`: prefer a priority level (locality) that holds
+    /// none of the `exclude`d endpoints, as Envoy's `previous_priorities` retry priority does.
+    pub other_levels: bool,
 }
 
 impl<'a> PickContext<'a> {
@@ -119,6 +122,7 @@ impl<'a> PickContext<'a> {
             query: None,
             exclude: &[],
             original_dst: None,
+            other_levels: false,
         }
     }
 }
@@ -302,7 +306,7 @@ impl Balancer {
             }
             Policy::Simple(_) => (self.rng.next_u64(), None),
         };
-        let index = self.choose(draw, ctx.exclude)?;
+        let index = self.choose(draw, ctx.exclude, ctx.other_levels)?;
         let slot = &self.slots[index];
         Some(Pick {
             index,
@@ -313,12 +317,37 @@ impl Balancer {
     }
 
     /// Priority level first (by `draw`, so a hash keeps its level), then a host in it.
-    fn choose(&self, draw: u64, exclude: &[usize]) -> Option<usize> {
+    fn choose(&self, draw: u64, exclude: &[usize], other_levels: bool) -> Option<usize> {
         if self.levels.is_empty() {
             return None;
         }
         let load = self.priority_load();
-        let level = load.choose(draw).min(self.levels.len() - 1);
+        let mut level = load.choose(draw).min(self.levels.len() - 1);
+        if other_levels && !exclude.is_empty() {
+            let tried = |l: usize| {
+                exclude.iter().any(|&e| {
+                    self.slots
+                        .get(e)
+                        .and_then(|s| s.place)
+                        .is_some_and(|p| p.0 == l)
+                })
+            };
+            if tried(level)
+                && let Some(untried) = (0..self.levels.len()).find(|&l| {
+                    !tried(l)
+                        && self.has_candidates(
+                            l,
+                            &Usable {
+                                slots: &self.slots,
+                                healthy_only: true,
+                                exclude: &[],
+                            },
+                        )
+                })
+            {
+                level = untried;
+            }
+        }
         let usable = Usable {
             slots: &self.slots,
             healthy_only: !load.panic[level],

@@ -160,6 +160,7 @@ mod tests {
             query,
             exclude: &[],
             original_dst: None,
+            other_levels: false,
         }
     }
 

@@ -457,6 +457,32 @@ fn locality_failover_prefers_the_closest_endpoints_and_spills_over() {
     assert_eq!(c[0] + c[1], 1000, "{c:?}");
 }
 
+/// `retryRemoteLocalities`: a retry after a failure in the local level goes to the next one.
+#[test]
+fn retries_can_prefer_another_locality() {
+    let h = HeaderMap::new();
+    let b = Balancer::seeded(
+        &with_outlier_detection(cluster(LbPolicy::Random, zoned()), 0),
+        "r1/z1/s1",
+        15,
+    );
+    let retry = |other_levels| {
+        let c = counts(
+            &b,
+            &PickContext {
+                exclude: &[0],
+                other_levels,
+                ..PickContext::new(&h)
+            },
+            500,
+        );
+        (c[1], c[2] + c[3])
+    };
+    // Plain retries avoid the host tried but stay local; remote-locality retries move on.
+    assert_eq!(retry(false), (500, 0));
+    assert_eq!(retry(true), (0, 500));
+}
+
 #[test]
 fn locality_failover_needs_outlier_detection_and_can_be_disabled() {
     let h = HeaderMap::new();

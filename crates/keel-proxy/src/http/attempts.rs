@@ -227,6 +227,7 @@ async fn attempts(
                 query,
                 exclude: state.exclude(policy, hashed),
                 original_dst: x.conn.original_dst,
+                other_levels: policy.retry_remote_localities,
             };
             x.cluster.balancer.pick(&ctx)
         };
@@ -497,6 +498,7 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
                 query: req.uri().query(),
                 exclude: &[],
                 original_dst: None,
+                other_levels: false,
             };
             let Some(pick) = cluster.balancer.pick(&ctx) else {
                 tracing::debug!(cluster = %cluster.name, "mirror has no endpoint; copy dropped");

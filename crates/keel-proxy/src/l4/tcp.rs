@@ -218,6 +218,7 @@ async fn connect(
             query: None,
             exclude: &[],
             original_dst: conn.original_dst,
+            other_levels: false,
         })
         .ok_or_else(|| ProxyError::no_healthy_upstream(&wc.cluster))?;
     let endpoint = pick.address.to_string();
