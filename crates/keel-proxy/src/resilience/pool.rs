@@ -241,6 +241,9 @@ struct Inner {
     pending: Gauge,
     requests: Gauge,
     retries: Arc<RetryBudget>,
+    /// Woken when one of the cluster's connections closes or becomes idle, for requests
+    /// waiting for one (pending).
+    released: tokio::sync::Notify,
 }
 
 /// One cluster's circuit breakers (cheap to clone; clones share the counters).
@@ -260,6 +263,10 @@ macro_rules! guard {
         impl Drop for $name {
             fn drop(&mut self) {
                 self.inner.$field.active.fetch_sub(1, Ordering::AcqRel);
+                if stringify!($field) == "connections" {
+                    // A connection slot is free: a pending request may open one.
+                    self.inner.released.notify_waiters();
+                }
             }
         }
     };
@@ -292,8 +299,21 @@ impl CircuitBreakers {
                 pending: Gauge::default(),
                 requests: Gauge::default(),
                 retries,
+                released: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// Says that a connection of the cluster became idle (a waiting request may take it).
+    pub fn connection_idle(&self) {
+        self.inner.released.notify_waiters();
+    }
+
+    /// Waits until a connection of the cluster closes or becomes idle. Register interest
+    /// before checking the pool again (`let wait = cb.released(); ...; wait.await`) so a
+    /// release in between is not missed.
+    pub fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.released.notified()
     }
 
     pub fn limits(&self) -> &PoolLimits {
