@@ -17,7 +17,7 @@ Telemetry, ...) together with ordinary Kubernetes manifests.",
     after_help = "Start here:\n  \
 keel validate -f my-config/            check every resource against Istio's rules\n  \
 keel analyze -f my-config/ -A          find cross-resource mistakes, like istioctl analyze\n  \
-keel control-plane                     run the config store and its API (then: keel apply, get, delete)\n  \
+keel control-plane                     run the config store, then: keel apply / get / delete\n  \
 keel <command> --help                  details and examples for one command"
 )]
 pub struct Cli {
