@@ -17,6 +17,7 @@ Telemetry, ...) together with ordinary Kubernetes manifests.",
     after_help = "Start here:\n  \
 keel validate -f my-config/            check every resource against Istio's rules\n  \
 keel analyze -f my-config/ -A          find cross-resource mistakes, like istioctl analyze\n  \
+keel control-plane                     run the config store, then: keel apply / get / delete\n  \
 keel <command> --help                  details and examples for one command"
 )]
 pub struct Cli {
@@ -60,8 +61,178 @@ keel analyze --list-analyzers"
     )]
     Analyze(AnalyzeArgs),
 
+    /// Run the control plane: the config store and the API behind apply, get and delete
+    #[command(
+        name = "control-plane",
+        long_about = "Run the control plane: the config store (a directory of YAML, one file per resource, \
+watched for edits by hand) and the HTTP API that `keel apply`, `keel delete` and `keel get` use.\n\n\
+Every write is validated with Istio's rules first (an invalid apply is rejected with the reasons and \
+changes nothing) and written atomically. A file edited by hand into an invalid state is reported with \
+file and line, and its last good content stays in force. The proxies' xDS push comes next (issue 5).\n\n\
+The API listens on 127.0.0.1:15080 and has no authentication: keep it on loopback.\n\n\
+Stops cleanly on Ctrl-C or SIGTERM. Exit status: 0 after a clean stop, 1 when it can't start.",
+        after_help = "Examples:\n  \
+keel control-plane                                   # ~/.keel/config, API on 127.0.0.1:15080\n  \
+keel control-plane --config-dir ./mesh-config\n  \
+keel control-plane --listen 127.0.0.1:0              # any free port (printed at start)"
+    )]
+    ControlPlane(ControlPlaneArgs),
+
+    /// Create or update resources from files, like `kubectl apply -f`
+    #[command(
+        long_about = "Create or update resources from files, like `kubectl apply -f`: Istio's kinds and the \
+Kubernetes objects the mesh reads (Service, Deployment, ServiceAccount, Namespace, ...).\n\n\
+Everything given in one command is validated first and applied all or nothing: if any resource is \
+invalid, every problem is printed as `keel validate` prints it and nothing changes. Each resource \
+is then reported as created, configured or unchanged.\n\n\
+Exit status: 0 when applied, 1 when rejected or the control plane can't be reached, 64 for wrong usage.",
+        after_help = "Examples:\n  \
+keel apply -f samples/bookinfo/networking/virtual-service-all-v1.yaml\n  \
+keel apply -f config/                           # directories are read recursively\n  \
+cat vs.yaml | keel apply -f -\n  \
+keel apply -f vs.yaml --dry-run                 # validate and show what would change"
+    )]
+    Apply(ApplyArgs),
+
+    /// Delete the resources named in files, like `kubectl delete -f`
+    #[command(
+        long_about = "Delete the resources that files name, like `kubectl delete -f`. Only each object's kind, \
+namespace and name are read, so a file whose spec no longer validates can still be deleted.\n\n\
+Exit status: 0 when everything named was deleted (or absent, with --ignore-not-found), 1 otherwise.",
+        after_help = "Examples:\n  \
+keel delete -f samples/bookinfo/networking/virtual-service-all-v1.yaml\n  \
+keel delete -f config/ --ignore-not-found"
+    )]
+    Delete(DeleteArgs),
+
+    /// List resources of a kind, like `kubectl get`
+    #[command(
+        long_about = "List resources of a kind, like `kubectl get`. Kinds take kubectl's names: short (vs, dr, \
+gw, se, pa, ap, ra, svc, deploy, ns, sa), singular or plural, any case, or qualified with the group \
+(gateways.gateway.networking.k8s.io).\n\n\
+Exit status: 0 on success (also when nothing is found), 1 when a named resource doesn't exist or the \
+control plane can't be reached.",
+        after_help = "Examples:\n  \
+keel get vs                         # VirtualServices in the default namespace\n  \
+keel get dr reviews -o yaml\n  \
+keel get svc -A -o wide\n  \
+keel get virtualservices -n bookinfo -o json"
+    )]
+    Get(GetArgs),
+
     /// Print Keel's version
     Version(VersionArgs),
+}
+
+/// Where the control plane's API is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The control plane's API address
+    #[arg(
+        long,
+        env = "KEEL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:15080"
+    )]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// The config store's directory [default: $KEEL_HOME/config, else ~/.keel/config]
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Address of the HTTP API (keel apply, get, delete)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
+    pub listen: std::net::SocketAddr,
+
+    /// The mesh's root namespace (where mesh-wide policy lives), for validation
+    #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// File, directory (read recursively: .yaml, .yml, .json) or `-` for standard input; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Namespace for resources that don't name one; resources naming another are rejected
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Validate and show what would change, change nothing (`server`, the only strategy)
+    #[arg(long, value_name = "STRATEGY", num_args = 0..=1, default_missing_value = "server", value_parser = ["server", "none"])]
+    pub dry_run: Option<String>,
+
+    /// Wait until every affected proxy has acknowledged the change (needs the push engine; not available yet)
+    #[arg(long)]
+    pub wait: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// File, directory (read recursively) or `-` for standard input; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Namespace for resources that don't name one
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Don't fail when a resource doesn't exist
+    #[arg(long)]
+    pub ignore_not_found: bool,
+
+    /// Show what would be deleted, delete nothing (`server`, the only strategy)
+    #[arg(long, value_name = "STRATEGY", num_args = 0..=1, default_missing_value = "server", value_parser = ["server", "none"])]
+    pub dry_run: Option<String>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The kind: vs, dr, gw, se, pa, ap, ra, svc, deploy, ns, sa, ... (or KIND/NAME)
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+
+    /// Names to show (default: all)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Namespace to list
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+
+    /// List every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    /// Output format: a table (default), wide (more columns), yaml, json or name
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<GetFormat>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GetFormat {
+    Wide,
+    Yaml,
+    Json,
+    Name,
 }
 
 #[derive(Debug, Args)]

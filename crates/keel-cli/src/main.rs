@@ -26,6 +26,10 @@ fn main() -> ExitCode {
         cli::Command::Validate(a) => cmd::validate::run(&a),
         cli::Command::Analyze(a) => cmd::analyze::run(&a),
         cli::Command::Version(a) => cmd::version::run(&a),
+        cli::Command::ControlPlane(a) => cmd::control_plane::run(&a),
+        cli::Command::Apply(a) => cmd::apply::run_apply(&a),
+        cli::Command::Delete(a) => cmd::apply::run_delete(&a),
+        cli::Command::Get(a) => cmd::get::run(&a),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,185 @@
+//! `keel control-plane`: the config store and its API, until Ctrl-C or SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keel_config::Level;
+use keel_control::api::server::{ApiState, serve};
+use keel_control::store::{ChangeKind, ConfigStore, DirStore, DirStoreOptions, ReloadReport};
+
+use crate::cli::ControlPlaneArgs;
+use crate::exit;
+
+pub fn run(args: &ControlPlaneArgs) -> u8 {
+    let Some(dir) = args.config_dir.clone().or_else(default_config_dir) else {
+        eprintln!("error: neither KEEL_HOME nor HOME is set; choose a directory with --config-dir");
+        return exit::USAGE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return exit::FAILURE;
+        }
+    };
+    runtime.block_on(run_async(args, dir))
+}
+
+/// `$KEEL_HOME/config`, else `~/.keel/config`.
+fn default_config_dir() -> Option<PathBuf> {
+    let nonempty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("KEEL_HOME")
+        .map(|h| h.join("config"))
+        .or_else(|| nonempty("HOME").map(|h| h.join(".keel").join("config")))
+}
+
+async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
+    println!("keel control-plane {}", env!("CARGO_PKG_VERSION"));
+    let opts = DirStoreOptions {
+        root_namespace: args.root_namespace.clone(),
+    };
+    let opened = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || DirStore::open(dir, opts)
+    })
+    .await;
+    let (store, report) = match opened {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            eprintln!(
+                "error: cannot open the config store at {}: {e}",
+                dir.display()
+            );
+            return exit::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: cannot open the config store: {e}");
+            return exit::FAILURE;
+        }
+    };
+    print_problems(&dir, &report);
+    println!(
+        "✔ config store {}: {} (store version {})",
+        dir.display(),
+        plural(report.resources, "resource"),
+        report.version
+    );
+    let store = Arc::new(store);
+    let watched = dir.clone();
+    let watch = match store.watch(move |report| print_problems(&watched, report)) {
+        Ok(w) => {
+            println!("✔ watching {} for edits", dir.display());
+            Some(w)
+        }
+        Err(e) => {
+            eprintln!("warning: {e}; edits by hand will be read at the next restart only");
+            None
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {}: {e} (is another control plane running? choose another address with --listen)",
+                args.listen
+            );
+            return exit::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().map_or(args.listen, |a| a);
+    println!("✔ API on http://{addr} (keel apply, keel get, keel delete)");
+    if addr.to_string() != keel_control::api::DEFAULT_ADDR {
+        println!("  point the CLI at it with: export KEEL_SERVER=http://{addr}");
+    }
+    let changes = tokio::spawn(print_changes(store.subscribe()));
+    println!("ready — Ctrl-C to stop");
+    let state = ApiState {
+        store: store.clone() as Arc<dyn ConfigStore>,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("KEEL_GIT_COMMIT").to_string(),
+        root_namespace: args.root_namespace.clone(),
+    };
+    let shutdown = async {
+        let signal = shutdown_signal().await;
+        println!("{signal}: shutting down");
+    };
+    if let Err(e) = serve(listener, state, shutdown).await {
+        eprintln!("error: the API stopped: {e}");
+    }
+    changes.abort();
+    drop(watch);
+    println!("stopped");
+    exit::OK
+}
+
+/// One line per stored change, whoever made it (an apply, an edit by hand).
+async fn print_changes(mut rx: tokio::sync::watch::Receiver<Arc<keel_control::store::Snapshot>>) {
+    let mut seen = rx.borrow_and_update().clone();
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow_and_update().clone();
+        for c in now.changes_since(&seen) {
+            let what = match c.kind {
+                ChangeKind::Added => "created",
+                ChangeKind::Updated => "configured",
+                ChangeKind::Removed => "deleted",
+            };
+            println!("  store version {}: {} {what}", now.version, c.key);
+        }
+        seen = now;
+    }
+}
+
+/// Problems found reading the directory (at start, or after an edit by hand), and what
+/// happens to the invalid files.
+fn print_problems(dir: &Path, report: &ReloadReport) {
+    for p in &report.problems {
+        eprintln!("{p}");
+    }
+    for f in &report.rejected_files {
+        let what = if f.kept_last_good {
+            "its last good content stays in force until it is fixed"
+        } else {
+            "it is left out until it is fixed"
+        };
+        eprintln!("  {} is invalid: {what}", dir.join(&f.path).display());
+    }
+    let warnings = report
+        .problems
+        .iter()
+        .filter(|d| d.level == Level::Warning)
+        .count();
+    if warnings > 0 && report.rejected_files.is_empty() {
+        eprintln!("  ({})", plural(warnings, "warning"));
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "interrupted"
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
