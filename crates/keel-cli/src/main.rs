@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Apply(a) => cmd::apply::run_apply(&a),
         cli::Command::Delete(a) => cmd::apply::run_delete(&a),
         cli::Command::Get(a) => cmd::get::run(&a),
+        cli::Command::ProxyStatus(a) => cmd::proxy_status::run(&a),
     };
     ExitCode::from(code)
 }

@@ -32,7 +32,14 @@ impl ControlPlane {
 
     fn start_in(dir: tempfile::TempDir) -> ControlPlane {
         let mut child = Command::new(KEEL)
-            .args(["control-plane", "--listen", "127.0.0.1:0", "--config-dir"])
+            .args([
+                "control-plane",
+                "--listen",
+                "127.0.0.1:0",
+                "--xds-listen",
+                "127.0.0.1:0",
+                "--config-dir",
+            ])
             .arg(dir.path().join("config"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -42,6 +42,7 @@ async fn start() -> Running {
         version: "1.2.3".into(),
         git_commit: "abc".into(),
         root_namespace: "istio-system".into(),
+        proxies: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async move {

@@ -5,7 +5,7 @@
 //! (protocol detection; TCP and TLS passthrough end here) → [`http::server`] (HTTP/1.1,
 //! HTTP/2) → [`route`] (virtual host, first matching route) → [`http::forward`] (action,
 //! [`balance`], [`upstream`]) → response, with every failure a flagged
-//! [`error::ProxyError`]. [`sidecar`] and [`standalone`] are the two ways to run it.
+//! [`error::ProxyError`]. [`sidecar`] and [`standalone`] run it from files; [`xds`] from the control plane's push.
 
 pub mod admin;
 pub mod balance;
@@ -20,3 +20,4 @@ pub mod sidecar;
 pub mod standalone;
 pub mod telemetry;
 pub mod upstream;
+pub mod xds;

@@ -14,9 +14,11 @@ use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
 use keel_proxy::standalone::{self, Compiler, StandaloneConfig};
+use keel_proxy::xds::{ProxySink, XdsClient, XdsConfig};
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::GatewayOptions;
 use keel_snapshot::compile::sidecar::{InboundPort, SidecarOptions};
+use keel_xds::node::{ProxyKind, ProxyNode};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload;
 
@@ -25,7 +27,7 @@ use tracing_subscriber::reload;
     name = "keel-proxy",
     version,
     about = "Keel's data plane: a lean proxy that applies Istio's routing",
-    after_help = "Start here:\n  keel-proxy standalone -f gateway.yaml     run a gateway from Istio YAML\n  keel-proxy sidecar --snapshot snap.json   run a sidecar from a snapshot\n  keel-proxy standalone --help              details and examples"
+    after_help = "Start here:\n  keel-proxy standalone -f gateway.yaml     run a gateway from Istio YAML\n  keel-proxy sidecar --snapshot snap.json   run a sidecar from a snapshot\n  keel-proxy sidecar --xds http://127.0.0.1:15010 --node-id ID -n NS --label app=X\n                                            run a sidecar configured by the control plane\n  keel-proxy standalone --help              details and examples"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,11 +53,25 @@ and reason, and the last good configuration keeps serving.",
 with the VirtualServices bound to `mesh` and TCP by destination address; the inbound listener (15006) forwards to the \
 application on 127.0.0.1. Unknown protocols are detected from the first bytes; traffic for unknown destinations \
 goes where it was addressed.\n\n\
-The configuration is static: a snapshot in JSON (--snapshot; /config_dump of a running proxy is one), or Istio YAML \
-compiled for the workload named by --namespace and --label (-f).",
-        after_help = "Examples:\n  keel-proxy sidecar --snapshot sidecar.json --admin 127.0.0.1:15000\n  keel-proxy sidecar -f mesh.yaml -n default --label app=productpage\n  keel-proxy sidecar -f mesh.yaml --label app=productpage --print-snapshot > sidecar.json"
+The configuration comes from the control plane (--xds: pushed over delta xDS, computed for the workload named by \
+--namespace, --label and the port flags, and followed live), or is static: a snapshot in JSON (--snapshot; \
+/config_dump of a running proxy is one), or Istio YAML compiled for the workload (-f).\n\n\
+With --xds the proxy is ready (/healthz/ready) once it has received its listeners and clusters; an update it \
+can't take (a listener that can't bind) is refused (NACK, shown by `keel proxy-status`) and the last good \
+configuration keeps serving; when the control plane is away the proxy keeps serving and reconnects.",
+        after_help = "Examples:\n  keel-proxy sidecar --xds http://127.0.0.1:15010 --node-id reviews-v1.default -n default --label app=reviews --label version=v1\n  keel-proxy sidecar --snapshot sidecar.json --admin 127.0.0.1:15000\n  keel-proxy sidecar -f mesh.yaml -n default --label app=productpage\n  keel-proxy sidecar -f mesh.yaml --label app=productpage --print-snapshot > sidecar.json"
     )]
     Sidecar(SidecarArgs),
+    /// Run as a gateway configured by the control plane (delta xDS)
+    #[command(
+        long_about = "Run as a gateway (ingress or egress) configured by the control plane over delta xDS: the \
+control plane compiles the Gateways (all, or those named with --gateway) and the VirtualServices bound to them \
+into this proxy's listeners and clusters and pushes every change.\n\n\
+The proxy is ready once it has its first configuration; an update it can't take (a server port that can't bind) \
+is refused (NACK, shown by `keel proxy-status`) and the last good configuration keeps serving.",
+        after_help = "Examples:\n  keel-proxy gateway --xds http://127.0.0.1:15010 --node-id ingressgateway.istio-system -n istio-system --label istio=ingressgateway --bind 127.0.0.1"
+    )]
+    Gateway(GatewayArgs),
     /// Compile Istio YAML into the gateway snapshot `standalone` would run, as JSON, and exit
     #[command(
         long_about = "Read, validate and compile Istio YAML exactly as `standalone` does, print the result as JSON ({\"snapshot\": ..., \"warnings\": [...]} or {\"errors\": [...]}) and exit 0 (valid) or 1 (errors).\n\n\
@@ -83,8 +99,17 @@ struct CompileArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files", "xds"])))]
 struct SidecarArgs {
+    /// The control plane's xDS address: configuration is pushed from there and followed live
+    #[arg(long, value_name = "URL")]
+    xds: Option<String>,
+    /// This proxy's name at the control plane (with --xds) [default: keel-proxy-<pid>.<namespace>]
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// The workload's name, shown by `keel proxy-status` (with --xds)
+    #[arg(long, value_name = "NAME", default_value = "")]
+    workload: String,
     /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
     #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -94,10 +119,10 @@ struct SidecarArgs {
     /// Istio YAML to compile for the workload instead: files, directories or `-`; repeatable
     #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1..)]
     files: Vec<PathBuf>,
-    /// The workload's namespace (with -f)
+    /// The workload's namespace (with -f or --xds)
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
-    /// A label of the workload, key=value; repeatable (with -f)
+    /// A label of the workload, key=value; repeatable (with -f or --xds)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = sidecar::parse_label)]
     labels: Vec<(String, String)>,
     /// Outbound capture port (with -f)
@@ -144,14 +169,54 @@ struct SidecarArgs {
 }
 
 fn parse_app_port(s: &str) -> Result<InboundPort, String> {
-    let (port, protocol) = s.split_once('/').unwrap_or((s, ""));
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("\"{s}\" is not PORT or PORT/PROTOCOL"))?;
-    Ok(InboundPort {
-        port,
-        protocol: protocol.to_ascii_uppercase(),
-    })
+    keel_xds::node::parse_app_port(s)
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// The control plane's xDS address
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:15010")]
+    xds: String,
+    /// This proxy's name at the control plane [default: keel-gateway-<pid>.<namespace>]
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// The gateway's namespace
+    #[arg(short = 'n', long, default_value = "istio-system")]
+    namespace: String,
+    /// A label of the gateway workload, key=value; repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = sidecar::parse_label)]
+    labels: Vec<(String, String)>,
+    /// The gateway workload's name, shown by `keel proxy-status`
+    #[arg(long, value_name = "NAME", default_value = "")]
+    workload: String,
+    /// Serve only these Gateways (`namespace/name`); default: every Gateway
+    #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
+    gateways: Vec<String>,
+    /// Address the Gateway server ports listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
+    /// 15090 and 15020); repeatable; `none` disables
+    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
+    stats: Vec<Option<SocketAddr>>,
+    /// This proxy's locality (`region/zone/subzone`), for locality-aware load balancing
+    #[arg(long, default_value = "", env = "KEEL_LOCALITY")]
+    locality: String,
+    /// How long SIGTERM waits for in-flight requests before exiting
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Access log to stdout: off, text (Istio's default format) or json
+    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
+    access_log: String,
+    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
+    #[arg(long, default_value = "info", env = "KEEL_LOG")]
+    log_level: String,
+    /// Worker threads of the async runtime; default: one per core
+    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
 }
 
 #[derive(clap::Args)]
@@ -252,6 +317,7 @@ fn main() -> ExitCode {
     let workers = match &cli.command {
         Command::Standalone(a) => a.workers,
         Command::Sidecar(a) => a.workers,
+        Command::Gateway(a) => a.workers,
         Command::Compile(_) => None,
     };
     // One worker is a current-thread runtime: no work-stealing queues or cross-thread wake-ups
@@ -276,6 +342,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Standalone(args) => rt.block_on(run_standalone(args)),
         Command::Sidecar(args) => rt.block_on(run_sidecar(args)),
+        Command::Gateway(args) => rt.block_on(run_gateway(args)),
         Command::Compile(args) => run_compile(args),
     }
 }
@@ -294,7 +361,28 @@ fn init_logging(level: &str) -> reload::Handle<EnvFilter, tracing_subscriber::Re
 
 async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     let reload = init_logging(&args.log_level);
+    let xds = args.xds.as_ref().map(|address| {
+        let node = ProxyNode {
+            id: args
+                .node_id
+                .clone()
+                .unwrap_or_else(|| format!("keel-proxy-{}.{}", std::process::id(), args.namespace)),
+            kind: ProxyKind::Sidecar,
+            namespace: args.namespace.clone(),
+            labels: args.labels.iter().cloned().collect(),
+            workload: args.workload.clone(),
+            bind: args.bind,
+            outbound_port: args.outbound_port,
+            inbound_port: args.inbound_port,
+            outbound_listeners: args.outbound_listeners.clone(),
+            app_ports: args.app_ports.clone(),
+            gateways: Vec::new(),
+            proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        XdsConfig::new(address, node)
+    });
     let snapshot = match &args.snapshot {
+        _ if xds.is_some() => Snapshot::default(),
         Some(path) => match sidecar::load_snapshot(path) {
             Ok(s) => s,
             Err(e) => {
@@ -365,6 +453,44 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         args.drain_timeout,
         reload,
         None,
+        xds,
+    )
+    .await
+}
+
+async fn run_gateway(args: GatewayArgs) -> ExitCode {
+    let reload = init_logging(&args.log_level);
+    let node = ProxyNode {
+        id: args
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("keel-gateway-{}.{}", std::process::id(), args.namespace)),
+        kind: ProxyKind::Gateway,
+        namespace: args.namespace.clone(),
+        labels: args.labels.iter().cloned().collect(),
+        workload: args.workload.clone(),
+        bind: args.bind,
+        gateways: args.gateways.clone(),
+        proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..ProxyNode::default()
+    };
+    let shared = Shared::with_l4(
+        &args.locality,
+        L4Config {
+            drain_timeout: args.drain_timeout,
+            ..Default::default()
+        },
+    );
+    set_access_log(&shared, &args.access_log);
+    serve(
+        shared,
+        Snapshot::default(),
+        args.admin,
+        args.stats.iter().flatten().copied().collect(),
+        args.drain_timeout,
+        reload,
+        None,
+        Some(XdsConfig::new(&args.xds, node)),
     )
     .await
 }
@@ -447,6 +573,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         args.drain_timeout,
         reload,
         Some(cfg),
+        None,
     )
     .await
 }
@@ -459,8 +586,9 @@ fn set_access_log(shared: &Shared, format: &str) {
     });
 }
 
-/// Serves `snapshot` (watching the standalone configuration when given) until SIGTERM,
-/// Ctrl-C or `/quitquitquit`, then drains.
+/// Serves `snapshot` (watching the standalone configuration, or following the control plane,
+/// when given) until SIGTERM, Ctrl-C or `/quitquitquit`, then drains.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     shared: Arc<Shared>,
     snapshot: Snapshot,
@@ -469,6 +597,7 @@ async fn serve(
     drain_timeout: Duration,
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     watch: Option<StandaloneConfig>,
+    xds: Option<XdsConfig>,
 ) -> ExitCode {
     // Series of destinations idle for 10 minutes are dropped, so cardinality stays bounded.
     {
@@ -511,14 +640,35 @@ async fn serve(
     for e in &bind_errors {
         tracing::error!("{e}");
     }
-    if listener_count == 0 {
+    if listener_count == 0 && xds.is_none() {
         tracing::warn!(
             "no listeners in the configuration: for a gateway, add a Gateway with servers (plain HTTP, TCP or TLS passthrough ports)"
         );
     }
-    ready.store(true, Ordering::Relaxed);
-    for l in &shared.runtime.load().snapshot.listeners {
-        tracing::info!(listener = %l.name, protocol = ?l.protocol, "listening on {}", l.address);
+    match xds {
+        // Ready once the control plane's listeners and clusters are in (ztunnel's rule).
+        Some(config) => {
+            let sink = ProxySink {
+                shared: shared.clone(),
+                listeners: listeners.clone(),
+            };
+            let client = XdsClient::new(config, sink);
+            let mut state = client.state();
+            tokio::spawn(client.run());
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                if state.wait_for(|s| s.synced).await.is_ok() {
+                    ready.store(true, Ordering::Relaxed);
+                    tracing::info!("configuration received from the control plane: ready");
+                }
+            });
+        }
+        None => {
+            ready.store(true, Ordering::Relaxed);
+            for l in &shared.runtime.load().snapshot.listeners {
+                tracing::info!(listener = %l.name, protocol = ?l.protocol, "listening on {}", l.address);
+            }
+        }
     }
     if let Some(cfg) = watch {
         tokio::spawn(standalone::watch(shared.clone(), listeners.clone(), cfg));

@@ -113,6 +113,12 @@ impl ConnInfo {
 /// A bound listener: where, speaking what, and its accept loop.
 type Running = (SocketAddr, ListenerProtocol, JoinHandle<()>);
 
+/// Sockets bound for a snapshot not installed yet ([`Listeners::prepare`]); dropping it
+/// closes them.
+pub struct Prepared {
+    bound: Vec<(Listener, TcpListener)>,
+}
+
 /// The running listeners, reconciled against each new snapshot.
 #[derive(Default)]
 pub struct Listeners {
@@ -164,6 +170,60 @@ impl Listeners {
             }
         }
         errors
+    }
+
+    /// Binds the sockets of `snapshot`'s listeners on new addresses before anything changes,
+    /// so a snapshot with a listener that cannot bind can be refused whole while the running
+    /// configuration stays. Addresses a running listener already holds are left to
+    /// [`Listeners::commit`], which rebinds them if the listener changed.
+    pub async fn prepare(
+        &self,
+        snapshot: &keel_snapshot::Snapshot,
+    ) -> Result<Prepared, Vec<String>> {
+        let running: HashMap<String, SocketAddr> = self
+            .running
+            .lock()
+            .map(|r| r.iter().map(|(n, (a, _, _))| (n.clone(), *a)).collect())
+            .unwrap_or_default();
+        let mut bound = Vec::new();
+        let mut errors = Vec::new();
+        let held: std::collections::HashSet<SocketAddr> = running.values().copied().collect();
+        for l in &snapshot.listeners {
+            // Kept, or its address is held by a listener this snapshot changes or removes:
+            // that one is freed and rebound by `commit`.
+            let kept = running.get(&l.name) == Some(&l.address);
+            if kept || (held.contains(&l.address) && l.address.port() != 0) {
+                continue;
+            }
+            match TcpListener::bind(l.address).await {
+                Ok(sock) => bound.push((l.clone(), sock)),
+                Err(e) => errors.push(format!(
+                    "listener {} cannot bind {}: {e}",
+                    l.name, l.address
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Prepared { bound })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// After [`Shared::install`] of the snapshot given to [`Listeners::prepare`]: starts the
+    /// prepared listeners, stops removed ones (their connections continue) and rebinds the
+    /// rest as [`Listeners::reconcile`] does. Returns bind errors of those rebinds.
+    pub async fn commit(&self, shared: &Arc<Shared>, prepared: Prepared) -> Vec<String> {
+        for (l, sock) in prepared.bound {
+            let handle = tokio::spawn(accept_loop(shared.clone(), l.clone(), sock));
+            if let Ok(mut running) = self.running.lock()
+                && let Some((_, _, old)) =
+                    running.insert(l.name.clone(), (l.address, l.protocol, handle))
+            {
+                old.abort();
+            }
+        }
+        self.reconcile(shared).await
     }
 
     /// The addresses actually bound (ports assigned for `:0`), by listener name.

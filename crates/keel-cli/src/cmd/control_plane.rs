@@ -1,4 +1,4 @@
-//! `keel control-plane`: the config store and its API, until Ctrl-C or SIGTERM.
+//! `keel control-plane`: the config store, its API and the xDS push, until Ctrl-C or SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 use keel_config::Level;
 use keel_control::api::server::{ApiState, serve};
 use keel_control::store::{ChangeKind, ConfigStore, DirStore, DirStoreOptions, ReloadReport};
+use keel_control::xds::{Debounce, XdsServer};
 
 use crate::cli::ControlPlaneArgs;
 use crate::exit;
@@ -99,6 +100,19 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
     if addr.to_string() != keel_control::api::DEFAULT_ADDR {
         println!("  point the CLI at it with: export KEEL_SERVER=http://{addr}");
     }
+    let xds_listener = match tokio::net::TcpListener::bind(args.xds_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {} for xDS: {e} (is another control plane running? choose another address with --xds-listen)",
+                args.xds_listen
+            );
+            return exit::FAILURE;
+        }
+    };
+    let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
+    let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
+    println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");
     let changes = tokio::spawn(print_changes(store.subscribe()));
     println!("ready — Ctrl-C to stop");
     let state = ApiState {
@@ -106,13 +120,29 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
         version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("KEEL_GIT_COMMIT").to_string(),
         root_namespace: args.root_namespace.clone(),
+        proxies: Some(xds.registry()),
     };
-    let shutdown = async {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let xds_task = tokio::spawn(keel_control::xds::serve(
+        xds_listener,
+        xds,
+        stopped(stop_rx.clone()),
+    ));
+    let shutdown = async move {
         let signal = shutdown_signal().await;
         println!("{signal}: shutting down");
+        let _ = stop_tx.send(true);
     };
     if let Err(e) = serve(listener, state, shutdown).await {
         eprintln!("error: the API stopped: {e}");
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), xds_task).await {
+        Ok(Ok(Err(e))) => eprintln!("error: the xDS server stopped: {e}"),
+        Ok(_) => {}
+        Err(_) => eprintln!("warning: the xDS server did not stop within 5 s"),
     }
     changes.abort();
     drop(watch);

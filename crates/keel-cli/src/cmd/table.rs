@@ -194,7 +194,7 @@ pub fn render(
 }
 
 /// kubectl's tabwriter settings: three spaces between columns, cells at least six wide.
-fn align(rows: &[Vec<String>]) -> String {
+pub fn align(rows: &[Vec<String>]) -> String {
     let n = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..n)
         .map(|i| {

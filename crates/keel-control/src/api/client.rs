@@ -101,6 +101,11 @@ impl Client {
         self.call(Method::GET, &path, None).await
     }
 
+    /// The connected proxies and where each stands (`keel proxy-status`).
+    pub async fn proxies(&self) -> Result<crate::xds::ProxiesResponse, ClientError> {
+        self.call(Method::GET, "/apis/proxies", None).await
+    }
+
     /// `{"version", "gitCommit", "storeVersion"}`.
     pub async fn version(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, "/version", None).await

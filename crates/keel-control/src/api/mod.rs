@@ -7,6 +7,7 @@
 //! | `POST /apis/delete[?namespace=NS][&dryRun=true]` | delete the resources named in the body |
 //! | `GET /apis/resources?kind=K[&namespace=NS][&name=N]` | a `kind: List` of stored objects (JSON) |
 //! | `GET /apis/problems` | problems in the stored files (invalid edits kept out, duplicates) |
+//! | `GET /apis/proxies` | the connected proxies and their sync state per type ([`crate::xds::ProxiesResponse`]) |
 //! | `GET /version` | `{"version", "gitCommit", "storeVersion"}` |
 //! | `GET /healthz` | `ok` |
 //!

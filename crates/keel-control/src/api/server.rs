@@ -40,6 +40,8 @@ pub struct ApiState {
     pub git_commit: String,
     /// The mesh's root namespace, for validation.
     pub root_namespace: String,
+    /// The connected proxies, when the xDS server runs beside the API (`/apis/proxies`).
+    pub proxies: Option<Arc<crate::xds::ProxyRegistry>>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -114,12 +116,13 @@ async fn handle(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
             let problems: Vec<Message> = state.store.problems().iter().map(Message::from).collect();
             json(StatusCode::OK, &serde_json::json!({ "problems": problems }))
         }
+        (&Method::GET, "/apis/proxies") => proxies(state),
         (&Method::POST, "/apis/apply") => write(state, req, query, true).await,
         (&Method::POST, "/apis/delete") => write(state, req, query, false).await,
         (
             _,
-            "/healthz" | "/version" | "/apis/resources" | "/apis/problems" | "/apis/apply"
-            | "/apis/delete",
+            "/healthz" | "/version" | "/apis/resources" | "/apis/problems" | "/apis/proxies"
+            | "/apis/apply" | "/apis/delete",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -131,6 +134,15 @@ async fn handle(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
             format!("no such endpoint: {path}"),
         ),
     }
+}
+
+/// `GET /apis/proxies`: the connected proxies and where each stands, per type.
+fn proxies(state: &ApiState) -> Reply {
+    let body = crate::xds::ProxiesResponse {
+        control_plane_version: state.store.snapshot().version.to_string(),
+        proxies: state.proxies.as_ref().map(|r| r.list()).unwrap_or_default(),
+    };
+    json(StatusCode::OK, &body)
 }
 
 fn list(state: &ApiState, query: &[(String, String)]) -> Reply {

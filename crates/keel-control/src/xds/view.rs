@@ -1,0 +1,145 @@
+//! A proxy's view: the listeners and clusters the snapshot compilers build for it from the
+//! store, encoded and versioned, keyed by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_config::Resource;
+use keel_snapshot::compile::{gateway, sidecar};
+use keel_xds::ResourceType;
+use keel_xds::codec::{Encoded, encode};
+use keel_xds::node::{ProxyKind, ProxyNode};
+use tokio::sync::watch;
+
+use crate::store::Snapshot;
+
+/// One store snapshot, prepared once for every proxy's compilation.
+#[derive(Debug, Default)]
+pub struct PushContext {
+    /// The store version: what proxies see as the control-plane version.
+    pub version: u64,
+    pub resources: Vec<Resource>,
+}
+
+impl PushContext {
+    pub fn new(snapshot: &Snapshot) -> PushContext {
+        PushContext {
+            version: snapshot.version,
+            resources: snapshot
+                .resources
+                .values()
+                .map(|r| r.resource.clone())
+                .collect(),
+        }
+    }
+}
+
+/// The resources of one type, by name.
+pub type TypeView = BTreeMap<String, Encoded>;
+
+/// Everything one proxy should have.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    /// The store version it was computed from.
+    pub version: u64,
+    pub clusters: TypeView,
+    pub listeners: TypeView,
+}
+
+impl View {
+    pub fn of(&self, t: ResourceType) -> &TypeView {
+        match t {
+            ResourceType::Cluster => &self.clusters,
+            ResourceType::Listener => &self.listeners,
+        }
+    }
+}
+
+/// Compiles the proxy's snapshot (the sidecar or gateway compiler, as the node says) and
+/// encodes its listeners and clusters.
+pub fn compute(ctx: &PushContext, node: &ProxyNode, root_namespace: &str) -> View {
+    let version = ctx.version.to_string();
+    let compiled = match node.kind {
+        ProxyKind::Sidecar => sidecar::compile(
+            &ctx.resources,
+            &node.sidecar_options(&version, root_namespace),
+        ),
+        ProxyKind::Gateway => gateway::compile(&ctx.resources, &node.gateway_options(&version)),
+    };
+    let mut view = View {
+        version: ctx.version,
+        ..View::default()
+    };
+    for l in &compiled.snapshot.listeners {
+        match encode(l) {
+            Ok(e) => {
+                view.listeners.insert(e.name.clone(), e);
+            }
+            Err(e) => tracing::error!(proxy = %node.id, "{e}; not sent"),
+        }
+    }
+    for c in compiled.snapshot.clusters.values() {
+        match encode(c) {
+            Ok(e) => {
+                view.clusters.insert(e.name.clone(), e);
+            }
+            Err(e) => tracing::error!(proxy = %node.id, "{e}; not sent"),
+        }
+    }
+    view
+}
+
+/// How store changes are batched into pushes.
+#[derive(Debug, Clone, Copy)]
+pub struct Debounce {
+    /// A push waits until the store has been quiet this long...
+    pub quiet: Duration,
+    /// ...but no longer than this after the first change.
+    pub max: Duration,
+}
+
+impl Default for Debounce {
+    /// Istio's defaults (`PILOT_DEBOUNCE_AFTER` 100 ms, `PILOT_DEBOUNCE_MAX` 10 s) with a
+    /// shorter maximum: a config dir sees far fewer changes than a Kubernetes cluster.
+    fn default() -> Self {
+        Debounce {
+            quiet: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Follows the store and publishes a [`PushContext`] after each burst of changes settles.
+/// The task ends when the store's sender is gone.
+pub fn debounced(
+    mut store: watch::Receiver<Arc<Snapshot>>,
+    debounce: Debounce,
+) -> watch::Receiver<Arc<PushContext>> {
+    let first = PushContext::new(&store.borrow_and_update());
+    let (tx, rx) = watch::channel(Arc::new(first));
+    tokio::spawn(async move {
+        while store.changed().await.is_ok() {
+            let deadline = tokio::time::Instant::now() + debounce.max;
+            loop {
+                let quiet_end = (tokio::time::Instant::now() + debounce.quiet).min(deadline);
+                tokio::select! {
+                    () = tokio::time::sleep_until(quiet_end) => break,
+                    changed = store.changed() => if changed.is_err() { break },
+                }
+            }
+            let snapshot = store.borrow_and_update().clone();
+            // Converting resources is the part every proxy would otherwise repeat.
+            let ctx = tokio::task::spawn_blocking(move || PushContext::new(&snapshot)).await;
+            match ctx {
+                Ok(ctx) => {
+                    if tx.send(Arc::new(ctx)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::error!("preparing a push failed: {e}"),
+            }
+        }
+    });
+    rx
+}
