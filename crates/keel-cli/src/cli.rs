@@ -209,7 +209,7 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "STRATEGY", num_args = 0..=1, default_missing_value = "server", value_parser = ["server", "none"])]
     pub dry_run: Option<String>,
 
-    /// Wait until every affected proxy has acknowledged the change (needs the push engine; not available yet)
+    /// Wait (up to 30 s) until every connected proxy has acknowledged the change; exit 1 naming those that didn't
     #[arg(long)]
     pub wait: bool,
 

@@ -76,6 +76,11 @@ impl ControlPlane {
             .and_then(|rest| rest.split_whitespace().next())
             .expect("API address printed");
         cp.server = api.to_string();
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("✔ xDS on http://127.0.0.1:")),
+            "{seen:#?}"
+        );
         cp
     }
 
@@ -475,5 +480,32 @@ fn dry_run_and_wait() {
         .stdout(predicate::str::contains(
             "virtualservice.networking.istio.io/reviews created",
         ))
-        .stderr(predicate::str::contains("--wait").and(predicate::str::contains("push engine")));
+        // No proxy is connected: nothing to wait for.
+        .stderr(predicate::str::contains(
+            "no proxies are connected: nothing to wait for",
+        ));
+}
+
+#[test]
+fn proxy_status_with_no_proxy_and_the_xds_port_printed() {
+    let cp = ControlPlane::start();
+    cp.keel()
+        .args(["proxy-status"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "No proxies are connected to http://",
+        ));
+    let json = cp.stdout(&["proxy-status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["proxies"], serde_json::json!([]));
+    assert!(v["controlPlaneVersion"].is_string(), "{v}");
+    cp.keel()
+        .args(["proxy-status", "nobody.default"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no proxy named \"nobody.default\" is connected",
+        ));
 }

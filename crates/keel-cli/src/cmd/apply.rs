@@ -2,9 +2,12 @@
 //! the way kubectl does.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use keel_control::api::InputFile;
-use keel_control::store::{ApplyOutcome, DeleteOutcome};
+use keel_control::api::client::Client;
+use keel_control::store::DeleteOutcome;
+use keel_control::xds::{ProxyStatus, SyncState};
 
 use super::remote;
 use crate::cli::{ApplyArgs, DeleteArgs};
@@ -37,20 +40,8 @@ pub fn run_apply(args: &ApplyArgs) -> u8 {
     for r in &response.results {
         println!("{} {}{suffix}", r.id.kubectl_name(), r.outcome);
     }
-    if args.wait {
-        let changed = response
-            .results
-            .iter()
-            .any(|r| r.outcome != ApplyOutcome::Unchanged);
-        eprintln!(
-            "note: --wait: waiting for proxies to acknowledge needs the push engine, which this build doesn't have yet; {} (store version {})",
-            if changed {
-                "the change is stored"
-            } else {
-                "nothing changed"
-            },
-            response.store_version
-        );
+    if args.wait && !response.dry_run {
+        return wait_for_acks(&client, response.store_version);
     }
     exit::OK
 }
@@ -124,4 +115,71 @@ fn read(files: &[PathBuf], verb: &str) -> Result<Vec<InputFile>, u8> {
             text: i.text,
         })
         .collect())
+}
+
+/// How long `--wait` waits for the proxies.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// `--wait`: until every connected proxy has ACKed a view computed from `version` or later
+/// (a proxy whose view didn't change is in sync at once), or rejected it; says which didn't.
+fn wait_for_acks(client: &Client, version: u64) -> u8 {
+    let outcome = remote::block_on(async {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            let resp = client.proxies().await?;
+            let total = resp.proxies.len();
+            let behind: Vec<ProxyStatus> = resp
+                .proxies
+                .into_iter()
+                .filter(|p| !caught_up(p, version))
+                .collect();
+            if behind.is_empty() || Instant::now() >= deadline {
+                return Ok((total, behind));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (total, behind) = match outcome {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return remote::report(&e),
+        Err(code) => return code,
+    };
+    if total == 0 {
+        eprintln!("no proxies are connected: nothing to wait for");
+        return exit::OK;
+    }
+    if behind.is_empty() {
+        eprintln!("{total} proxies acknowledged store version {version}");
+        return exit::OK;
+    }
+    for p in &behind {
+        let states: Vec<String> = p
+            .types
+            .iter()
+            .map(|(t, s)| match (&s.state, &s.nack_reason) {
+                (SyncState::Nack, Some(r)) => format!("{t} NACK: {r}"),
+                (state, _) => format!("{t} {}", state.as_str()),
+            })
+            .collect();
+        eprintln!(
+            "{} (control plane version {}): {}",
+            p.name,
+            p.control_plane_version,
+            states.join(", ")
+        );
+    }
+    eprintln!(
+        "error: {} of {total} proxies did not acknowledge store version {version} within {}s",
+        behind.len(),
+        WAIT_LIMIT.as_secs()
+    );
+    exit::FAILURE
+}
+
+/// Every type SYNCED with a view from `version` or later.
+fn caught_up(p: &ProxyStatus, version: u64) -> bool {
+    p.control_plane_version
+        .parse::<u64>()
+        .is_ok_and(|v| v >= version)
+        && p.types.values().all(|s| s.state == SyncState::Synced)
 }
