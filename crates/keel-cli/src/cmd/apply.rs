@@ -133,7 +133,9 @@ fn wait_for_acks(client: &Client, version: u64) -> u8 {
                 .into_iter()
                 .filter(|p| !caught_up(p, version))
                 .collect();
-            if behind.is_empty() || Instant::now() >= deadline {
+            // A proxy that rejected this version won't take it by waiting longer.
+            let settled = behind.iter().all(|p| rejected(p, version));
+            if settled || Instant::now() >= deadline {
                 return Ok((total, behind));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -149,7 +151,8 @@ fn wait_for_acks(client: &Client, version: u64) -> u8 {
         return exit::OK;
     }
     if behind.is_empty() {
-        eprintln!("{total} proxies acknowledged store version {version}");
+        let proxies = if total == 1 { "proxy" } else { "proxies" };
+        eprintln!("{total} {proxies} acknowledged store version {version}");
         return exit::OK;
     }
     for p in &behind {
@@ -168,12 +171,24 @@ fn wait_for_acks(client: &Client, version: u64) -> u8 {
             states.join(", ")
         );
     }
+    let within = if behind.iter().all(|p| rejected(p, version)) {
+        String::new()
+    } else {
+        format!(" within {}s", WAIT_LIMIT.as_secs())
+    };
     eprintln!(
-        "error: {} of {total} proxies did not acknowledge store version {version} within {}s",
+        "error: {} of {total} proxies did not acknowledge store version {version}{within}",
         behind.len(),
-        WAIT_LIMIT.as_secs()
     );
     exit::FAILURE
+}
+
+/// A view from `version` or later was rejected (NACK) for some type.
+fn rejected(p: &ProxyStatus, version: u64) -> bool {
+    p.control_plane_version
+        .parse::<u64>()
+        .is_ok_and(|v| v >= version)
+        && p.types.values().any(|s| s.state == SyncState::Nack)
 }
 
 /// Every type SYNCED with a view from `version` or later.

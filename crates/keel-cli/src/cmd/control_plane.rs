@@ -114,6 +114,7 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
     let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
     println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");
     let changes = tokio::spawn(print_changes(store.subscribe()));
+    let proxy_events = tokio::spawn(print_proxy_events(xds.registry()));
     println!("ready — Ctrl-C to stop");
     let state = ApiState {
         store: store.clone() as Arc<dyn ConfigStore>,
@@ -145,6 +146,7 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
         Err(_) => eprintln!("warning: the xDS server did not stop within 5 s"),
     }
     changes.abort();
+    proxy_events.abort();
     drop(watch);
     println!("stopped");
     exit::OK
@@ -164,6 +166,46 @@ async fn print_changes(mut rx: tokio::sync::watch::Receiver<Arc<keel_control::st
             println!("  store version {}: {} {what}", now.version, c.key);
         }
         seen = now;
+    }
+}
+
+/// One line when a proxy connects, disconnects, or rejects an update (with the reason).
+async fn print_proxy_events(registry: Arc<keel_control::xds::ProxyRegistry>) {
+    use std::collections::BTreeMap;
+    let mut rx = registry.subscribe();
+    // name → the NACK reasons already printed, by type.
+    let mut known: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    while rx.changed().await.is_ok() {
+        let now: BTreeMap<String, _> = registry
+            .list()
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        for (name, p) in &now {
+            let seen = known.entry(name.clone()).or_insert_with(|| {
+                println!("  proxy {name} connected ({} in {})", p.kind, p.namespace);
+                BTreeMap::new()
+            });
+            for (t, s) in &p.types {
+                let reason = s.nack_reason.clone();
+                if seen.get(t) != Some(&reason) {
+                    if let Some(r) = &reason {
+                        println!(
+                            "  proxy {name} rejected {t} (version {}): {r}",
+                            p.control_plane_version
+                        );
+                    }
+                    seen.insert(t.clone(), reason);
+                }
+            }
+        }
+        known.retain(|name, _| {
+            let here = now.contains_key(name);
+            if !here {
+                println!("  proxy {name} disconnected");
+            }
+            here
+        });
     }
 }
 

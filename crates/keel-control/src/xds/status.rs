@@ -119,22 +119,44 @@ pub struct ProxiesResponse {
 }
 
 /// Every connected stream's status, by stream id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyRegistry {
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// Bumped on every change, for those who follow the registry (`keel control-plane`
+    /// prints connects, disconnects and NACKs).
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for ProxyRegistry {
+    fn default() -> Self {
+        ProxyRegistry {
+            streams: Mutex::default(),
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl ProxyRegistry {
     pub fn update(&self, stream: u64, status: ProxyStatus) {
         if let Ok(mut s) = self.streams.lock() {
+            if s.get(&stream) == Some(&status) {
+                return;
+            }
             s.insert(stream, status);
         }
+        self.changes.send_modify(|n| *n += 1);
     }
 
     pub fn remove(&self, stream: u64) {
         if let Ok(mut s) = self.streams.lock() {
             s.remove(&stream);
         }
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes on every change of any proxy's status.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Every connected proxy, by name (then by stream, oldest first).
