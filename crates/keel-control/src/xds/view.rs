@@ -143,3 +143,72 @@ pub fn debounced(
     });
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+    use super::*;
+
+    fn snapshot(version: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            version,
+            ..Snapshot::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_changes_is_one_push_of_the_latest() {
+        let (tx, rx) = watch::channel(snapshot(0));
+        let mut pushes = debounced(
+            rx,
+            Debounce {
+                quiet: Duration::from_millis(50),
+                max: Duration::from_secs(10),
+            },
+        );
+        assert_eq!(pushes.borrow_and_update().version, 0);
+        for v in 1..=3 {
+            tx.send(snapshot(v)).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), pushes.changed())
+            .await
+            .expect("a push")
+            .unwrap();
+        assert_eq!(pushes.borrow_and_update().version, 3);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!pushes.has_changed().unwrap(), "one push for the burst");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_never_settles_is_pushed_at_the_maximum() {
+        let (tx, rx) = watch::channel(snapshot(0));
+        let mut pushes = debounced(
+            rx,
+            Debounce {
+                quiet: Duration::from_millis(100),
+                max: Duration::from_millis(150),
+            },
+        );
+        let start = tokio::time::Instant::now();
+        let writer = tokio::spawn(async move {
+            for v in 1..=40 {
+                tx.send(snapshot(v)).unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), pushes.changed())
+            .await
+            .expect("a push")
+            .unwrap();
+        // Changes every 20 ms never leave 100 ms of quiet: the 150 ms maximum decides (with
+        // room for a busy machine), well before the writer stops at 800 ms.
+        assert!(
+            start.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(pushes.borrow_and_update().version < 40);
+        writer.abort();
+    }
+}
