@@ -161,34 +161,45 @@ async fn sidecar() -> Sidecar {
         "{:?}",
         loaded.diagnostics
     );
-    let (outbound, inbound) = (free_port(), free_port());
-    let compiled = compile(
-        &loaded.resources,
-        &SidecarOptions {
-            namespace: "default".into(),
-            labels: [("app".to_string(), "productpage".to_string())].into(),
-            outbound_port: outbound,
-            inbound_port: inbound,
-            bind: "127.0.0.1".parse().unwrap(),
-            ..Default::default()
-        },
-    );
-    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sidecar.json");
-    std::fs::write(&file, serde_json::to_string(&compiled.snapshot).unwrap()).unwrap();
-    let snapshot = keel_proxy::sidecar::load_snapshot(&file).expect("snapshot file");
-    assert_eq!(snapshot, compiled.snapshot);
-    let orig = FixedOriginalDst::new(None);
-    // A long detection timeout: anything that waits on it fails the test's bounds, so
-    // declared TCP ports must not be sniffed.
-    let running = start(snapshot, Duration::from_secs(30), Arc::new(orig.clone())).await;
-    Sidecar {
-        outbound: local(outbound),
-        inbound: local(inbound),
-        orig,
-        _running: running,
+    let mut last = Vec::new();
+    for _ in 0..5 {
+        let (outbound, inbound) = (free_port(), free_port());
+        let compiled = compile(
+            &loaded.resources,
+            &SidecarOptions {
+                namespace: "default".into(),
+                labels: [("app".to_string(), "productpage".to_string())].into(),
+                outbound_port: outbound,
+                inbound_port: inbound,
+                bind: "127.0.0.1".parse().unwrap(),
+                ..Default::default()
+            },
+        );
+        assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sidecar.json");
+        std::fs::write(&file, serde_json::to_string(&compiled.snapshot).unwrap()).unwrap();
+        let snapshot = keel_proxy::sidecar::load_snapshot(&file).expect("snapshot file");
+        assert_eq!(snapshot, compiled.snapshot);
+        let orig = FixedOriginalDst::new(None);
+        // A long detection timeout: anything that waits on it fails the test's bounds, so
+        // declared TCP ports must not be sniffed.
+        let running =
+            match try_start(snapshot, Duration::from_secs(30), Arc::new(orig.clone())).await {
+                Ok(running) => running,
+                Err(errors) => {
+                    last = errors;
+                    continue;
+                }
+            };
+        return Sidecar {
+            outbound: local(outbound),
+            inbound: local(inbound),
+            orig,
+            _running: running,
+        };
     }
+    panic!("the sidecar could not bind: {last:?}");
 }
 
 fn at(s: &str) -> Option<SocketAddr> {

@@ -142,6 +142,19 @@ pub async fn start(
     detect_timeout: Duration,
     original_dst: Arc<dyn OriginalDst>,
 ) -> (Arc<Shared>, Listeners) {
+    match try_start(snapshot, detect_timeout, original_dst).await {
+        Ok(started) => started,
+        Err(errors) => panic!("{errors:?}"),
+    }
+}
+
+/// [`start`], returning bind errors (a port picked by `free_port` may have been taken by a
+/// test running in parallel; the caller picks others and tries again).
+pub async fn try_start(
+    snapshot: Snapshot,
+    detect_timeout: Duration,
+    original_dst: Arc<dyn OriginalDst>,
+) -> Result<(Arc<Shared>, Listeners), Vec<String>> {
     let shared = Shared::with_l4(
         "",
         L4Config {
@@ -155,8 +168,11 @@ pub async fn start(
     let listeners = Listeners::default();
     shared.install(snapshot);
     let errors = listeners.reconcile(&shared).await;
-    assert!(errors.is_empty(), "{errors:?}");
-    (shared, listeners)
+    if !errors.is_empty() {
+        listeners.stop_all();
+        return Err(errors);
+    }
+    Ok((shared, listeners))
 }
 
 /// Connects, sends `data`, half-closes, and reads everything until the proxy closes.
