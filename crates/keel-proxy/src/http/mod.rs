@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod forward;
+pub mod h1;
 pub mod h2c;
 pub mod headers;
 pub mod observe;
