@@ -30,30 +30,29 @@ pub(crate) enum Spelled {
     Other,
 }
 
-/// Compares the wire spelling with the lower-case name, in one pass.
+/// Compares the wire spelling with the lower-case name.
 pub(crate) fn spelled(raw: &[u8], lower: &str) -> Spelled {
     let lower = lower.as_bytes();
-    let (mut is_lower, mut is_title) = (true, true);
+    if raw == lower {
+        return Spelled::Lower;
+    }
+    if raw.len() != lower.len() {
+        return Spelled::Other;
+    }
+    // Title-Case: upper case where a word starts, the rest as in the lower-case name.
     let mut word_start = true;
     for (r, l) in raw.iter().zip(lower) {
-        is_lower &= r == l;
-        let title = if word_start {
+        let expected = if word_start {
             l.to_ascii_uppercase()
         } else {
             *l
         };
-        is_title &= *r == title;
+        if *r != expected {
+            return Spelled::Other;
+        }
         word_start = *l == b'-';
     }
-    if raw.len() != lower.len() {
-        Spelled::Other
-    } else if is_lower {
-        Spelled::Lower
-    } else if is_title {
-        Spelled::Title
-    } else {
-        Spelled::Other
-    }
+    Spelled::Title
 }
 
 /// Marks a value whose name was Title-Case.
@@ -106,40 +105,85 @@ impl HeaderCase {
     }
 }
 
+/// Title-Case spellings written recently on a connection, by position in the message: the
+/// same names go out in the same order on every response of a keep-alive connection, so
+/// this is a name comparison instead of recasing each byte.
+#[derive(Default)]
+pub struct TitleCache {
+    slots: Vec<(HeaderName, [u8; TITLE_MAX], u8)>,
+}
+
+/// Longer names are recased each time.
+const TITLE_MAX: usize = 24;
+
+/// Remembered positions.
+const TITLE_SLOTS: usize = 12;
+
+impl TitleCache {
+    /// Appends `name` in Title-Case, the `i`-th header of the message.
+    fn write(&mut self, out: &mut Vec<u8>, i: usize, name: &HeaderName) {
+        if let Some((cached, bytes, len)) = self.slots.get(i)
+            && cached == name
+        {
+            out.extend_from_slice(&bytes[..usize::from(*len)]);
+            return;
+        }
+        let start = out.len();
+        out.extend_from_slice(name.as_str().as_bytes());
+        let mut word_start = true;
+        for b in out.iter_mut().skip(start) {
+            if word_start {
+                b.make_ascii_uppercase();
+            }
+            word_start = *b == b'-';
+        }
+        let title = out.get(start..).unwrap_or_default();
+        if i < TITLE_SLOTS && i <= self.slots.len() && title.len() <= TITLE_MAX {
+            let mut bytes = [0u8; TITLE_MAX];
+            bytes[..title.len()].copy_from_slice(title);
+            let slot = (name.clone(), bytes, title.len() as u8);
+            if i == self.slots.len() {
+                self.slots.push(slot);
+            } else {
+                self.slots[i] = slot;
+            }
+        }
+    }
+}
+
 /// Writes each header's name as it was spelled. With a [`HeaderCase`], names are looked up
 /// in it: headers are written in the `HeaderMap`'s order, which is mostly the order they
 /// were read in, so the search starts after the last name found, and each original name is
 /// used once, so repeated headers keep their own spellings.
 pub(crate) struct CaseCursor<'a> {
     case: Option<&'a HeaderCase>,
+    titles: &'a mut TitleCache,
     next: usize,
     /// Names already used (the parser keeps at most `MAX_HEADERS`, fewer than 128).
     used: u128,
+    /// Headers written so far.
+    written: usize,
 }
 
 impl<'a> CaseCursor<'a> {
-    pub(crate) fn new(case: Option<&'a HeaderCase>) -> Self {
+    pub(crate) fn new(case: Option<&'a HeaderCase>, titles: &'a mut TitleCache) -> Self {
         CaseCursor {
             case,
+            titles,
             next: 0,
             used: 0,
+            written: 0,
         }
     }
 
     /// Appends `name` to `out` in its original spelling.
     pub(crate) fn write_name(&mut self, out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+        let i = self.written;
+        self.written += 1;
         if let Some(raw) = self.find(name) {
             out.extend_from_slice(raw);
         } else if value.is_sensitive() {
-            let start = out.len();
-            out.extend_from_slice(name.as_str().as_bytes());
-            let mut word_start = true;
-            for b in out.iter_mut().skip(start) {
-                if word_start {
-                    b.make_ascii_uppercase();
-                }
-                word_start = *b == b'-';
-            }
+            self.titles.write(out, i, name);
         } else {
             out.extend_from_slice(name.as_str().as_bytes());
         }

@@ -20,6 +20,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::cache::HeadCache;
+use super::case::TitleCache;
 use super::decode::{BodyError, Decoded, Decoder};
 use super::encode::{self, BodyInfo, Encoder};
 use super::io::{BODY_READ, HEAD_READ, WriteBuf, io_cause, poll_fill};
@@ -31,25 +33,32 @@ use crate::upstream::{Body, BoxError, boxed};
 /// Read buffers larger than this are not kept by idle connections.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
 
-/// An HTTP/1.1 connection to an upstream, idle or in use.
-pub struct Conn<IO> {
+/// An HTTP/1.1 connection to an upstream, idle or in use. Boxed: it moves in and out of
+/// the pool and through each exchange, and a pointer is cheaper to move than its buffers.
+pub struct Conn<IO>(Box<ConnState<IO>>);
+
+struct ConnState<IO> {
     io: IO,
     rbuf: BytesMut,
     out: WriteBuf,
+    cache: HeadCache,
+    titles: TitleCache,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     pub fn new(io: IO) -> Self {
-        Conn {
+        Conn(Box::new(ConnState {
             io,
             rbuf: BytesMut::new(),
             out: WriteBuf::default(),
-        }
+            cache: HeadCache::default(),
+            titles: TitleCache::default(),
+        }))
     }
 
     /// The connection, for checks specific to its type.
     pub fn io(&self) -> &IO {
-        &self.io
+        &self.0.io
     }
 
     /// Whether an idle connection can take a request: the upstream has neither closed it nor
@@ -58,7 +67,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     pub fn is_usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         matches!(
-            poll_fill(&mut self.io, &mut self.rbuf, 1, &mut cx),
+            poll_fill(&mut self.0.io, &mut self.0.rbuf, 1, &mut cx),
             Poll::Pending
         )
     }
@@ -86,7 +95,13 @@ where
 {
     let (parts, body) = req.into_parts();
     let mut conn = conn;
-    let encoder = encode::request_head(conn.out.head_buf(), &parts, BodyInfo::of(&body));
+    let state = &mut *conn.0;
+    let encoder = encode::request_head(
+        state.out.head_buf(),
+        &parts,
+        BodyInfo::of(&body),
+        &mut state.titles,
+    );
     let mut ex = Exchange {
         conn,
         upload: Upload {
@@ -108,7 +123,8 @@ where
             return Err(Failure { cause, unsent });
         }
     };
-    drop(parts);
+    // The request's header map is refilled with a later response on this connection.
+    ex.conn.0.cache.recycle(parts.headers);
     Ok(ex.into_response(head, release))
 }
 
@@ -138,24 +154,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
         let conn = &mut self.conn;
         loop {
             if !up.body_done
-                && conn.out.can_take()
+                && conn.0.out.can_take()
                 && let Some(body) = up.body.as_mut()
             {
                 up.polled = true;
                 match Pin::new(body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         match frame.into_data() {
-                            Ok(data) => up.encoder.data(&mut conn.out, data)?,
+                            Ok(data) => up.encoder.data(&mut conn.0.out, data)?,
                             Err(frame) => {
                                 if let Ok(t) = frame.into_trailers() {
-                                    up.encoder.trailers(&mut conn.out, &t);
+                                    up.encoder.trailers(&mut conn.0.out, &t);
                                 }
                             }
                         }
                         continue;
                     }
                     Poll::Ready(None) => {
-                        up.encoder.end(&mut conn.out)?;
+                        up.encoder.end(&mut conn.0.out)?;
                         up.body_done = true;
                         up.body = None;
                         continue;
@@ -168,12 +184,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
                     Poll::Pending => {}
                 }
             }
-            if !conn.out.is_empty() {
-                ready!(conn.out.poll_write(&mut conn.io, cx)).map_err(|e| io_cause(&e))?;
+            if !conn.0.out.is_empty() {
+                ready!(conn.0.out.poll_write(&mut conn.0.io, cx)).map_err(|e| io_cause(&e))?;
                 continue;
             }
             if up.body_done {
-                ready!(Pin::new(&mut conn.io).poll_flush(cx)).map_err(|e| io_cause(&e))?;
+                ready!(Pin::new(&mut conn.0.io).poll_flush(cx)).map_err(|e| io_cause(&e))?;
                 up.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -193,9 +209,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
             return Poll::Ready(Err(e));
         }
         loop {
-            if !self.conn.rbuf.is_empty() {
+            if !self.conn.0.rbuf.is_empty() {
                 self.received = true;
-                match parse::response(&mut self.conn.rbuf, method) {
+                match parse::response(&mut self.conn.0.rbuf, method, &mut self.conn.0.cache) {
                     Ok(Some(head))
                         if head.parts.status.is_informational()
                             && head.parts.status != StatusCode::SWITCHING_PROTOCOLS =>
@@ -210,8 +226,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
                 }
             }
             match ready!(poll_fill(
-                &mut self.conn.io,
-                &mut self.conn.rbuf,
+                &mut self.conn.0.io,
+                &mut self.conn.0.rbuf,
                 HEAD_READ,
                 cx
             )) {
@@ -241,8 +257,8 @@ where
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the upgraded stream, with what was read past the
             // head.
-            let leftover = self.conn.rbuf.split().to_vec();
-            let io: upgrade::Upgraded = Box::new(Rewind::new(leftover, self.conn.io));
+            let leftover = self.conn.0.rbuf.split().to_vec();
+            let io: upgrade::Upgraded = Box::new(Rewind::new(leftover, self.conn.0.io));
             let mut resp = Response::from_parts(parts, empty());
             resp.extensions_mut().insert(upgrade::ready(io));
             return resp;
@@ -252,8 +268,8 @@ where
             // The common case: the whole response is already here.
             let complete = match body {
                 BodyLength::Empty => Some(Bytes::new()),
-                BodyLength::Length(n) if self.conn.rbuf.len() as u64 >= n => {
-                    match decoder.decode(&mut self.conn.rbuf) {
+                BodyLength::Length(n) if self.conn.0.rbuf.len() as u64 >= n => {
+                    match decoder.decode(&mut self.conn.0.rbuf) {
                         Ok(Decoded::Data(d)) => Some(d),
                         _ => None,
                     }
@@ -261,7 +277,7 @@ where
                 _ => None,
             };
             if let Some(data) = complete {
-                if keep_alive && self.conn.rbuf.is_empty() {
+                if keep_alive && self.conn.0.rbuf.is_empty() {
                     release(self.conn.idle());
                 }
                 let body = if data.is_empty() {
@@ -285,8 +301,8 @@ where
 impl<IO> Conn<IO> {
     /// Ready to wait in the pool: buffers that grew for a large body are let go.
     fn idle(mut self) -> Self {
-        if self.rbuf.capacity() > MAX_IDLE_BUFFER {
-            self.rbuf = BytesMut::new();
+        if self.0.rbuf.capacity() > MAX_IDLE_BUFFER {
+            self.0.rbuf = BytesMut::new();
         }
         self
     }
@@ -314,7 +330,7 @@ where
         if let (Some(ex), Some(release)) = (self.ex.take(), self.release.take())
             && self.keep_alive
             && ex.upload.done
-            && ex.conn.rbuf.is_empty()
+            && ex.conn.0.rbuf.is_empty()
         {
             release(ex.conn.idle());
         }
@@ -333,7 +349,7 @@ where
             ex.upload.done = true;
         }
         loop {
-            match self.decoder.decode(&mut ex.conn.rbuf) {
+            match self.decoder.decode(&mut ex.conn.0.rbuf) {
                 Ok(Decoded::Data(d)) => {
                     if self.decoder.is_done() && ex.upload.done {
                         self.finish();
@@ -358,7 +374,7 @@ where
             let want = self.decoder.remaining().map_or(BODY_READ, |n| {
                 usize::try_from(n).unwrap_or(BODY_READ).min(BODY_READ)
             });
-            match ready!(poll_fill(&mut ex.conn.io, &mut ex.conn.rbuf, want, cx)) {
+            match ready!(poll_fill(&mut ex.conn.0.io, &mut ex.conn.0.rbuf, want, cx)) {
                 Ok(0) => {
                     if self.decoder.at_eof().is_ok() {
                         self.keep_alive = false;
@@ -414,7 +430,7 @@ impl<IO, F: FnOnce(Conn<IO>)> Drop for ResponseBody<IO, F> {
             && let (Some(ex), Some(release)) = (self.ex.take(), self.release.take())
             && self.keep_alive
             && ex.upload.done
-            && ex.conn.rbuf.is_empty()
+            && ex.conn.0.rbuf.is_empty()
         {
             release(ex.conn.idle());
         }

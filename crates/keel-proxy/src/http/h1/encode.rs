@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, StatusCode, Version, request, response};
 
-use super::case::{CaseCursor, HeaderCase};
+use super::case::{CaseCursor, HeaderCase, TitleCache};
 use super::io::WriteBuf;
 use super::parse::{ReasonPhrase, content_length};
 
@@ -165,7 +165,12 @@ fn decimal(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Writes a request head for an HTTP/1.1 upstream and returns the body's framing.
-pub fn request_head(out: &mut Vec<u8>, parts: &request::Parts, body: BodyInfo) -> Encoder {
+pub fn request_head(
+    out: &mut Vec<u8>,
+    parts: &request::Parts,
+    body: BodyInfo,
+    titles: &mut TitleCache,
+) -> Encoder {
     let (encoder, length) = if body.end {
         (Encoder::None, Some(0))
     } else if let Some(n) = body.exact {
@@ -178,7 +183,7 @@ pub fn request_head(out: &mut Vec<u8>, parts: &request::Parts, body: BodyInfo) -
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut case = CaseCursor::new(parts.extensions.get::<HeaderCase>());
+    let mut case = CaseCursor::new(parts.extensions.get::<HeaderCase>(), titles);
     let (mut wrote_length, mut had_length, mut host) = (false, false, false);
     for (name, value) in &parts.headers {
         if *name == TRANSFER_ENCODING {
@@ -225,6 +230,7 @@ pub fn response_head(
     parts: &response::Parts,
     body: BodyInfo,
     req: &RequestInfo,
+    titles: &mut TitleCache,
 ) -> (Encoder, bool) {
     let status = parts.status;
     let http10 = req.version == Version::HTTP_10;
@@ -256,7 +262,7 @@ pub fn response_head(
         None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
-    let mut case = CaseCursor::new(parts.extensions.get::<HeaderCase>());
+    let mut case = CaseCursor::new(parts.extensions.get::<HeaderCase>(), titles);
     let (mut wrote_length, mut date, mut connection) = (false, false, false);
     let length = match encoder {
         Encoder::Length(n) => Some(n),

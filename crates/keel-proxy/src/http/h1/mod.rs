@@ -16,6 +16,7 @@
 //! - [`decode`]: bodies as frames read from a connection's buffer (chunked with trailers).
 //! - [`encode`]: heads and body framing written back, header names in their original case.
 //! - [`case`]: header names written in their original case.
+//! - [`cache`]: names and a header map kept per connection from one head to the next.
 //! - [`io`]: the read buffer and the vectored write queue shared by both sides.
 //! - [`server`], [`server_body`]: one downstream connection; the request body reads from it.
 //! - [`client`]: one upstream exchange, its response body, connection reuse.
@@ -25,6 +26,7 @@
 //! are not: every header goes out spelled as it came in, and names the proxy added go out in
 //! lower case, as hyper writes them ([`case`] says how that costs next to nothing).
 
+pub mod cache;
 pub mod case;
 pub mod client;
 pub mod decode;

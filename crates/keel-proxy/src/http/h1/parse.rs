@@ -18,6 +18,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, StatusCode, Uri, Version, request, response};
 
+use super::cache::HeadCache;
 use super::case::{self, HeaderCase, Spelled};
 use super::{MAX_HEAD, MAX_HEADERS};
 
@@ -126,6 +127,13 @@ fn slice(head: &Bytes, (start, len): (u16, u16)) -> Result<Bytes, HeadError> {
     Ok(head.slice(start..end))
 }
 
+/// The bytes at `span` in `head`, without taking a reference on it.
+fn bytes_at(head: &Bytes, (start, len): (u16, u16)) -> Result<&[u8], HeadError> {
+    let start = usize::from(start);
+    head.get(start..start + usize::from(len))
+        .ok_or_else(|| invalid("malformed head"))
+}
+
 fn map_httparse(e: httparse::Error) -> HeadError {
     match e {
         httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
@@ -224,10 +232,6 @@ pub(crate) fn content_length(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Room left in a header map for what the proxy adds (`x-request-id`, `x-forwarded-proto`,
-/// `date`, header operations) without growing it.
-const HEADROOM: usize = 4;
-
 /// Builds the header map from the head's fields, with the names' original spellings
 /// ([`super::case`]): a mark on values whose name was Title-Case, and, only if some name was
 /// spelled otherwise, a [`HeaderCase`] with all of them.
@@ -241,16 +245,18 @@ fn header_map(
     head: &Bytes,
     fields: &[Field],
     framing: &mut Framing,
+    cache: &mut HeadCache,
 ) -> Result<(HeaderMap, Option<HeaderCase>), HeadError> {
-    let mut headers = HeaderMap::with_capacity(fields.len() + HEADROOM);
+    let mut headers = cache.map(fields.len());
     let mut irregular = false;
-    for f in fields {
-        let raw = slice(head, f.name)?;
-        let name = HeaderName::from_bytes(&raw).map_err(|_| invalid("invalid header name"))?;
+    for (i, f) in fields.iter().enumerate() {
+        let (name, spelled) = cache
+            .name(i, bytes_at(head, f.name)?)
+            .map_err(|_| invalid("invalid header name"))?;
         let mut value = HeaderValue::from_maybe_shared(slice(head, f.value)?)
             .map_err(|_| invalid(format!("invalid value for header {name}")))?;
         framing.note(&name, &value)?;
-        match case::spelled(&raw, name.as_str()) {
+        match spelled {
             Spelled::Lower => {}
             Spelled::Title => case::mark_title(&mut value),
             Spelled::Other => irregular = true,
@@ -263,8 +269,9 @@ fn header_map(
     }
     let case = if irregular {
         let mut names = Vec::with_capacity(fields.len());
-        for f in fields {
-            let name = HeaderName::from_bytes(&slice(head, f.name)?)
+        for (i, f) in fields.iter().enumerate() {
+            let (name, _) = cache
+                .name(i, bytes_at(head, f.name)?)
                 .map_err(|_| invalid("invalid header name"))?;
             names.push((name, f.name.0));
         }
@@ -293,7 +300,10 @@ fn version(v: Option<u8>) -> Version {
 
 /// Parses a request head from the front of `buf`. `Ok(None)`: not complete yet (read more).
 /// On success the head is removed from `buf`.
-pub fn request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+pub fn request(
+    buf: &mut BytesMut,
+    cache: &mut HeadCache,
+) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut fields = [Field::default(); MAX_HEADERS];
     let (len, count, method, target, ver) = {
@@ -321,7 +331,7 @@ pub fn request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
         (len, req.headers.len(), method, target, version(req.version))
     };
     let head = buf.split_to(len).freeze();
-    let method = Method::from_bytes(&slice(&head, method)?)
+    let method = Method::from_bytes(bytes_at(&head, method)?)
         .map_err(|_| invalid("invalid request method"))?;
     if method == Method::CONNECT {
         return Err(HeadError::Unsupported("CONNECT is not supported".into()));
@@ -329,7 +339,7 @@ pub fn request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     let uri = Uri::from_maybe_shared(slice(&head, target)?)
         .map_err(|_| invalid("invalid request target"))?;
     let mut framing = Framing::default();
-    let (headers, case) = header_map(&head, &fields[..count], &mut framing)?;
+    let (headers, case) = header_map(&head, &fields[..count], &mut framing, cache)?;
     let chunked = framing.chunked()?;
     if framing.transfer_encoding.is_some() && ver == Version::HTTP_10 {
         // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
@@ -365,7 +375,11 @@ pub fn request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
 
 /// Parses a response head from the front of `buf` (the answer to a `method` request).
 /// `Ok(None)`: not complete yet. On success the head is removed from `buf`.
-pub fn response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
+pub fn response(
+    buf: &mut BytesMut,
+    method: &Method,
+    cache: &mut HeadCache,
+) -> Result<Option<ResponseHead>, HeadError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut fields = [Field::default(); MAX_HEADERS];
     let (len, count, code, reason, ver) = {
@@ -402,7 +416,7 @@ pub fn response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHe
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| invalid("invalid status code"))?;
     let mut framing = Framing::default();
-    let (mut headers, case) = header_map(&head, &fields[..count], &mut framing)?;
+    let (mut headers, case) = header_map(&head, &fields[..count], &mut framing, cache)?;
     let mut keep_alive = framing.keep_alive(ver);
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT

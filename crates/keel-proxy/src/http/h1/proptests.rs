@@ -45,7 +45,7 @@ fn mutated() -> impl Strategy<Value = Vec<u8>> {
 /// Parses a request and, if it has a body, decodes it: the server's whole read path.
 fn read_request(input: &[u8]) {
     let mut buf = BytesMut::from(input);
-    if let Ok(Some(head)) = parse::request(&mut buf) {
+    if let Ok(Some(head)) = parse::request(&mut buf, &mut Default::default()) {
         let mut d = Decoder::new(head.body);
         for _ in 0..input.len() + 2 {
             match d.decode(&mut buf) {
@@ -97,7 +97,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..512)) {
         read_request(&input);
-        let _ = parse::response(&mut BytesMut::from(&input[..]), &Method::GET);
+        let _ = parse::response(&mut BytesMut::from(&input[..]), &Method::GET, &mut Default::default());
         let mut d = Decoder::new(BodyLength::Chunked);
         let mut buf = BytesMut::from(&input[..]);
         for _ in 0..input.len() + 2 {
@@ -110,7 +110,7 @@ proptest! {
     #[test]
     fn mutated_messages_never_panic(input in mutated()) {
         read_request(&input);
-        let _ = parse::response(&mut BytesMut::from(&input[..]), &Method::HEAD);
+        let _ = parse::response(&mut BytesMut::from(&input[..]), &Method::HEAD, &mut Default::default());
     }
 
     #[test]
@@ -154,14 +154,14 @@ proptest! {
             raw.push_str(&format!("{k}: {}\r\n", v.trim()));
         }
         raw.push_str("\r\n");
-        let head = parse::request(&mut BytesMut::from(raw.as_bytes())).unwrap().unwrap();
+        let head = parse::request(&mut BytesMut::from(raw.as_bytes()), &mut Default::default()).unwrap().unwrap();
         let body = match len {
             Some(n) => BodyInfo { end: n == 0, exact: Some(n) },
             None => BodyInfo { end: false, exact: None },
         };
         let mut out = Vec::new();
-        encode::request_head(&mut out, &head.parts, body);
-        let again = parse::request(&mut BytesMut::from(&out[..])).unwrap().unwrap();
+        encode::request_head(&mut out, &head.parts, body, &mut Default::default());
+        let again = parse::request(&mut BytesMut::from(&out[..]), &mut Default::default()).unwrap().unwrap();
         prop_assert_eq!(&again.parts.method, &head.parts.method);
         prop_assert_eq!(&again.parts.uri, &head.parts.uri);
         for (name, value) in &head.parts.headers {

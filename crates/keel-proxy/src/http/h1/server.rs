@@ -24,8 +24,11 @@ use bytes::BytesMut;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use super::cache::HeadCache;
+use super::case::TitleCache;
 use super::decode::{Decoded, Decoder};
 use super::encode::{self, BodyInfo, Encoder, RequestInfo};
 use super::io::{BODY_READ, HEAD_READ, WriteBuf, poll_fill};
@@ -48,7 +51,8 @@ pub async fn serve<IO>(shared: Arc<Shared>, conn: Arc<ConnInfo>, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut rx = shared.drain.subscribe();
+    let drain = shared.drain.subscribe();
+    let mut rx = drain.clone();
     let server = Server {
         io: Arc::new(Mutex::new(ConnIo::new(
             io,
@@ -56,10 +60,14 @@ where
         ))),
         out: WriteBuf::default(),
         heads: 0,
+        cache: HeadCache::default(),
+        titles: TitleCache::default(),
         deadline: Deadline::default(),
         drained: Box::pin(async move {
             let _ = rx.wait_for(|d| *d).await;
         }),
+        drain,
+        drain_armed: false,
         streaming: false,
         shared,
         conn,
@@ -85,9 +93,15 @@ struct Server<IO> {
     out: WriteBuf,
     /// Request heads read so far.
     heads: u64,
+    cache: HeadCache,
+    titles: TitleCache,
     deadline: Deadline,
-    /// Ready once the proxy drains.
+    /// Ready once the proxy drains. Polled once to register for the wake-up, then again
+    /// only when `drain` says something changed: a cheap version check instead of a poll
+    /// each time the connection waits.
     drained: Pin<Box<dyn Future<Output = ()> + Send>>,
+    drain: watch::Receiver<bool>,
+    drain_armed: bool,
     /// The current request's body streams from the connection (it is not already whole).
     streaming: bool,
 }
@@ -126,7 +140,7 @@ where
                     return Poll::Ready(Next::Http2);
                 }
             } else if !c.rbuf.is_empty() {
-                match parse::request(&mut c.rbuf) {
+                match parse::request(&mut c.rbuf, &mut self.cache) {
                     Ok(Some(head)) => return Poll::Ready(Next::Request(head)),
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(Next::Refuse(e)),
@@ -141,9 +155,13 @@ where
                 Poll::Pending => {}
             }
             let partial = !c.rbuf.is_empty();
-            if self.drained.as_mut().poll(cx).is_ready()
-                || self.deadline.expired(cx, self.heads, partial)
-            {
+            if !self.drain_armed || self.drain.has_changed().unwrap_or(true) {
+                if self.drained.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Next::Close);
+                }
+                self.drain_armed = true;
+            }
+            if self.deadline.expired(cx, self.heads, partial) {
                 return Poll::Ready(Next::Close);
             }
             return Poll::Pending;
@@ -243,9 +261,14 @@ where
     async fn respond(&mut self, resp: Response<Body>, mut info: RequestInfo) -> Option<bool> {
         info.keep_alive &= !*self.shared.drain.borrow();
         let (parts, mut body) = resp.into_parts();
-        let (mut encoder, keep_alive) =
-            encode::response_head(self.out.head_buf(), &parts, BodyInfo::of(&body), &info);
-        drop(parts);
+        let (mut encoder, keep_alive) = encode::response_head(
+            self.out.head_buf(),
+            &parts,
+            BodyInfo::of(&body),
+            &info,
+            &mut self.titles,
+        );
+        self.cache.recycle(parts.headers);
         if self.streaming {
             lock(&self.io).responding = true;
         }
@@ -453,6 +476,8 @@ struct Deadline {
     sleep: Option<Pin<Box<Sleep>>>,
     /// `heads` and the duration when it was armed.
     armed: (u64, Duration),
+    /// Polled since it was armed.
+    polled: bool,
 }
 
 impl Deadline {
@@ -474,6 +499,12 @@ impl Deadline {
         let Some(sleep) = self.sleep.as_mut() else {
             return false;
         };
+        // Once polled after arming, the timer holds the task's waker: until it fires, asking
+        // whether it has is an atomic load, not a poll.
+        if self.polled && !sleep.is_elapsed() {
+            return false;
+        }
+        self.polled = true;
         if sleep.as_mut().poll(cx).is_pending() {
             return false;
         }
@@ -481,6 +512,7 @@ impl Deadline {
             return true;
         }
         self.arm(heads, want);
+        self.polled = true;
         self.sleep
             .as_mut()
             .is_some_and(|s| s.as_mut().poll(cx).is_ready())
@@ -493,5 +525,6 @@ impl Deadline {
             None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
         }
         self.armed = (heads, d);
+        self.polled = false;
     }
 }

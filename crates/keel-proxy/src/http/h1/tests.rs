@@ -13,7 +13,7 @@ use super::io::WriteBuf;
 use super::parse::{self, BodyLength, HeadError, ReasonPhrase};
 
 fn req(raw: &str) -> Result<Option<parse::RequestHead>, HeadError> {
-    parse::request(&mut BytesMut::from(raw.as_bytes()))
+    parse::request(&mut BytesMut::from(raw.as_bytes()), &mut Default::default())
 }
 
 fn head(raw: &str) -> parse::RequestHead {
@@ -29,7 +29,9 @@ fn request_head_parts_and_leftover() {
     let mut buf = BytesMut::from(
         &b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: v\r\nContent-Length: 3\r\n\r\nabcGET"[..],
     );
-    let h = parse::request(&mut buf).unwrap().unwrap();
+    let h = parse::request(&mut buf, &mut Default::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(h.parts.method, Method::POST);
     assert_eq!(h.parts.uri, "/a?b=1");
     assert_eq!(h.parts.version, Version::HTTP_11);
@@ -130,9 +132,13 @@ fn limits_are_431() {
 }
 
 fn resp(raw: &str, method: &Method) -> parse::ResponseHead {
-    parse::response(&mut BytesMut::from(raw.as_bytes()), method)
-        .expect("valid")
-        .expect("complete")
+    parse::response(
+        &mut BytesMut::from(raw.as_bytes()),
+        method,
+        &mut Default::default(),
+    )
+    .expect("valid")
+    .expect("complete")
 }
 
 #[test]
@@ -183,7 +189,8 @@ fn response_framing_and_reuse() {
     assert!(
         parse::response(
             &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"[..]),
-            get
+            get,
+            &mut Default::default()
         )
         .is_err()
     );
@@ -258,6 +265,7 @@ fn request_heads_keep_case_and_frame_the_body() {
             end: false,
             exact: Some(3),
         },
+        &mut Default::default(),
     );
     assert_eq!(enc, Encoder::Length(3));
     assert_eq!(
@@ -274,6 +282,7 @@ fn request_heads_keep_case_and_frame_the_body() {
             end: false,
             exact: None,
         },
+        &mut Default::default(),
     );
     assert_eq!(enc, Encoder::Chunked);
     let text = String::from_utf8_lossy(&out);
@@ -292,6 +301,7 @@ fn request_heads_keep_case_and_frame_the_body() {
             end: true,
             exact: Some(0),
         },
+        &mut Default::default(),
     );
     assert_eq!(enc, Encoder::None);
     assert!(String::from_utf8_lossy(&out).contains("content-length: 0\r\n"));
@@ -317,6 +327,7 @@ fn response_heads() {
             exact: Some(2),
         },
         &info,
+        &mut Default::default(),
     );
     assert_eq!((enc, keep), (Encoder::Length(2), true));
     let text = String::from_utf8_lossy(&out).to_string();
@@ -334,14 +345,15 @@ fn response_heads() {
         exact: None,
     };
     let mut out = Vec::new();
-    let (enc, _) = encode::response_head(&mut out, &parts, unknown, &info);
+    let (enc, _) = encode::response_head(&mut out, &parts, unknown, &info, &mut Default::default());
     assert_eq!(enc, Encoder::Chunked);
     let http10 = RequestInfo {
         version: Version::HTTP_10,
         ..info
     };
     let mut out = Vec::new();
-    let (enc, keep) = encode::response_head(&mut out, &parts, unknown, &http10);
+    let (enc, keep) =
+        encode::response_head(&mut out, &parts, unknown, &http10, &mut Default::default());
     assert_eq!((enc, keep), (Encoder::Eof, false));
     assert!(out.starts_with(b"HTTP/1.0 200 OK\r\n"));
     // Keep-alive for an HTTP/1.0 client is said explicitly; closing for HTTP/1.1.
@@ -354,6 +366,7 @@ fn response_heads() {
             exact: Some(0),
         },
         &http10,
+        &mut Default::default(),
     );
     assert!(String::from_utf8_lossy(&out).contains("connection: keep-alive\r\n"));
     let mut out = Vec::new();
@@ -369,6 +382,7 @@ fn response_heads() {
             exact: Some(0),
         },
         &closing,
+        &mut Default::default(),
     );
     assert!(String::from_utf8_lossy(&out).contains("content-length: 0\r\n"));
     assert!(String::from_utf8_lossy(&out).contains("connection: close\r\n"));
@@ -387,6 +401,7 @@ fn response_heads() {
             exact: Some(0),
         },
         &head_req,
+        &mut Default::default(),
     );
     assert_eq!(enc, Encoder::None);
     assert!(String::from_utf8_lossy(&out).contains("Content-Length: 99\r\n"));
