@@ -131,6 +131,10 @@ where
 
     /// Reads until a complete request head, the HTTP/2 preface, or a reason to close.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        // Draining: no new request starts, not even one already buffered (pipelined).
+        if self.heads > 0 && draining(&self.drain) {
+            return Poll::Ready(Next::Close);
+        }
         let mut guard = lock(&self.io);
         let c = &mut *guard;
         loop {
@@ -259,7 +263,7 @@ where
     /// Writes a response: `None` if it could not be written whole, else whether the
     /// connection may carry another request.
     async fn respond(&mut self, resp: Response<Body>, mut info: RequestInfo) -> Option<bool> {
-        info.keep_alive &= !*self.shared.drain.borrow();
+        info.keep_alive &= !draining(&self.drain);
         let (parts, mut body) = resp.into_parts();
         let (mut encoder, keep_alive) = encode::response_head(
             self.out.head_buf(),
@@ -444,6 +448,15 @@ where
             };
             let _ = tokio::time::timeout(LINGER, discard).await;
         }
+    }
+}
+
+/// Whether the proxy drains: a version check, and a look at the value only once it changed.
+fn draining(drain: &watch::Receiver<bool>) -> bool {
+    match drain.has_changed() {
+        Ok(false) => false,
+        Ok(true) => *drain.borrow(),
+        Err(_) => true,
     }
 }
 
