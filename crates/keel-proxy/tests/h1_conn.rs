@@ -291,3 +291,66 @@ async fn an_unanswered_expect_closes_the_connection() {
     assert!(c.closed().await);
     assert_eq!(up.connections(), 0);
 }
+
+#[tokio::test]
+async fn a_client_leaving_cancels_its_upstream_request() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let up = RawUpstream::start(move |s, _| {
+        let tx = tx.clone();
+        async move {
+            let mut w = Wire::new(s);
+            let _ = w.head().await;
+            let _ = tx.send("request");
+            // Never answers; reports the proxy hanging up.
+            if w.closed().await {
+                let _ = tx.send("closed");
+            }
+        }
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let mut c = Wire::connect(p.addr()).await;
+    c.send(b"GET /wait HTTP/1.1\r\nHost: p.test\r\n\r\n").await;
+    assert_eq!(within("request", rx.recv()).await, Some("request"));
+    drop(c);
+    assert_eq!(within("upstream closed", rx.recv()).await, Some("closed"));
+}
+
+#[tokio::test]
+async fn an_early_answer_is_forwarded_while_the_upload_is_refused() {
+    let up = RawUpstream::start(|s, _| async move {
+        let mut w = Wire::new(s);
+        let _ = w.head().await;
+        w.send(b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!")
+            .await;
+        let _ = w.read_to_close().await;
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let s = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+    let (mut r, mut wr) = s.into_split();
+    let total = 8 << 20;
+    let upload = tokio::spawn(async move {
+        let head = format!("PUT /big HTTP/1.1\r\nHost: p.test\r\nContent-Length: {total}\r\n\r\n");
+        let _ = wr.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..total / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"too big!") {
+        let n = within("response", r.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{text}"
+    );
+    upload.abort();
+}

@@ -326,3 +326,20 @@ async fn malformed_requests_are_refused_and_closed() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_response_cut_short_upstream_is_cut_short_downstream() {
+    let up = RawUpstream::start(|s, _| async move {
+        let mut w = Wire::new(s);
+        let _ = w.head().await;
+        w.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+            .await;
+        // Closing mid-body.
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let (head, mut c) = get(p.addr(), "/").await;
+    assert_eq!(header_of(&head, "content-length"), Some("100"));
+    // The client gets what there was, then the connection closes: a length it can't meet.
+    assert_eq!(c.read_to_close().await, b"only ten..");
+}

@@ -109,6 +109,7 @@ where
             body_done: encoder.is_none(),
             encoder,
             body: Some(body),
+            write_failed: None,
             polled: false,
         },
         received: false,
@@ -130,6 +131,8 @@ where
 
 struct Upload {
     body: Option<Body>,
+    /// Writing to the upstream failed; the request was cut short.
+    write_failed: Option<String>,
     encoder: Encoder,
     /// The body has ended (or failed): nothing more to take from it.
     body_done: bool,
@@ -184,16 +187,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
                     Poll::Pending => {}
                 }
             }
-            if !conn.0.out.is_empty() {
-                ready!(conn.0.out.poll_write(&mut conn.0.io, cx)).map_err(|e| io_cause(&e))?;
-                continue;
-            }
-            if up.body_done {
-                ready!(Pin::new(&mut conn.0.io).poll_flush(cx)).map_err(|e| io_cause(&e))?;
+            let written = if !conn.0.out.is_empty() {
+                ready!(conn.0.out.poll_write(&mut conn.0.io, cx))
+            } else if up.body_done {
+                ready!(Pin::new(&mut conn.0.io).poll_flush(cx)).map(|()| {
+                    up.done = true;
+                })
+            } else {
+                return Poll::Pending;
+            };
+            if let Err(e) = written {
+                // The upstream may have answered before taking the whole request (413, say)
+                // and closed: stop sending, and let the response be read if there is one.
+                up.write_failed = Some(io_cause(&e));
+                up.body_done = true;
                 up.done = true;
+            }
+            if up.done {
                 return Poll::Ready(Ok(()));
             }
-            return Poll::Pending;
         }
     }
 
@@ -232,7 +244,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Exchange<IO> {
                 cx
             )) {
                 Ok(0) => {
-                    return Poll::Ready(Err("connection closed before message completed".into()));
+                    let cause = self.upload.write_failed.take();
+                    return Poll::Ready(Err(cause
+                        .unwrap_or_else(|| "connection closed before message completed".into())));
                 }
                 Ok(_) => {}
                 Err(e) => return Poll::Ready(Err(io_cause(&e))),
@@ -252,8 +266,10 @@ where
         let ResponseHead {
             parts,
             body,
-            keep_alive,
+            mut keep_alive,
         } = head;
+        // A request cut short leaves the connection unusable.
+        keep_alive &= self.upload.write_failed.is_none();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the upgraded stream, with what was read past the
             // head.
@@ -340,13 +356,14 @@ where
         let Some(ex) = self.ex.as_mut() else {
             return Poll::Ready(None);
         };
-        if !ex.upload.done
-            && let Poll::Ready(Err(_)) = ex.poll_upload(cx)
-        {
-            // The request can't be completed; the response may still be: read it, but the
-            // connection is not reused.
-            self.keep_alive = false;
-            ex.upload.done = true;
+        if !ex.upload.done {
+            let failed = matches!(ex.poll_upload(cx), Poll::Ready(Err(_)));
+            if failed || ex.upload.write_failed.is_some() {
+                // The request can't be completed; the response may still be: read it, but
+                // the connection is not reused.
+                self.keep_alive = false;
+                ex.upload.done = true;
+            }
         }
         loop {
             match self.decoder.decode(&mut ex.conn.0.rbuf) {

@@ -34,7 +34,7 @@ use super::encode::{self, BodyInfo, Encoder, RequestInfo};
 use super::io::{BODY_READ, HEAD_READ, WriteBuf, poll_fill};
 use super::parse::{self, BodyLength, HeadError, RequestHead};
 use super::server_body::{ConnIo, Continue, RequestBody, SharedIo, lock};
-use super::{HEADER_TIMEOUT, IDLE_TIMEOUT, upgrade};
+use super::{HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEAD, upgrade};
 use crate::error::ProxyError;
 use crate::http::h2c::{self, H2cRequest};
 use crate::http::{forward, headers};
@@ -197,9 +197,11 @@ where
                 upgrade = Some(pending);
             }
         }
-        let resp = match forward::handle(self.shared.clone(), self.conn.clone(), req).await {
-            Ok(resp) => resp,
-            Err(never) => match never {},
+        let handled = forward::handle(self.shared.clone(), self.conn.clone(), req);
+        let resp = match self.while_connected(handled).await {
+            Some(Ok(resp)) => resp,
+            Some(Err(never)) => match never {},
+            None => return false,
         };
         let malformed = if self.streaming {
             lock(&self.io).malformed.take()
@@ -227,6 +229,46 @@ where
         }
         let keep_alive = self.respond(resp, info).await == Some(true);
         keep_alive && self.request_done()
+    }
+
+    /// Runs `fut` (the request) while watching the client: if it closes the connection
+    /// first, the request is abandoned — dropping `fut` drops the upstream request too, as
+    /// hyper (`half_close` off) and Envoy do. Bytes the client sends meanwhile (a pipelined
+    /// request) are kept, up to a head's worth.
+    async fn while_connected<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if self.client_gone(cx) {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Whether the client closed the connection, reading (and keeping) what it sent. Not
+    /// while the request body is still being read: the body reads the connection itself.
+    fn client_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut guard = lock(&self.io);
+        let c = &mut *guard;
+        if self.streaming && !c.decoder.is_done() {
+            return false;
+        }
+        let Some(io) = c.io.as_mut() else {
+            return true;
+        };
+        while c.rbuf.len() < MAX_HEAD {
+            match poll_fill(io, &mut c.rbuf, HEAD_READ, cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return true,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return false,
+            }
+        }
+        false
     }
 
     /// The request's body: empty, already whole in the buffer, or streamed from the
@@ -279,7 +321,9 @@ where
         if encoder.is_none() {
             encoder = Encoder::Ended;
         }
-        let written = poll_fn(|cx| self.poll_write_body(cx, &mut body, &mut encoder)).await;
+        let mut cut_short = false;
+        let written =
+            poll_fn(|cx| self.poll_write_body(cx, &mut body, &mut encoder, &mut cut_short)).await;
         written.then_some(keep_alive)
     }
 
@@ -292,41 +336,52 @@ where
         cx: &mut Context<'_>,
         body: &mut Body,
         enc: &mut Encoder,
+        cut_short: &mut bool,
     ) -> Poll<bool> {
         loop {
             if *enc != Encoder::Ended && self.out.can_take() {
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        match frame.into_data() {
-                            Ok(data) => {
-                                if enc.data(&mut self.out, data).is_err() {
-                                    return Poll::Ready(false);
-                                }
-                                if body.is_end_stream() && enc.end(&mut self.out).is_err() {
-                                    return Poll::Ready(false);
-                                }
+                let mut waiting = false;
+                let framed = match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => enc.data(&mut self.out, data).and_then(|()| {
+                            if body.is_end_stream() {
+                                enc.end(&mut self.out)
+                            } else {
+                                Ok(())
                             }
-                            Err(frame) => {
-                                if let Ok(t) = frame.into_trailers() {
-                                    enc.trailers(&mut self.out, &t);
-                                }
+                        }),
+                        Err(frame) => {
+                            if let Ok(t) = frame.into_trailers() {
+                                enc.trailers(&mut self.out, &t);
                             }
+                            Ok(())
                         }
-                        continue;
+                    },
+                    Poll::Ready(None) => enc.end(&mut self.out),
+                    // The body failed midway (the upstream went away, say).
+                    Poll::Ready(Some(Err(_))) => Err("the body failed"),
+                    Poll::Pending => {
+                        waiting = true;
+                        Ok(())
                     }
-                    Poll::Ready(None) => {
-                        if enc.end(&mut self.out).is_err() {
-                            return Poll::Ready(false);
-                        }
-                        continue;
-                    }
-                    // The body failed midway: the response can only be cut short.
-                    Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
-                    Poll::Pending => {}
+                };
+                if framed.is_err() {
+                    // The response can only be cut short: what there is goes out, then the
+                    // connection closes (the client sees a length not met, or no last chunk).
+                    *cut_short = true;
+                    *enc = Encoder::Ended;
+                } else if !waiting {
+                    continue;
                 }
             }
             if self.out.is_empty() && *enc != Encoder::Ended {
-                return Poll::Pending;
+                // Waiting for the body (a stream with nothing to say yet): notice if the
+                // client leaves meanwhile.
+                return if self.client_gone(cx) {
+                    Poll::Ready(false)
+                } else {
+                    Poll::Pending
+                };
             }
             let mut guard = lock(&self.io);
             let Some(io) = guard.io.as_mut() else {
@@ -340,7 +395,7 @@ where
                 }
             }
             return match Pin::new(io).poll_flush(cx) {
-                Poll::Ready(r) => Poll::Ready(r.is_ok()),
+                Poll::Ready(r) => Poll::Ready(r.is_ok() && !*cut_short),
                 Poll::Pending => Poll::Pending,
             };
         }
