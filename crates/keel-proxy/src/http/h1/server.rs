@@ -197,11 +197,21 @@ where
                 upgrade = Some(pending);
             }
         }
-        let handled = forward::handle(self.shared.clone(), self.conn.clone(), req);
-        let resp = match self.while_connected(handled).await {
-            Some(Ok(resp)) => resp,
-            Some(Err(never)) => match never {},
-            None => return false,
+        // The request runs while the client is watched: if it closes the connection first,
+        // the request is abandoned — dropping it drops the upstream request too, as hyper
+        // (`half_close` off) and Envoy do. Pinned where it is made: the future is large, and
+        // moving it into a helper cost a copy of it per request.
+        let mut handled =
+            std::pin::pin!(forward::handle(self.shared.clone(), self.conn.clone(), req));
+        let outcome = poll_fn(|cx| match handled.as_mut().poll(cx) {
+            Poll::Ready(Ok(resp)) => Poll::Ready(Some(resp)),
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending if self.client_gone(cx) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        let Some(resp) = outcome else {
+            return false;
         };
         let malformed = if self.streaming {
             lock(&self.io).malformed.take()
@@ -229,25 +239,6 @@ where
         }
         let keep_alive = self.respond(resp, info).await == Some(true);
         keep_alive && self.request_done()
-    }
-
-    /// Runs `fut` (the request) while watching the client: if it closes the connection
-    /// first, the request is abandoned — dropping `fut` drops the upstream request too, as
-    /// hyper (`half_close` off) and Envoy do. Bytes the client sends meanwhile (a pipelined
-    /// request) are kept, up to a head's worth.
-    async fn while_connected<F: Future>(&mut self, fut: F) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
-        poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            if self.client_gone(cx) {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
     }
 
     /// Whether the client closed the connection, reading (and keeping) what it sent. Not
