@@ -4,10 +4,12 @@
 //! Why not hyper here: a proxy speaking HTTP/1.1 on both sides spent most of its user-space
 //! CPU in hyper's generic machinery — its server dispatcher, header-case maps, and above all
 //! its client, where every request crosses a channel to a connection task and a oneshot back.
-//! This codec has no task and no channel per connection or request: the server's connection
-//! loop calls [`crate::http::forward::handle`] directly, and the upstream client writes the
-//! request and reads the response in the caller's task, handing the connection back to its
-//! pool when the response body ends.
+//! This codec adds no task and no channel: the task that serves a downstream connection
+//! calls [`crate::http::forward::handle`] directly, and the upstream client writes the
+//! request and reads the response in that same task, handing the connection back to its pool
+//! when the response body ends. Measured with bench/proxy-instructions.sh (user-space
+//! instructions per proxied request under callgrind): 42,000 with hyper on both sides,
+//! about 27,000 with this codec.
 //!
 //! The pieces:
 //! - [`parse`]: heads read with `httparse` into `http` types, and message framing
@@ -18,7 +20,8 @@
 //! - [`case`]: header names written in their original case.
 //! - [`cache`]: names and a header map kept per connection from one head to the next.
 //! - [`io`]: the read buffer and the vectored write queue shared by both sides.
-//! - [`server`], [`server_body`]: one downstream connection; the request body reads from it.
+//! - [`server`], [`server_body`]: one downstream connection; the request body reads from it;
+//!   `deadline`: the head-read and idle limits.
 //! - [`client`]: one upstream exchange, its response body, connection reuse.
 //! - [`upgrade`]: `101 Switching Protocols` on both sides, spliced byte for byte.
 //!
@@ -29,6 +32,7 @@
 pub mod cache;
 pub mod case;
 pub mod client;
+mod deadline;
 pub mod decode;
 pub mod encode;
 pub mod io;

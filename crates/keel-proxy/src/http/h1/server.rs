@@ -10,6 +10,9 @@
 //! [`IDLE_TIMEOUT`] between requests; checked lazily, so the limit is reached within up to
 //! twice the time without a timer reset per request).
 //!
+//! While a request is in flight the client is watched: if it closes the connection, the
+//! request is dropped, and with it the upstream request.
+//!
 //! A connection that opens with the HTTP/2 preface, or upgrades with `Upgrade: h2c`, is
 //! handed to hyper's HTTP/2 server; one whose request is upgraded (WebSocket) is handed to
 //! the splice once the `101` is written ([`super::upgrade`]).
@@ -25,16 +28,16 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
 
 use super::cache::HeadCache;
 use super::case::TitleCache;
+use super::deadline::Deadline;
 use super::decode::{Decoded, Decoder};
 use super::encode::{self, BodyInfo, Encoder, RequestInfo};
 use super::io::{BODY_READ, HEAD_READ, WriteBuf, poll_fill};
 use super::parse::{self, BodyLength, HeadError, RequestHead};
 use super::server_body::{ConnIo, Continue, RequestBody, SharedIo, lock};
-use super::{HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEAD, upgrade};
+use super::{MAX_HEAD, upgrade};
 use crate::error::ProxyError;
 use crate::http::h2c::{self, H2cRequest};
 use crate::http::{forward, headers};
@@ -526,64 +529,4 @@ fn skip_body<IO: AsyncRead + Unpin>(c: &mut ConnIo<IO>) -> bool {
         }
     }
     false
-}
-
-/// The head-read deadline, armed lazily: re-armed when it fires if a request head arrived
-/// since, so a busy connection costs no timer operation per request.
-#[derive(Default)]
-struct Deadline {
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// `heads` and the duration when it was armed.
-    armed: (u64, Duration),
-    /// Polled since it was armed.
-    polled: bool,
-}
-
-impl Deadline {
-    /// Whether the connection has waited too long for a head (`partial`: one has begun).
-    fn expired(&mut self, cx: &mut Context<'_>, heads: u64, partial: bool) -> bool {
-        let want = if heads == 0 || partial {
-            HEADER_TIMEOUT
-        } else {
-            IDLE_TIMEOUT
-        };
-        let rearm = match &self.sleep {
-            None => true,
-            // A head has begun on an idle connection: the shorter limit applies from now.
-            Some(_) => want < self.armed.1,
-        };
-        if rearm {
-            self.arm(heads, want);
-        }
-        let Some(sleep) = self.sleep.as_mut() else {
-            return false;
-        };
-        // Once polled after arming, the timer holds the task's waker: until it fires, asking
-        // whether it has is an atomic load, not a poll.
-        if self.polled && !sleep.is_elapsed() {
-            return false;
-        }
-        self.polled = true;
-        if sleep.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        if heads == self.armed.0 {
-            return true;
-        }
-        self.arm(heads, want);
-        self.polled = true;
-        self.sleep
-            .as_mut()
-            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
-    }
-
-    fn arm(&mut self, heads: u64, d: Duration) {
-        let at = Instant::now() + d;
-        match self.sleep.as_mut() {
-            Some(s) => s.as_mut().reset(at),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-        }
-        self.armed = (heads, d);
-        self.polled = false;
-    }
 }
