@@ -6,8 +6,8 @@
 //! HTTP/1.0 client without `keep-alive`, a close-delimited response), when a request body
 //! was left unread and can't be skipped cheaply, when the proxy drains (the request in
 //! flight is finished first; idle connections close at once), or when no complete head
-//! arrives in time ([`HEADER_TIMEOUT`] for a new connection or a head that has begun,
-//! [`IDLE_TIMEOUT`] between requests; checked lazily, so the limit is reached within up to
+//! arrives in time ([`super::HEADER_TIMEOUT`] for a new connection or a head that has begun,
+//! [`super::IDLE_TIMEOUT`] between requests; checked lazily, so the limit is reached within up to
 //! twice the time without a timer reset per request).
 //!
 //! While a request is in flight the client is watched: if it closes the connection, the
