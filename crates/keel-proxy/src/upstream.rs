@@ -1,22 +1,22 @@
-//! Connections to upstream endpoints: per endpoint, a pool of idle HTTP/1.1 connections and
-//! one multiplexed HTTP/2 connection. Keyed by address and protocol, so connections are never
-//! shared across endpoints (later also by TLS identity).
+//! Connections to upstream endpoints: per endpoint, a pool of idle HTTP/1.1 connections
+//! (Keel's own client, [`crate::http::h1::client`]) and one multiplexed HTTP/2 connection
+//! (hyper's). Keyed by address and protocol, so connections are never shared across
+//! endpoints (later also by TLS identity).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+
+use crate::http::h1::client as h1;
+use crate::http::h1::io::io_cause;
 
 /// Errors a body can fail with: hyper's, or the proxy's own codec's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,7 +47,7 @@ pub enum SendError {
 
 #[derive(Default)]
 struct EndpointPool {
-    idle_h1: Vec<http1::SendRequest<Body>>,
+    idle_h1: Vec<h1::Conn<TcpStream>>,
     h2: Option<http2::SendRequest<Body>>,
 }
 
@@ -113,91 +113,88 @@ impl Pools {
         }
     }
 
-    fn pop_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
-        let mut map = self.endpoints.lock().ok()?;
-        let pool = map.get_mut(&addr)?;
-        while let Some(s) = pool.idle_h1.pop() {
-            if !s.is_closed() {
-                return Some(s);
+    /// An idle connection the upstream has not closed meanwhile.
+    fn take_idle_h1(&self, addr: SocketAddr) -> Option<h1::Conn<TcpStream>> {
+        loop {
+            let conn = {
+                let mut map = self.endpoints.lock().ok()?;
+                map.get_mut(&addr)?.idle_h1.pop()?
+            };
+            // tokio knows the socket would block if nothing happened on it since the last
+            // read: then this costs no system call. Data or EOF: the upstream closed it.
+            let mut probe = [0u8; 1];
+            if matches!(conn.io().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return Some(conn);
             }
         }
-        None
     }
 
-    /// An idle connection that is ready for a request. Connections come back when the
-    /// previous response's body ended, possibly before their task noticed; waiting for
-    /// `ready` covers that, and a connection that closes meanwhile is skipped.
-    async fn take_idle_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<Body>> {
-        while let Some(mut s) = self.pop_idle_h1(addr) {
-            if s.is_ready() || s.ready().await.is_ok() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put_idle_h1(&self, addr: SocketAddr, s: http1::SendRequest<Body>) {
+    fn put_idle_h1(&self, addr: SocketAddr, conn: h1::Conn<TcpStream>) {
         if let Ok(mut map) = self.endpoints.lock() {
             let pool = map.entry(addr).or_default();
             if pool.idle_h1.len() < self.max_idle {
-                pool.idle_h1.push(s);
+                pool.idle_h1.push(conn);
             }
         }
     }
 
+    /// HTTP/1.1 with Keel's own client ([`h1::send`]): the connection comes back through
+    /// the response body when it ends.
+    ///
+    /// A reused connection can turn out to be closed only once the request is written (the
+    /// upstream's FIN crossed it). Such a request is sent once more on a new connection,
+    /// when nothing of it can have been acted on: no response byte arrived, no body byte
+    /// was taken, and the method is idempotent (RFC 9110 §9.2.2) — hyper's pooled client
+    /// and Envoy retry the same case.
     async fn send_h1(
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
-        let mut sender = match self.take_idle_h1(addr).await {
-            Some(s) => s,
-            None => {
-                let stream = match self.connect(addr).await {
-                    Ok(s) => s,
+        let (conn, reused) = match self.take_idle_h1(addr) {
+            Some(c) => (c, true),
+            None => match self.connect(addr).await {
+                Ok(stream) => (h1::Conn::new(stream), false),
+                Err(e) => return Err((e, Some(Box::new(req)))),
+            },
+        };
+        let idempotent = req.method().is_idempotent();
+        let failure = match h1::send(conn, req, self.releaser(addr)).await {
+            Ok(resp) => return Ok(resp),
+            Err(f) => f,
+        };
+        match failure.unsent {
+            // The pooled connection was closed under us: send once more on a new one.
+            Some(req) if reused && idempotent => {
+                let conn = match self.connect(addr).await {
+                    Ok(stream) => h1::Conn::new(stream),
                     Err(e) => return Err((e, Some(Box::new(req)))),
                 };
-                let (sender, conn) = match http1::Builder::new()
-                    .preserve_header_case(true)
-                    .title_case_headers(false)
-                    .handshake(TokioIo::new(stream))
+                h1::send(conn, req, self.releaser(addr))
                     .await
-                {
-                    Ok(x) => x,
-                    Err(e) => return Err((SendError::Connect(e.to_string()), Some(Box::new(req)))),
-                };
-                tokio::spawn(async move {
-                    let _ = conn.with_upgrades().await;
-                });
-                sender
+                    .map_err(|f| (SendError::Reset(f.cause), f.unsent.map(Box::new)))
             }
-        };
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| (SendError::Reset(hyper_cause(&e)), None))?;
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the upgraded stream.
-            return Ok(resp.map(boxed));
+            unsent => Err((SendError::Reset(failure.cause), unsent.map(Box::new))),
         }
-        // The connection is free again once this response's body has been read: the body
-        // hands it back then (no task per request).
+    }
+
+    /// What a response body calls to return its connection.
+    fn releaser(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> impl FnOnce(h1::Conn<TcpStream>) + Send + Sync + Unpin + 'static {
         let pools = self.clone();
-        Ok(resp.map(|inner| {
-            PooledBody {
-                inner,
-                release: Some((pools, addr, sender)),
-            }
-            .map_err(Into::into)
-            .boxed()
-        }))
+        move |conn| pools.put_idle_h1(addr, conn)
     }
 
     async fn send_h2(
         self: &Arc<Self>,
         addr: SocketAddr,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
+        // Requests from HTTP/1 clients carry the codec's header-case marks.
+        crate::http::h1::case::clear_marks(req.headers_mut());
         let existing = self
             .endpoints
             .lock()
@@ -235,72 +232,6 @@ impl Pools {
             .await
             .map(|r| r.map(boxed))
             .map_err(|e| (SendError::Reset(hyper_cause(&e)), None))
-    }
-}
-
-/// An HTTP/1.1 response body that returns its connection to the pool when it has been read
-/// to the end. Dropped early, the connection goes with it: hyper closes a connection whose
-/// response was not read, since it could not be reused.
-struct PooledBody {
-    inner: Incoming,
-    release: Option<(Arc<Pools>, SocketAddr, http1::SendRequest<Body>)>,
-}
-
-impl PooledBody {
-    fn release_if_done(&mut self) {
-        if self.inner.is_end_stream()
-            && let Some((pools, addr, sender)) = self.release.take()
-        {
-            pools.put_idle_h1(addr, sender);
-        }
-    }
-}
-
-impl HttpBody for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => {
-                if let Some((pools, addr, sender)) = self.release.take() {
-                    pools.put_idle_h1(addr, sender);
-                }
-            }
-            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
-            Poll::Ready(Some(Err(_))) => self.release = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // hyper stops polling a body once it reports its end, so the end may only be seen here.
-        self.release_if_done();
-    }
-}
-
-/// `connection refused`, `connection reset by peer`: the OS's words, lower case.
-fn io_cause(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        std::io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
-        std::io::ErrorKind::TimedOut => "connection timed out".to_string(),
-        _ => e.to_string().to_lowercase(),
     }
 }
 

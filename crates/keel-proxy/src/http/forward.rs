@@ -15,6 +15,7 @@ use keel_snapshot::{
 
 use super::actions::{cors_headers, cors_preflight, redirect_response, rewritten};
 use super::attempts::{DownstreamBody, Exchange, exchange};
+use super::h1::upgrade;
 use super::headers;
 use super::observe::{Counted, Recorded};
 use crate::error::{ERROR_HEADER, ProxyError};
@@ -101,8 +102,7 @@ where
         record.request_id = header("x-request-id");
         record.forwarded_for = header("x-forwarded-for");
     }
-    let downstream_upgrade =
-        headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let downstream_upgrade = headers::is_upgrade(req.headers()).then(|| upgrade::on(&mut req));
     let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(crate::upstream::boxed(b), request_bytes.clone()));
     let (mut resp, outcome) =
@@ -170,7 +170,7 @@ async fn route_and_forward(
     conn: &ConnInfo,
     req: Request<DownstreamBody>,
     authority: &str,
-    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
     let path = || {
@@ -386,7 +386,7 @@ async fn forward(
     body: DownstreamBody,
     authority: &str,
     total_weight: u64,
-    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
     let route_name = Some(&route.name);
@@ -500,14 +500,7 @@ async fn forward(
     drop(done.guard);
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
-            let up = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let (Ok(d), Ok(u)) = (down.await, up.await) {
-                    let mut d = hyper_util::rt::TokioIo::new(d);
-                    let mut u = hyper_util::rt::TokioIo::new(u);
-                    let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
-                }
-            });
+            tokio::spawn(upgrade::splice(down, upgrade::on(&mut resp)));
         }
     } else {
         headers::strip_hop_by_hop(resp.headers_mut(), false);

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 `Upgrade: h2c` handshake (RFC 7540 §3.2), which hyper's server does not
-//! implement.
+//! The HTTP/1.1 `Upgrade: h2c` handshake (RFC 7540 §3.2). The HTTP/1 server
+//! ([`super::h1::server`]) spots the request, writes [`switching_protocols`] and hands the
+//! connection, with any bytes already read, to [`serve_upgraded`].
 //!
 //! A request carrying `Upgrade: h2c`, `Connection: Upgrade` and one `HTTP2-Settings`
 //! header is answered `101 Switching Protocols`; the connection then speaks HTTP/2, and the
@@ -26,9 +27,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt;
 
 use super::forward::full;
@@ -66,7 +64,7 @@ pub enum H2cRequest {
 }
 
 /// Classifies a request. Costs one header lookup for requests without `Upgrade`.
-pub fn classify<B: hyper::body::Body>(req: &Request<B>, conn: &ConnInfo) -> H2cRequest {
+pub fn classify<B: http_body::Body>(req: &Request<B>, conn: &ConnInfo) -> H2cRequest {
     let Some(upgrade) = req.headers().get(UPGRADE) else {
         return H2cRequest::None;
     };
@@ -100,23 +98,9 @@ pub fn strip_upgrade<B>(req: &mut Request<B>) {
     req.headers_mut().remove(HTTP2_SETTINGS);
 }
 
-/// Answers `101 Switching Protocols` and serves the connection as HTTP/2 once hyper hands
-/// it over, the request being stream 1.
-pub fn upgrade(
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
-    let stream1 = stream1_frames(&req);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve_upgraded(shared, conn, TokioIo::new(upgraded), stream1).await,
-            Err(e) => {
-                tracing::debug!(listener = %conn.listener, downstream = %conn.remote, "h2c upgrade did not complete: {e}")
-            }
-        }
-    });
+/// The `101 Switching Protocols` answer to an h2c upgrade; the HTTP/1 server writes it and
+/// then hands the connection to [`serve_upgraded`].
+pub fn switching_protocols() -> Response<Body> {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     resp.headers_mut()
@@ -126,10 +110,19 @@ pub fn upgrade(
     resp
 }
 
-/// Reads the client's preface and first frame, puts them back with stream 1 after them,
-/// and serves HTTP/2 until the client closes or the proxy drains.
-async fn serve_upgraded<IO>(shared: Arc<Shared>, conn: Arc<ConnInfo>, mut io: IO, stream1: Vec<u8>)
-where
+/// Stream 1 for the upgrading request: HEADERS (and CONTINUATION) frames ending the stream.
+pub fn stream1<B>(req: &Request<B>) -> Vec<u8> {
+    stream1_frames(req)
+}
+
+/// After the `101`: reads the client's preface and first frame, puts them back with stream 1
+/// after them, and serves HTTP/2 until the client closes or the proxy drains.
+pub async fn serve_upgraded<IO>(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    mut io: IO,
+    stream1: Vec<u8>,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let prefix = match tokio::time::timeout(PREFACE_TIMEOUT, read_preface(&mut io)).await {
@@ -146,21 +139,7 @@ where
             return;
         }
     };
-    let svc = {
-        let (shared, conn) = (shared.clone(), conn.clone());
-        service_fn(move |req| super::forward::handle(shared.clone(), conn.clone(), req))
-    };
-    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(Rewind::new(prefix, io)), svc);
-    tokio::pin!(connection);
-    let mut drain = shared.drain.subscribe();
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = async { drain.wait_for(|d| *d).await.is_ok() } => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
+    super::server::serve_h2(shared, conn, Rewind::new(prefix, io)).await
 }
 
 /// The preface and the client's first frame (RFC 9113 §3.4: its SETTINGS), as read.

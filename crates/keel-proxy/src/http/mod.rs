@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod attempts;
 pub mod forward;
+pub mod h1;
 pub mod h2c;
 pub mod headers;
 pub mod observe;

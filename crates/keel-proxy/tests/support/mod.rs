@@ -14,6 +14,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
 
 mod client;
+mod raw;
 mod upstreams;
 
 use std::convert::Infallible;
@@ -34,6 +35,8 @@ use keel_snapshot::compile::gateway::{GatewayOptions, compile};
 // Not every test file uses both.
 #[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
+pub use raw::*;
 #[allow(unused_imports)]
 pub use upstreams::*;
 
