@@ -81,7 +81,13 @@ impl Shared {
     pub fn install(&self, snapshot: keel_snapshot::Snapshot) {
         let previous = self.runtime.load_full();
         let rt = Runtime::new(snapshot, Some(&previous), &self.locality);
+        let live = rt
+            .clusters
+            .values()
+            .map(|c| c.policies.breakers.id())
+            .collect();
         self.runtime.store(Arc::new(rt));
+        self.pools.retain_clusters(&live);
     }
 }
 

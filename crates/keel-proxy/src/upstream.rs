@@ -39,6 +39,9 @@ pub type SendFailure = (SendError, Option<Box<Request<Body>>>);
 /// Why a request could not be sent.
 #[derive(Debug)]
 pub enum SendError {
+    /// The cluster's connection pool is full (`maxConnections` and `http1MaxPendingRequests`):
+    /// Envoy's UO.
+    Overflow(crate::resilience::Overflow),
     /// No connection could be made (Envoy's UF).
     Connect(String),
     /// The connection failed while sending or before the response head (Envoy's UC).
@@ -47,13 +50,36 @@ pub enum SendError {
 
 #[derive(Default)]
 struct EndpointPool {
-    idle_h1: Vec<h1::Conn<TcpStream>>,
+    idle_h1: Vec<Idle>,
     h2: Option<http2::SendRequest<Body>>,
+}
+
+/// An idle HTTP/1.1 connection and what the cluster's `connectionPool` limits need about it.
+struct Idle {
+    conn: h1::Conn<TcpStream>,
+    /// Holds the connection's place under `maxConnections` (none without limits).
+    slot: Option<crate::resilience::ConnectionGuard>,
+    requests: u32,
+    opened: tokio::time::Instant,
+    idle_since: tokio::time::Instant,
+}
+
+/// The pool of one cluster: its limits, and the key its connections are kept under (as in
+/// Envoy, a cluster's connections are its own, so its limits count exactly them).
+pub struct ClusterPool<'a> {
+    pub breakers: &'a crate::resilience::CircuitBreakers,
+}
+
+impl ClusterPool<'_> {
+    fn key(&self) -> usize {
+        self.breakers.id()
+    }
 }
 
 /// All upstream connections of the proxy.
 pub struct Pools {
-    endpoints: Mutex<crate::runtime::FastMap<SocketAddr, EndpointPool>>,
+    /// By (cluster pool key, endpoint); key 0 is requests sent without a cluster's limits.
+    endpoints: Mutex<crate::runtime::FastMap<(usize, SocketAddr), EndpointPool>>,
     connect_timeout: Duration,
     /// Idle HTTP/1.1 connections kept per endpoint.
     max_idle: usize,
@@ -95,46 +121,135 @@ impl Pools {
         if h2 {
             self.send_h2(addr, req).await
         } else {
-            self.send_h1(addr, req).await
+            self.send_h1(None, addr, req).await
+        }
+    }
+
+    /// Like [`Pools::send_recoverable`], within the cluster's `connectionPool` limits:
+    /// `maxConnections` (further requests wait, up to `http1MaxPendingRequests`, then fail
+    /// fast with UO), `maxRequestsPerConnection`, `connectTimeout`, `idleTimeout` and
+    /// `maxConnectionDuration`.
+    pub async fn send_in(
+        self: &Arc<Self>,
+        cluster: &ClusterPool<'_>,
+        addr: SocketAddr,
+        h2: bool,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, SendFailure> {
+        if h2 {
+            self.send_h2(addr, req).await
+        } else {
+            self.send_h1(Some(cluster), addr, req).await
         }
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+        self.connect_within(addr, self.connect_timeout).await
+    }
+
+    async fn connect_within(
+        &self,
+        addr: SocketAddr,
+        limit: Duration,
+    ) -> Result<TcpStream, SendError> {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)
             }
             Ok(Err(e)) => Err(SendError::Connect(io_cause(&e))),
             Err(_) => Err(SendError::Connect(format!(
-                "connect timeout after {:?}",
-                self.connect_timeout
+                "connect timeout after {limit:?}"
             ))),
         }
     }
 
-    /// An idle connection the upstream has not closed meanwhile.
-    fn take_idle_h1(&self, addr: SocketAddr) -> Option<h1::Conn<TcpStream>> {
+    /// A connection for the next request: an idle one, or a new one when the cluster's
+    /// `maxConnections` allows; otherwise the request waits as pending for one to free up
+    /// (or fails with UO when `http1MaxPendingRequests` are already waiting).
+    async fn checkout(
+        &self,
+        cluster: Option<&ClusterPool<'_>>,
+        addr: SocketAddr,
+    ) -> Result<(Idle, bool), SendError> {
+        let key = cluster.map_or(0, ClusterPool::key);
+        let Some(cluster) = cluster else {
+            if let Some(idle) = self.take_idle_h1(key, addr, None) {
+                return Ok((idle, true));
+            }
+            let stream = self.connect(addr).await?;
+            return Ok((fresh(stream, None), false));
+        };
+        let limits = cluster.breakers.limits();
+        let mut pending = None;
         loop {
-            let conn = {
+            let released = cluster.breakers.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(idle) = self.take_idle_h1(key, addr, Some(limits)) {
+                return Ok((idle, true));
+            }
+            match cluster.breakers.try_connection() {
+                Ok(slot) => {
+                    let stream = self.connect_within(addr, limits.connect_timeout).await?;
+                    return Ok((fresh(stream, Some(slot)), false));
+                }
+                Err(full) if pending.is_none() => match cluster.breakers.try_pending() {
+                    Ok(p) => pending = Some(p),
+                    Err(overflow) => {
+                        tracing::debug!(limit = ?full.limit, "connection pool full");
+                        return Err(SendError::Overflow(overflow));
+                    }
+                },
+                Err(_) => {}
+            }
+            released.await;
+        }
+    }
+
+    /// An idle connection the upstream has not closed meanwhile (and, within a cluster's
+    /// limits, idle for less than `idleTimeout`).
+    fn take_idle_h1(
+        &self,
+        key: usize,
+        addr: SocketAddr,
+        limits: Option<&crate::resilience::PoolLimits>,
+    ) -> Option<Idle> {
+        loop {
+            let idle = {
                 let mut map = self.endpoints.lock().ok()?;
-                map.get_mut(&addr)?.idle_h1.pop()?
+                map.get_mut(&(key, addr))?.idle_h1.pop()?
             };
+            let now = tokio::time::Instant::now();
+            if limits
+                .and_then(|l| l.idle_timeout)
+                .is_some_and(|t| now.duration_since(idle.idle_since) >= t)
+            {
+                continue;
+            }
             // tokio knows the socket would block if nothing happened on it since the last
             // read: then this costs no system call. Data or EOF: the upstream closed it.
             let mut probe = [0u8; 1];
-            if matches!(conn.io().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            if matches!(idle.conn.io().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             {
-                return Some(conn);
+                return Some(idle);
             }
         }
     }
 
-    fn put_idle_h1(&self, addr: SocketAddr, conn: h1::Conn<TcpStream>) {
+    /// Closes the idle connections of clusters no longer configured (`live`: the pool keys
+    /// of the clusters in force).
+    pub fn retain_clusters(&self, live: &std::collections::HashSet<usize>) {
         if let Ok(mut map) = self.endpoints.lock() {
-            let pool = map.entry(addr).or_default();
+            map.retain(|(key, _), _| *key == 0 || live.contains(key));
+        }
+    }
+
+    fn put_idle_h1(&self, key: usize, addr: SocketAddr, idle: Idle) {
+        if let Ok(mut map) = self.endpoints.lock() {
+            let pool = map.entry((key, addr)).or_default();
             if pool.idle_h1.len() < self.max_idle {
-                pool.idle_h1.push(conn);
+                pool.idle_h1.push(idle);
             }
         }
     }
@@ -149,29 +264,39 @@ impl Pools {
     /// and Envoy retry the same case.
     async fn send_h1(
         self: &Arc<Self>,
+        cluster: Option<&ClusterPool<'_>>,
         addr: SocketAddr,
         req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
-        let (conn, reused) = match self.take_idle_h1(addr) {
-            Some(c) => (c, true),
-            None => match self.connect(addr).await {
-                Ok(stream) => (h1::Conn::new(stream), false),
-                Err(e) => return Err((e, Some(Box::new(req)))),
-            },
+        let (idle, reused) = match self.checkout(cluster, addr).await {
+            Ok(x) => x,
+            Err(e) => return Err((e, Some(Box::new(req)))),
         };
         let idempotent = req.method().is_idempotent();
-        let failure = match h1::send(conn, req, self.releaser(addr)).await {
+        let (conn, releaser) = self.releaser(cluster, addr, idle);
+        let failure = match h1::send(conn, req, releaser).await {
             Ok(resp) => return Ok(resp),
             Err(f) => f,
         };
         match failure.unsent {
             // The pooled connection was closed under us: send once more on a new one.
             Some(req) if reused && idempotent => {
-                let conn = match self.connect(addr).await {
-                    Ok(stream) => h1::Conn::new(stream),
+                let limit = cluster.map_or(self.connect_timeout, |c| {
+                    c.breakers.limits().connect_timeout
+                });
+                let slot = match cluster.map(|c| c.breakers.try_connection()) {
+                    Some(Err(overflow)) => {
+                        return Err((SendError::Overflow(overflow), Some(Box::new(req))));
+                    }
+                    Some(Ok(slot)) => Some(slot),
+                    None => None,
+                };
+                let idle = match self.connect_within(addr, limit).await {
+                    Ok(stream) => fresh(stream, slot),
                     Err(e) => return Err((e, Some(Box::new(req)))),
                 };
-                h1::send(conn, req, self.releaser(addr))
+                let (conn, releaser) = self.releaser(cluster, addr, idle);
+                h1::send(conn, req, releaser)
                     .await
                     .map_err(|f| (SendError::Reset(f.cause), f.unsent.map(Box::new)))
             }
@@ -179,13 +304,59 @@ impl Pools {
         }
     }
 
-    /// What a response body calls to return its connection.
+    /// The connection to send on, and what its response body calls to return it: back to
+    /// the idle pool, unless `maxRequestsPerConnection` or `maxConnectionDuration` say it is
+    /// done (then it closes and its `maxConnections` slot frees).
     fn releaser(
         self: &Arc<Self>,
+        cluster: Option<&ClusterPool<'_>>,
         addr: SocketAddr,
-    ) -> impl FnOnce(h1::Conn<TcpStream>) + Send + Sync + Unpin + 'static {
+        idle: Idle,
+    ) -> (
+        h1::Conn<TcpStream>,
+        impl FnOnce(h1::Conn<TcpStream>) + Send + Sync + Unpin + 'static,
+    ) {
         let pools = self.clone();
-        move |conn| pools.put_idle_h1(addr, conn)
+        let key = cluster.map_or(0, ClusterPool::key);
+        let breakers = cluster.map(|c| c.breakers.clone());
+        let Idle {
+            conn,
+            slot,
+            requests,
+            opened,
+            ..
+        } = idle;
+        let release = move |conn| {
+            let requests = requests + 1;
+            if let Some(b) = &breakers {
+                let limits = b.limits();
+                let spent = limits
+                    .max_requests_per_connection
+                    .is_some_and(|max| requests >= max);
+                let old = limits
+                    .max_connection_duration
+                    .is_some_and(|max| opened.elapsed() >= max);
+                if spent || old {
+                    // Dropping the connection and its slot wakes a pending request.
+                    return;
+                }
+            }
+            pools.put_idle_h1(
+                key,
+                addr,
+                Idle {
+                    conn,
+                    slot,
+                    requests,
+                    opened,
+                    idle_since: tokio::time::Instant::now(),
+                },
+            );
+            if let Some(b) = &breakers {
+                b.connection_idle();
+            }
+        };
+        (conn, release)
     }
 
     async fn send_h2(
@@ -199,7 +370,7 @@ impl Pools {
             .endpoints
             .lock()
             .ok()
-            .and_then(|m| m.get(&addr).and_then(|p| p.h2.clone()))
+            .and_then(|m| m.get(&(0, addr)).and_then(|p| p.h2.clone()))
             .filter(|s| !s.is_closed());
         let mut sender = match existing {
             Some(s) => s,
@@ -219,7 +390,7 @@ impl Pools {
                     let _ = conn.await;
                 });
                 if let Ok(mut map) = self.endpoints.lock() {
-                    map.entry(addr).or_default().h2 = Some(sender.clone());
+                    map.entry((0, addr)).or_default().h2 = Some(sender.clone());
                 }
                 sender
             }
@@ -243,4 +414,16 @@ fn hyper_cause(e: &hyper::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// A newly connected HTTP/1.1 connection.
+fn fresh(stream: TcpStream, slot: Option<crate::resilience::ConnectionGuard>) -> Idle {
+    let now = tokio::time::Instant::now();
+    Idle {
+        conn: h1::Conn::new(stream),
+        slot,
+        requests: 0,
+        opened: now,
+        idle_since: now,
+    }
 }

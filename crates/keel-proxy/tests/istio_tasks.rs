@@ -409,7 +409,6 @@ async fn mirrored_copies_end_with_the_route_timeout() {
 /// waits for it, and every other concurrent request fails fast with 503 `UO` (the task's
 /// fortio run: most requests rejected, `upstream_rq_pending_overflow` counting them).
 #[tokio::test]
-#[ignore = "pool-level connection limits land with the new upstream pool"]
 async fn circuit_breaker_rejects_concurrent_requests_with_503_uo() {
     let Some(root) = samples() else { return };
     // httpbin holds every request until the gate opens, so the limits are full while the

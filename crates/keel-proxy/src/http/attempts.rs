@@ -262,7 +262,10 @@ async fn attempts(
                     deadline.map(|d| d.saturating_sub(started.elapsed())),
                     configured,
                 );
-                let send = x.shared.pools.send_recoverable(addr, x.h2, req);
+                let pool = crate::upstream::ClusterPool {
+                    breakers: &x.cluster.policies.breakers,
+                };
+                let send = x.shared.pools.send_in(&pool, addr, x.h2, req);
                 let result = match per_try {
                     Some(t) => match tokio::time::timeout(t, send).await {
                         Ok(r) => r.map_err(Failure::Send),
@@ -424,6 +427,7 @@ impl Failure {
     fn attempt(&self) -> AttemptResult<'static> {
         match self {
             Failure::Send((SendError::Connect(_), _)) => AttemptResult::ConnectFailure,
+            Failure::Send((SendError::Overflow(_), _)) => AttemptResult::Overflow,
             // hyper reports an HTTP/2 REFUSED_STREAM only in its error text.
             Failure::Send((SendError::Reset(cause), _)) if cause.contains("refused stream") => {
                 AttemptResult::RefusedStream
@@ -440,6 +444,7 @@ impl Failure {
             Failure::Send((SendError::Connect(cause), _)) => {
                 ProxyError::connect_failed(&x.cluster.name, endpoint, &cause)
             }
+            Failure::Send((SendError::Overflow(overflow), _)) => overflow.to_proxy_error(),
             Failure::Send((SendError::Reset(cause), _)) => {
                 ProxyError::upstream_reset(&x.cluster.name, endpoint, &cause)
             }

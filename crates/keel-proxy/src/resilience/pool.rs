@@ -304,6 +304,11 @@ impl CircuitBreakers {
         }
     }
 
+    /// Identifies this cluster's breakers (and so its connection pool) while it lives.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     /// Says that a connection of the cluster became idle (a waiting request may take it).
     pub fn connection_idle(&self) {
         self.inner.released.notify_waiters();
