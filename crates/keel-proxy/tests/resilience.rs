@@ -501,3 +501,86 @@ spec:
     })
     .await;
 }
+
+/// `maxRequestsPerConnection: 2`: every third request opens a new upstream connection;
+/// without it one keep-alive connection serves them all.
+#[tokio::test]
+async fn max_requests_per_connection_recycles_connections() {
+    let up = echo("svc").await;
+    let p = Proxy::start(|port| {
+        config(
+            port,
+            "k.test",
+            "  - route: [{destination: {host: k.svc}}]",
+            &format!(
+                "{}apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: k, namespace: default}}
+spec:
+  host: k.svc
+  trafficPolicy:
+    connectionPool:
+      http: {{maxRequestsPerConnection: 2}}
+---
+",
+                se("k.svc", &[&up])
+            ),
+        )
+    })
+    .await;
+    let mut c = H1::connect(p.port).await;
+    for _ in 0..6 {
+        assert_eq!(c.send(get("k.test", "/")).await.status, 200);
+    }
+    assert_eq!(up.connections(), 3);
+}
+
+/// `maxConnections: 1` with `http1MaxPendingRequests: 1`: one request in flight, one waiting
+/// for the connection (and served after it), the third refused at once with 503 `UO`.
+#[tokio::test]
+async fn pending_requests_wait_for_the_connection_then_overflow() {
+    let (up, count, _) = scripted("slow", |_| Act::Delay(Duration::from_millis(300))).await;
+    let p = Proxy::start(|port| {
+        config(
+            port,
+            "q.test",
+            "  - route: [{destination: {host: q.svc}}]",
+            &format!(
+                "{}apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: q, namespace: default}}
+spec:
+  host: q.svc
+  trafficPolicy:
+    connectionPool:
+      tcp: {{maxConnections: 1}}
+      http: {{http1MaxPendingRequests: 1}}
+---
+",
+                se("q.svc", &[&up])
+            ),
+        )
+    })
+    .await;
+    let port = p.port;
+    let first = tokio::spawn(async move { fetch(port, "q.test", "/").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = tokio::spawn(async move { fetch(port, "q.test", "/").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = fetch(p.port, "q.test", "/").await;
+    assert_eq!(third.status, 503);
+    assert!(third.error().starts_with("UO "), "{}", third.error());
+    assert!(
+        third.error().contains("http1MaxPendingRequests"),
+        "{}",
+        third.error()
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        up.connections(),
+        1,
+        "the waiting request reused the one connection"
+    );
+}
