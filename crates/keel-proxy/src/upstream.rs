@@ -192,6 +192,9 @@ impl Pools {
             match cluster.breakers.try_connection() {
                 Ok(slot) => {
                     let stream = self.connect_within(addr, limits.connect_timeout).await?;
+                    if let Some(k) = &limits.tcp_keepalive {
+                        set_keepalive(&stream, k);
+                    }
                     return Ok((fresh(stream, Some(slot)), false));
                 }
                 Err(full) if pending.is_none() => match cluster.breakers.try_pending() {
@@ -425,5 +428,23 @@ fn fresh(stream: TcpStream, slot: Option<crate::resilience::ConnectionGuard>) ->
         requests: 0,
         opened: now,
         idle_since: now,
+    }
+}
+
+/// `connectionPool.tcp.tcpKeepalive`: SO_KEEPALIVE with the given probes, time and interval
+/// (the system's defaults for what is unset, as Envoy does).
+fn set_keepalive(stream: &TcpStream, k: &crate::resilience::TcpKeepalive) {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(p) = k.probes {
+        ka = ka.with_retries(p);
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&ka) {
+        tracing::debug!("cannot set TCP keepalive: {e}");
     }
 }
