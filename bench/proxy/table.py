@@ -65,7 +65,7 @@ def main():
     print("# only the mean latency, shown as 'avg'")
     cols = [
         ("load", 10),
-        ("target", 11),
+        ("target", 14),
         ("req/s", 20),
         ("p50 µs", 21),
         ("p90 µs", 19),

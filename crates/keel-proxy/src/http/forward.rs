@@ -395,11 +395,24 @@ async fn forward(
         return (error_response(&e), outcome_of(&e, route_name));
     };
     let upgrade = downstream_upgrade.is_some();
-    let h2 = match cluster.cluster.protocol {
-        UpstreamProtocol::Http2 => !upgrade,
-        UpstreamProtocol::Http1 | UpstreamProtocol::Tcp => false,
-        UpstreamProtocol::SameAsDownstream => parts.version == Version::HTTP_2 && !upgrade,
-    };
+    // The upstream protocol: the port's (HTTP2/gRPC ports speak h2c), or the client's for
+    // `useClientProtocol` and undeclared ports; DestinationRule `h2UpgradePolicy: UPGRADE`
+    // turns HTTP/1.1 into HTTP/2 (the mesh default, DO_NOT_UPGRADE, leaves it).
+    let limits = cluster.policies.breakers.limits();
+    let from_client = parts.version == Version::HTTP_2;
+    let h2 = !upgrade
+        && if limits.use_client_protocol {
+            from_client
+        } else {
+            match cluster.cluster.protocol {
+                UpstreamProtocol::Http2 => true,
+                UpstreamProtocol::Http1 => limits.upgrades_to_h2(false, true),
+                UpstreamProtocol::Tcp => false,
+                UpstreamProtocol::SameAsDownstream => {
+                    from_client || limits.upgrades_to_h2(false, false)
+                }
+            }
+        };
 
     // Path and authority as the upstream should see them. Istio turns `host`/`:authority` in
     // header operations into Envoy's host rewrite: `rewrite.authority` wins, then the route's
