@@ -51,7 +51,9 @@ pub enum SendError {
 #[derive(Default)]
 struct EndpointPool {
     idle_h1: Vec<Idle>,
-    h2: Option<http2::SendRequest<Body>>,
+    /// HTTP/2 connections with their open streams; another is opened when every one has
+    /// `maxConcurrentStreams` open.
+    h2: Vec<(http2::SendRequest<Body>, Arc<std::sync::atomic::AtomicU32>)>,
 }
 
 /// An idle HTTP/1.1 connection and what the cluster's `connectionPool` limits need about it.
@@ -119,7 +121,7 @@ impl Pools {
         req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
         if h2 {
-            self.send_h2(addr, req).await
+            self.send_h2(None, addr, req).await
         } else {
             self.send_h1(None, addr, req).await
         }
@@ -137,7 +139,7 @@ impl Pools {
         req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
         if h2 {
-            self.send_h2(addr, req).await
+            self.send_h2(Some(cluster), addr, req).await
         } else {
             self.send_h1(Some(cluster), addr, req).await
         }
@@ -364,21 +366,30 @@ impl Pools {
 
     async fn send_h2(
         self: &Arc<Self>,
+        cluster: Option<&ClusterPool<'_>>,
         addr: SocketAddr,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
+        use std::sync::atomic::Ordering;
         // Requests from HTTP/1 clients carry the codec's header-case marks.
         crate::http::h1::case::clear_marks(req.headers_mut());
-        let existing = self
-            .endpoints
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(0, addr)).and_then(|p| p.h2.clone()))
-            .filter(|s| !s.is_closed());
-        let mut sender = match existing {
+        let key = cluster.map_or(0, ClusterPool::key);
+        let max_streams = cluster.map_or(u32::MAX, |c| c.breakers.limits().max_concurrent_streams);
+        let existing = self.endpoints.lock().ok().and_then(|mut m| {
+            let pool = m.get_mut(&(key, addr))?;
+            pool.h2.retain(|(s, _)| !s.is_closed());
+            pool.h2
+                .iter()
+                .find(|(_, open)| open.load(Ordering::Relaxed) < max_streams)
+                .cloned()
+        });
+        let (mut sender, open) = match existing {
             Some(s) => s,
             None => {
-                let stream = match self.connect(addr).await {
+                let limit = cluster.map_or(self.connect_timeout, |c| {
+                    c.breakers.limits().connect_timeout
+                });
+                let stream = match self.connect_within(addr, limit).await {
                     Ok(s) => s,
                     Err(e) => return Err((e, Some(Box::new(req)))),
                 };
@@ -392,20 +403,71 @@ impl Pools {
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
+                let entry = (sender, Arc::new(std::sync::atomic::AtomicU32::new(0)));
                 if let Ok(mut map) = self.endpoints.lock() {
-                    map.entry((0, addr)).or_default().h2 = Some(sender.clone());
+                    map.entry((key, addr)).or_default().h2.push(entry.clone());
                 }
-                sender
+                entry
             }
         };
         if let Err(e) = sender.ready().await {
             return Err((SendError::Reset(hyper_cause(&e)), Some(Box::new(req))));
         }
+        let stream = StreamSlot::open(open);
         sender
             .send_request(req)
             .await
-            .map(|r| r.map(boxed))
+            .map(|r| {
+                r.map(|body| {
+                    boxed(StreamBody {
+                        body,
+                        _slot: stream,
+                    })
+                })
+            })
             .map_err(|e| (SendError::Reset(hyper_cause(&e)), None))
+    }
+}
+
+/// Counts one open stream on an HTTP/2 connection until dropped (for `maxConcurrentStreams`).
+struct StreamSlot(Arc<std::sync::atomic::AtomicU32>);
+
+impl StreamSlot {
+    fn open(count: Arc<std::sync::atomic::AtomicU32>) -> StreamSlot {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamSlot(count)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An HTTP/2 response body holding its stream's place until it is read or dropped.
+struct StreamBody {
+    body: hyper::body::Incoming,
+    _slot: StreamSlot,
+}
+
+impl http_body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

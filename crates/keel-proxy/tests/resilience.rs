@@ -584,3 +584,47 @@ spec:
         "the waiting request reused the one connection"
     );
 }
+
+/// `maxConcurrentStreams: 1` to an HTTP/2 upstream: a second concurrent request opens a
+/// second connection instead of sharing the first.
+#[tokio::test]
+async fn max_concurrent_streams_opens_more_h2_connections() {
+    let (up, _, _) = scripted("h2", |_| Act::Delay(Duration::from_millis(300))).await;
+    let p = Proxy::start(|port| {
+        config(
+            port,
+            "s.test",
+            "  - route: [{destination: {host: s.svc}}]",
+            &format!(
+                "{}apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: s, namespace: default}}
+spec:
+  host: s.svc
+  trafficPolicy:
+    connectionPool:
+      http: {{maxConcurrentStreams: 1}}
+---
+",
+                service_entry(
+                    "s.svc",
+                    "HTTP2",
+                    &[Ep {
+                        upstream: &up,
+                        labels: &[]
+                    }]
+                )
+            ),
+        )
+    })
+    .await;
+    let port = p.port;
+    let a = tokio::spawn(async move { fetch(port, "s.test", "/").await });
+    let b = tokio::spawn(async move { fetch(port, "s.test", "/").await });
+    assert_eq!(a.await.unwrap().status, 200);
+    assert_eq!(b.await.unwrap().status, 200);
+    assert_eq!(up.connections(), 2);
+    // Afterwards both streams are closed: a third request reuses a connection.
+    assert_eq!(fetch(p.port, "s.test", "/").await.status, 200);
+    assert_eq!(up.connections(), 2);
+}
