@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod balance;
 pub mod error;
+pub mod fastrand;
 pub mod http;
 pub mod l4;
 pub mod resilience;

@@ -17,8 +17,6 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use keel_snapshot::{LbPolicy, WeightedCluster};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 
 use super::forward::{full, resolve};
 use super::observe::Counted;
@@ -206,7 +204,6 @@ async fn attempts(
         matches!(body, RequestBody::Buffered(_)) && policy.retries_after_sending(x.grpc, x.h2);
     let mut state = RetryState::new(policy);
     let hashed = matches!(x.cluster.cluster.lb, LbPolicy::ConsistentHash { .. });
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut head = Some(head);
     let mut body = body;
     let mut unsent: Option<Request<Body>> = None;
@@ -326,13 +323,15 @@ async fn attempts(
                 RetryDecision::Done
             }
         } else {
-            state.decide(
-                policy,
-                &attempt,
-                x.cluster.policies.breakers.retry_budget(),
-                x.cluster.policies.breakers.active_requests(),
-                &mut rng,
-            )
+            crate::fastrand::with(|rng| {
+                state.decide(
+                    policy,
+                    &attempt,
+                    x.cluster.policies.breakers.retry_budget(),
+                    x.cluster.policies.breakers.active_requests(),
+                    rng,
+                )
+            })
         };
         let retried_out = match decision {
             RetryDecision::Retry { backoff } => {
@@ -462,9 +461,15 @@ impl Failure {
 /// failures only logged; the original request never waits for them.
 fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
     let rt = x.shared.runtime.load_full();
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
     let shadow = x.shared.shadow_host();
-    for target in x.route.policies.mirror.pick(&mut rng) {
+    let drawn = x
+        .route
+        .policies
+        .mirror
+        .targets
+        .iter()
+        .filter(|t| crate::fastrand::with(|rng| t.share.hit(rng)));
+    for target in drawn {
         let Some(cluster) = rt.clusters.get(&target.cluster).cloned() else {
             tracing::debug!(cluster = %target.cluster, "mirror cluster unknown; copy dropped");
             continue;

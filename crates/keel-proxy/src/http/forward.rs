@@ -275,7 +275,7 @@ async fn inject_fault(
     if !fault.is_active() {
         return Ok(false);
     }
-    let decision = fault.decide(&mut rand::rng());
+    let decision = crate::fastrand::with(|r| fault.decide(r));
     if let Some(delay) = decision.delay {
         tokio::time::sleep(delay).await;
     }
@@ -363,7 +363,7 @@ pub(crate) fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedC
     if total == 0 {
         return clusters.first();
     }
-    let mut pick = rand::random_range(0..total);
+    let mut pick = crate::fastrand::with(|r| rand::Rng::random_range(r, 0..total));
     for c in clusters {
         let w = u64::from(c.weight);
         if pick < w {

@@ -127,7 +127,8 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// into a fixed buffer: `format!` with padded hex fields cost several thousand instructions
 /// a request (bench/proxy.sh).
 pub fn request_id() -> String {
-    let mut b: [u8; 16] = rand::random();
+    let mut b = [0u8; 16];
+    crate::fastrand::with(|r| rand::RngCore::fill_bytes(r, &mut b));
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     const HEX: &[u8; 16] = b"0123456789abcdef";
