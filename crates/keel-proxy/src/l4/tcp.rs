@@ -17,7 +17,7 @@ use crate::balance::PickContext;
 use crate::error::ProxyError;
 use crate::http::forward::{choose_weighted, resolve};
 use crate::server::{ConnInfo, Shared};
-use crate::telemetry::{ServiceRef, TcpRecord};
+use crate::telemetry::TcpRecord;
 
 /// Where the client was going: the original destination for redirected connections, else
 /// the address it connected to.
@@ -114,17 +114,7 @@ pub async fn forward<S>(
         }
     };
     if let Some(c) = shared.runtime.load().clusters.get(&cluster) {
-        record.service = Some(Arc::new(ServiceRef {
-            host: c.cluster.service.clone(),
-            name: c
-                .cluster
-                .service
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            namespace: c.cluster.namespace.clone(),
-        }));
+        record.service = Some(c.service.clone());
     }
     record.upstream_cluster = Some(cluster.clone());
     record.upstream_host = upstream.peer_addr().ok();
