@@ -300,8 +300,9 @@ impl AdminHooks for Hooks {
     }
 }
 
-// mimalloc: the request path allocates small, short-lived buffers (header maps, bodies) that
-// glibc malloc served at about a sixth of the proxy's instructions (bench/proxy.sh).
+// mimalloc, when built with `--features mimalloc` (see Cargo.toml for why it is not the
+// default any more).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
