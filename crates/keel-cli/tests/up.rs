@@ -108,9 +108,8 @@ fn up_routes_through_both_sidecars_and_down_stops_everything() {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("keel up: {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
+            // Keep reading after the test stops listening: keel up must not see a closed pipe.
+            let _ = tx.send(line);
         }
     });
     // Wait for "ready" and the sleep workload's HTTP_PROXY port.
@@ -121,6 +120,7 @@ fn up_routes_through_both_sidecars_and_down_stops_everything() {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = up.kill();
+            let _ = up.wait();
             panic!("keel up not ready within 60 s");
         };
         if line.starts_with("ready") {
@@ -164,6 +164,7 @@ fn up_routes_through_both_sidecars_and_down_stops_everything() {
         }
         if Instant::now() > deadline {
             let _ = up.kill();
+            let _ = up.wait();
             panic!("keel up did not stop after keel down");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -199,4 +200,110 @@ fn unknown_images_are_refused_before_anything_starts() {
         "{err}"
     );
     assert!(err.contains("--run nginx=COMMAND"), "{err}");
+}
+
+/// Starts `keel up` on `files`, waits for "ready", returns the process, its output lines and
+/// each pod's HTTP_PROXY port.
+fn start(
+    files: &[&Path],
+    state: &Path,
+) -> (std::process::Child, std::collections::BTreeMap<String, u16>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
+    cmd.arg("up");
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
+    let mut up = cmd
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("keel up");
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = up.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("keel up: {line}");
+            // Keep reading after the test stops listening: keel up must not see a closed pipe.
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut proxies = std::collections::BTreeMap::new();
+    let mut ready = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = up.kill();
+            let _ = up.wait();
+            panic!("keel up not ready within 90 s");
+        };
+        if line.starts_with("ready") {
+            ready = true;
+        }
+        if let Some((pod, rest)) = line.trim().split_once(": HTTP_PROXY=http://127.0.0.1:") {
+            let port = rest.split_whitespace().next().unwrap().parse().unwrap();
+            proxies.insert(pod.to_string(), port);
+        }
+        if ready && line.trim_start().starts_with("productpage-v1-0.") {
+            return (up, proxies);
+        }
+    }
+}
+
+#[test]
+fn bookinfo_from_the_repo_manifests_serves_all_three_reviews_versions() {
+    let bins = bin_dir();
+    for b in ["keel-proxy", "keel-sample"] {
+        if !bins.join(b).is_file() {
+            eprintln!("skipped: {} not built", bins.join(b).display());
+            return;
+        }
+    }
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo/app.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (mut up, proxies) = start(&[&app], &state);
+    let port = proxies["productpage-v1-0.default"];
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..15 {
+        let page = get_via_proxy(
+            port,
+            "http://productpage:9080/productpage",
+            "productpage:9080",
+        );
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("Simple Bookstore App"), "{page}");
+        assert!(!page.contains("Error fetching"), "{page}");
+        let pod = page
+            .split("Reviews served by: ")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        match pod.as_str() {
+            "reviews-v1-0" => assert!(!page.contains("glyphicon-star"), "v1: no stars"),
+            "reviews-v2-0" => assert!(page.contains("color=\"black\""), "v2: black stars"),
+            "reviews-v3-0" => assert!(page.contains("color=\"red\""), "v3: red stars"),
+            other => panic!("served by {other:?}"),
+        }
+        seen.insert(pod);
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let down = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("down")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("keel down");
+    assert!(down.status.success(), "{down:?}");
+    assert!(up.wait().unwrap().success());
 }

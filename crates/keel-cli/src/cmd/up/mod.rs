@@ -21,6 +21,22 @@ use self::plan::{Ports, Replica};
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
 
+/// `println!` that ignores a closed stdout (`keel up | head`): shutting down must not panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! shout {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 const PID_FILE: &str = "keel-up.pid";
 
 /// `$KEEL_HOME/up`, else `~/.keel/up`.
@@ -37,7 +53,7 @@ fn default_state_dir() -> Option<PathBuf> {
 
 fn state_dir(given: &Option<PathBuf>) -> Result<PathBuf, u8> {
     given.clone().or_else(default_state_dir).ok_or_else(|| {
-        eprintln!("error: neither KEEL_HOME nor HOME is set; choose a directory with --state-dir");
+        shout!("error: neither KEEL_HOME nor HOME is set; choose a directory with --state-dir");
         exit::USAGE
     })
 }
@@ -60,7 +76,7 @@ pub fn run(args: &UpArgs) -> u8 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start: {e}");
+            shout!("error: cannot start: {e}");
             return exit::FAILURE;
         }
     };
@@ -121,7 +137,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         && let Ok(pid) = text.trim().parse::<u32>()
         && pid_alive(pid)
     {
-        eprintln!(
+        shout!(
             "error: a local mesh is already running from {} (pid {pid}); stop it with `keel down --state-dir {}`",
             dir.display(),
             dir.display()
@@ -131,7 +147,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
     // Read and plan everything before starting anything.
     let loaded = load_paths(&args.files, &LoadOptions::default());
     for d in &loaded.diagnostics {
-        eprintln!("{d}");
+        shout!("{d}");
     }
     if loaded.has_errors() {
         return exit::FAILURE;
@@ -141,7 +157,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         Ok(p) => p,
         Err(errors) => {
             for e in errors {
-                eprintln!("error: {e}");
+                shout!("error: {e}");
             }
             return exit::FAILURE;
         }
@@ -150,7 +166,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
     let proxy_bin = match find_bin(&bins, "keel-proxy") {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {e}");
+            shout!("error: {e}");
             return exit::FAILURE;
         }
     };
@@ -161,7 +177,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         match find_bin(&bins, "keel-sample") {
             Ok(b) => Some(b),
             Err(e) => {
-                eprintln!("error: {e}");
+                shout!("error: {e}");
                 return exit::FAILURE;
             }
         }
@@ -173,11 +189,11 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
     // A fresh store each time: the registrations of a previous run are stale.
     let _ = std::fs::remove_dir_all(&config);
     if let Err(e) = std::fs::create_dir_all(&logs) {
-        eprintln!("error: cannot create {}: {e}", logs.display());
+        shout!("error: cannot create {}: {e}", logs.display());
         return exit::FAILURE;
     }
     if let Err(e) = std::fs::write(&pid_path, format!("{}\n", std::process::id())) {
-        eprintln!("error: cannot write {}: {e}", pid_path.display());
+        shout!("error: cannot write {}: {e}", pid_path.display());
         return exit::FAILURE;
     }
     let code = mesh(
@@ -206,7 +222,7 @@ async fn mesh(
     proxy_bin: &Path,
     sample_bin: Option<&Path>,
 ) -> u8 {
-    println!(
+    say!(
         "keel up {}: state in {}",
         env!("CARGO_PKG_VERSION"),
         dir.display()
@@ -222,14 +238,14 @@ async fn mesh(
     let store = match opened {
         Ok(Ok((s, _))) => Arc::new(s),
         Ok(Err(e)) => {
-            eprintln!(
+            shout!(
                 "error: cannot open the config store at {}: {e}",
                 config.display()
             );
             return exit::FAILURE;
         }
         Err(e) => {
-            eprintln!("error: cannot open the config store: {e}");
+            shout!("error: cannot open the config store: {e}");
             return exit::FAILURE;
         }
     };
@@ -247,7 +263,7 @@ async fn mesh(
         })() {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: no free loopback port: {e}");
+                shout!("error: no free loopback port: {e}");
                 return exit::FAILURE;
             }
         };
@@ -255,7 +271,7 @@ async fn mesh(
         let l = load_str(&text, &r.pod, &LoadOptions::default());
         if l.has_errors() {
             for d in &l.diagnostics {
-                eprintln!("{d}");
+                shout!("{d}");
             }
             return exit::FAILURE;
         }
@@ -268,24 +284,24 @@ async fn mesh(
     })
     .await;
     match applied {
-        Ok(Ok(report)) => println!(
+        Ok(Ok(report)) => say!(
             "✔ applied {} resources ({} workload registrations)",
             report.results.len(),
             replicas.len()
         ),
         Ok(Err(e)) => {
-            eprintln!("error: the manifests were not accepted: {e}");
+            shout!("error: the manifests were not accepted: {e}");
             return exit::FAILURE;
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            shout!("error: {e}");
             return exit::FAILURE;
         }
     }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
+            shout!(
                 "error: cannot listen on {}: {e} (is a control plane already running? choose another address with --listen)",
                 args.listen
             );
@@ -295,7 +311,7 @@ async fn mesh(
     let xds_listener = match tokio::net::TcpListener::bind(args.xds_listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
+            shout!(
                 "error: cannot listen on {} for xDS: {e} (choose another address with --xds-listen)",
                 args.xds_listen
             );
@@ -305,7 +321,7 @@ async fn mesh(
     let api_addr = listener.local_addr().map_or(args.listen, |a| a);
     let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
     let _ = std::fs::write(dir.join("api"), format!("http://{api_addr}\n"));
-    println!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
+    say!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
     let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
     let state = ApiState {
         store: store.clone() as Arc<dyn ConfigStore>,
@@ -328,14 +344,18 @@ async fn mesh(
     let mut procs: Vec<Proc> = Vec::new();
     let mut failed = false;
     for (r, ports) in replicas.iter().zip(&assigned) {
-        println!(
+        say!(
             "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
-            r.pod, r.namespace, ports.app, ports.inbound, ports.outbound
+            r.pod,
+            r.namespace,
+            ports.app,
+            ports.inbound,
+            ports.outbound
         );
         match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
             Ok(mut ps) => procs.append(&mut ps),
             Err(e) => {
-                eprintln!("error: {}: {e}", r.pod);
+                shout!("error: {}: {e}", r.pod);
                 failed = true;
                 break;
             }
@@ -346,24 +366,24 @@ async fn mesh(
         let ready = wait_ready(replicas, &assigned, &mut procs);
         tokio::select! {
             result = ready => if let Err(e) = result {
-                eprintln!("error: {e}");
+                shout!("error: {e}");
                 failed = true;
             },
             s = shutdown_signal() => {
-                println!("{s}: shutting down");
+                say!("{s}: shutting down");
                 interrupted = true;
             }
         }
     }
     if !failed && !interrupted {
-        println!(
+        say!(
             "ready — {} workloads; Ctrl-C or `keel down --state-dir {}` to stop",
             replicas.len(),
             dir.display()
         );
-        println!("  API: export KEEL_SERVER=http://{api_addr}");
+        say!("  API: export KEEL_SERVER=http://{api_addr}");
         for (r, p) in replicas.iter().zip(&assigned) {
-            println!(
+            say!(
                 "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (logs: {}/{}.log, {}/{}.proxy.log)",
                 r.pod,
                 r.namespace,
@@ -375,9 +395,9 @@ async fn mesh(
             );
         }
         tokio::select! {
-            s = shutdown_signal() => println!("{s}: shutting down"),
+            s = shutdown_signal() => say!("{s}: shutting down"),
             what = watch_children(&mut procs) => {
-                eprintln!("error: {what} exited; shutting down");
+                shout!("error: {what} exited; shutting down");
                 failed = true;
             }
         }
@@ -386,7 +406,7 @@ async fn mesh(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), xds_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
-    println!("stopped");
+    say!("stopped");
     if failed { exit::FAILURE } else { exit::OK }
 }
 
@@ -532,7 +552,7 @@ async fn wait_ready(
                     .is_ok();
             }
             if proxy_ready && app_ready {
-                println!("✔ {}.{} ready", r.pod, r.namespace);
+                say!("✔ {}.{} ready", r.pod, r.namespace);
                 break;
             }
             if Instant::now() > deadline {
@@ -589,7 +609,7 @@ async fn stop_all(procs: &mut [Proc]) {
         }
         if Instant::now() > deadline {
             for p in running {
-                eprintln!("warning: {} did not stop within 12 s; killed", p.what);
+                shout!("warning: {} did not stop within 12 s; killed", p.what);
                 let _ = p.child.kill();
                 let _ = p.child.wait();
             }
@@ -622,33 +642,33 @@ pub fn run_down(args: &DownArgs) -> u8 {
         Ok(t) => match t.trim().parse::<u32>() {
             Ok(p) => p,
             Err(_) => {
-                eprintln!("error: {} does not hold a process id", pid_path.display());
+                shout!("error: {} does not hold a process id", pid_path.display());
                 return exit::FAILURE;
             }
         },
         Err(_) => {
-            eprintln!("no local mesh is running from {}", dir.display());
+            shout!("no local mesh is running from {}", dir.display());
             return exit::OK;
         }
     };
     if !pid_alive(pid) {
         let _ = std::fs::remove_file(&pid_path);
-        println!(
+        say!(
             "no local mesh is running from {} (removed a stale pid file)",
             dir.display()
         );
         return exit::OK;
     }
-    println!("stopping the local mesh (pid {pid})…");
+    say!("stopping the local mesh (pid {pid})…");
     signal(pid, "TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pid_alive(pid) && pid_path.exists() {
         if Instant::now() > deadline {
-            eprintln!("error: pid {pid} did not stop within 20 s");
+            shout!("error: pid {pid} did not stop within 20 s");
             return exit::FAILURE;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("stopped");
+    say!("stopped");
     exit::OK
 }

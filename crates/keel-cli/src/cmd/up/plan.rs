@@ -10,6 +10,7 @@
 //! store and are visible with `keel get workloadentries`.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use keel_config::model::kube::pod::Container;
 use keel_config::types::IntOrString;
@@ -67,7 +68,8 @@ pub fn plan(
             continue;
         };
         if template.spec.containers.len() > 1 {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "warning: deployment {}/{}: only the first container ({}) runs locally",
                 r.namespace(),
                 r.name(),
