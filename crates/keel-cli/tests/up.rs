@@ -121,7 +121,7 @@ fn up_routes_through_both_sidecars_and_down_stops_everything() {
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = up.kill();
             let _ = up.wait();
-            panic!("keel up not ready within 60 s");
+            panic!("keel up not ready within 60 s, or it exited (its stderr is above)");
         };
         if line.starts_with("ready") {
             ready = true;
@@ -240,7 +240,7 @@ fn start(
         let Ok(line) = rx.recv_timeout(left) else {
             let _ = up.kill();
             let _ = up.wait();
-            panic!("keel up not ready within 90 s");
+            panic!("keel up not ready within 90 s, or it exited (its stderr is above)");
         };
         if line.starts_with("ready") {
             ready = true;

@@ -64,6 +64,17 @@ struct Proc {
     child: Child,
 }
 
+impl Drop for Proc {
+    /// A child still running when its handle goes (an early return, a panic) is killed, so
+    /// `keel up` never leaves processes behind it stopped supervising.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn run(args: &UpArgs) -> u8 {
     let dir = match state_dir(&args.state_dir) {
         Ok(d) => d,
@@ -111,12 +122,14 @@ fn find_bin(dir: &Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// A free loopback port (bound and released: another process could take it in between,
-/// which the readiness checks then report).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// A free loopback port, and the listener holding it: every port of a run is held until the
+/// processes are about to start, so no two get the same one (another program could still take
+/// one in between; the readiness checks then report it).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -251,14 +264,15 @@ async fn mesh(
     };
     // Plan the ports and registrations, then apply manifests and registrations together.
     let mut assigned = Vec::new();
+    let mut held = Vec::new();
     let mut all = resources.to_vec();
     for r in replicas {
         let ports = match (|| -> std::io::Result<Ports> {
             Ok(Ports {
-                app: free_port()?,
-                inbound: free_port()?,
-                outbound: free_port()?,
-                admin: free_port()?,
+                app: free_port(&mut held)?,
+                inbound: free_port(&mut held)?,
+                outbound: free_port(&mut held)?,
+                admin: free_port(&mut held)?,
             })
         })() {
             Ok(p) => p,
@@ -341,6 +355,8 @@ async fn mesh(
     ));
     let api_task = tokio::spawn(serve(listener, state, stopped(stop_rx.clone())));
 
+    // Release the ports to the processes about to bind them.
+    drop(held);
     let mut procs: Vec<Proc> = Vec::new();
     let mut failed = false;
     for (r, ports) in replicas.iter().zip(&assigned) {
