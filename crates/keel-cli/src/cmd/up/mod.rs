@@ -360,14 +360,23 @@ async fn mesh(
     let mut procs: Vec<Proc> = Vec::new();
     let mut failed = false;
     for (r, ports) in replicas.iter().zip(&assigned) {
-        say!(
-            "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
-            r.pod,
-            r.namespace,
-            ports.app,
-            ports.inbound,
-            ports.outbound
-        );
+        if r.inject {
+            say!(
+                "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
+                r.pod,
+                r.namespace,
+                ports.app,
+                ports.inbound,
+                ports.outbound
+            );
+        } else {
+            say!(
+                "… starting {}.{} (app 127.0.0.1:{}, no sidecar: sidecar.istio.io/inject is false)",
+                r.pod,
+                r.namespace,
+                ports.app
+            );
+        }
         match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
             Ok(mut ps) => procs.append(&mut ps),
             Err(e) => {
@@ -399,6 +408,17 @@ async fn mesh(
         );
         say!("  API: export KEEL_SERVER=http://{api_addr}");
         for (r, p) in replicas.iter().zip(&assigned) {
+            if !r.inject {
+                say!(
+                    "  {}.{}: no sidecar, app on 127.0.0.1:{} (logs: {}/{}.log)",
+                    r.pod,
+                    r.namespace,
+                    p.app,
+                    logs.display(),
+                    r.pod
+                );
+                continue;
+            }
             say!(
                 "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (logs: {}/{}.log, {}/{}.proxy.log)",
                 r.pod,
@@ -442,38 +462,40 @@ fn start_replica(
 ) -> std::io::Result<Vec<Proc>> {
     use std::os::unix::process::CommandExt;
     let mut out = Vec::new();
-    let (o, e) = log_file(logs, &format!("{}.proxy.log", r.pod))?;
-    let mut proxy = Command::new(proxy_bin);
-    proxy
-        .arg("sidecar")
-        .args(["--xds", &format!("http://{xds}")])
-        .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
-        .args(["-n", &r.namespace])
-        .args(["--workload", &r.deployment])
-        .args(["--workers", "1"])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--outbound-port", &ports.outbound.to_string()])
-        .args(["--inbound-port", &ports.inbound.to_string()])
-        .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
-        .args(["--stats", "none"]);
-    let app_port = if r.protocol.is_empty() {
-        ports.app.to_string()
-    } else {
-        format!("{}/{}", ports.app, r.protocol)
-    };
-    proxy.args(["--app-port", &app_port]);
-    for (k, v) in &r.labels {
-        proxy.args(["--label", &format!("{k}={v}")]);
+    if r.inject {
+        let (o, e) = log_file(logs, &format!("{}.proxy.log", r.pod))?;
+        let mut proxy = Command::new(proxy_bin);
+        proxy
+            .arg("sidecar")
+            .args(["--xds", &format!("http://{xds}")])
+            .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
+            .args(["-n", &r.namespace])
+            .args(["--workload", &r.deployment])
+            .args(["--workers", "1"])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--outbound-port", &ports.outbound.to_string()])
+            .args(["--inbound-port", &ports.inbound.to_string()])
+            .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
+            .args(["--stats", "none"]);
+        let app_port = if r.protocol.is_empty() {
+            ports.app.to_string()
+        } else {
+            format!("{}/{}", ports.app, r.protocol)
+        };
+        proxy.args(["--app-port", &app_port]);
+        for (k, v) in &r.labels {
+            proxy.args(["--label", &format!("{k}={v}")]);
+        }
+        proxy
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .process_group(0);
+        out.push(Proc {
+            what: format!("sidecar of {}", r.pod),
+            child: proxy.spawn()?,
+        });
     }
-    proxy
-        .stdin(Stdio::null())
-        .stdout(o)
-        .stderr(e)
-        .process_group(0);
-    out.push(Proc {
-        what: format!("sidecar of {}", r.pod),
-        child: proxy.spawn()?,
-    });
     let (o, e) = log_file(logs, &format!("{}.log", r.pod))?;
     let port = ports.app.to_string();
     let mut app = match &r.command.program {
@@ -497,7 +519,13 @@ fn start_replica(
             c
         }
     };
-    let proxy_url = format!("http://127.0.0.1:{}", ports.outbound);
+    if r.inject {
+        let proxy_url = format!("http://127.0.0.1:{}", ports.outbound);
+        app.env("HTTP_PROXY", &proxy_url)
+            .env("http_proxy", &proxy_url)
+            .env("NO_PROXY", "")
+            .env("no_proxy", "");
+    }
     app.envs(r.command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("PORT", &port)
@@ -505,10 +533,6 @@ fn start_replica(
         .env("HOSTNAME", &r.pod)
         .env("POD_NAME", &r.pod)
         .env("POD_NAMESPACE", &r.namespace)
-        .env("HTTP_PROXY", &proxy_url)
-        .env("http_proxy", &proxy_url)
-        .env("NO_PROXY", "")
-        .env("no_proxy", "")
         .stdin(Stdio::null())
         .stdout(o)
         .stderr(e)
@@ -553,7 +577,7 @@ async fn wait_ready(
 ) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     for (r, p) in replicas.iter().zip(ports) {
-        let mut proxy_ready = false;
+        let mut proxy_ready = !r.inject;
         let mut app_ready = !r.listens;
         loop {
             if let Some(what) = exited(procs) {

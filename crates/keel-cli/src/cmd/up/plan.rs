@@ -36,6 +36,9 @@ pub struct Replica {
     pub protocol: String,
     /// Names (or numbers as text) of the selecting Services' ports.
     pub service_ports: Vec<String>,
+    /// Runs with a sidecar: false when the pod template opts out as Istio's injector allows
+    /// (`sidecar.istio.io/inject: "false"`, annotation or label).
+    pub inject: bool,
 }
 
 /// The loopback ports one replica was given.
@@ -89,6 +92,11 @@ pub fn plan(
             }
         };
         let labels = template.metadata.labels.clone();
+        let opted_out = |m: &BTreeMap<String, String>| {
+            m.get("sidecar.istio.io/inject")
+                .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        };
+        let inject = !(opted_out(&template.metadata.annotations) || opted_out(&labels));
         let (service_ports, protocol) = services_of(resources, r.namespace(), &labels, container);
         let replicas = d.spec.replicas.unwrap_or(1).max(0);
         for i in 0..replicas {
@@ -107,6 +115,7 @@ pub fn plan(
                 listens: !container.ports.is_empty(),
                 protocol: protocol.clone(),
                 service_ports: service_ports.clone(),
+                inject,
             });
         }
     }
@@ -163,12 +172,14 @@ fn services_of(
     (keys, protocol)
 }
 
-/// The WorkloadEntry registering a replica: its sidecar's inbound port for every service port.
+/// The WorkloadEntry registering a replica: its sidecar's inbound port for every service port
+/// (the app's own port for a workload without a sidecar).
 pub fn workload_entry(r: &Replica, ports: Ports) -> serde_json::Value {
+    let port = if r.inject { ports.inbound } else { ports.app };
     let port_map: serde_json::Map<String, serde_json::Value> = r
         .service_ports
         .iter()
-        .map(|k| (k.clone(), serde_json::Value::from(ports.inbound)))
+        .map(|k| (k.clone(), serde_json::Value::from(port)))
         .collect();
     let mut spec = serde_json::json!({
         "address": "127.0.0.1",
@@ -262,6 +273,25 @@ spec:
         assert_eq!(eps.len(), 2, "{eps:?}");
         assert!(eps[0].contains("127.0.0.1:20000"), "{eps:?}");
         assert!(eps[1].contains("127.0.0.1:20001"), "{eps:?}");
+    }
+
+    #[test]
+    fn an_opted_out_workload_is_registered_at_its_app_port() {
+        let text = MANIFESTS.replace(
+            "metadata: {labels: {app: httpbin, version: v1}}",
+            "metadata: {labels: {app: httpbin, version: v1}, annotations: {sidecar.istio.io/inject: \"false\"}}",
+        );
+        let plan = plan(&load(&text), &[]).unwrap();
+        assert!(!plan[0].inject);
+        let ports = Ports {
+            app: 31000,
+            inbound: 20000,
+            outbound: 3,
+            admin: 4,
+        };
+        let we = workload_entry(&plan[0], ports);
+        assert_eq!(we["spec"]["ports"]["http"], 31000);
+        assert!(super::plan(&load(MANIFESTS), &[]).unwrap()[0].inject);
     }
 
     #[test]
