@@ -99,6 +99,26 @@ keel proxy-status -o json"
     )]
     ProxyStatus(ProxyStatusArgs),
 
+    /// Run a local mesh: the control plane and every Deployment of the manifests as local processes, each with its sidecar
+    #[command(
+        long_about = "Run a local mesh from ordinary Kubernetes manifests and Istio config: the control plane runs \
+in-process (API and xDS as `keel control-plane`), and each Deployment's replicas run as local processes, each \
+with its own keel-proxy sidecar. Images map to local commands: Istio's sample images (examples-bookinfo-*, \
+httpbin, sleep/curl, tcp-echo) run as keel-sample; anything else needs the pod-template annotation \
+keel.dev/run: \"COMMAND\" or --run IMAGE=COMMAND (the app must listen on $PORT).\n\n\
+Each app gets HTTP_PROXY pointing at its sidecar's outbound listener, and is registered (a WorkloadEntry) at \
+its sidecar's inbound listener, so calls such as http://httpbin:8000/get go through both sidecars.\n\n\
+Logs of each workload and sidecar are in STATE_DIR/logs. Stops every process on Ctrl-C, SIGTERM or `keel down`.",
+        after_help = "Examples:\n  \
+keel up -f samples/bookinfo.yaml\n  \
+keel up -f app.yaml --run example/app=./target/debug/app\n  \
+keel down"
+    )]
+    Up(UpArgs),
+
+    /// Stop the local mesh started by `keel up`
+    Down(DownArgs),
+
     /// Create or update resources from files, like `kubectl apply -f`
     #[command(
         long_about = "Create or update resources from files, like `kubectl apply -f`: Istio's kinds and the \
@@ -390,4 +410,42 @@ pub struct VersionArgs {
     /// Print as JSON
     #[arg(short = 'o', long = "output", value_parser = ["json", "short"])]
     pub output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Manifests and Istio config: files, directories or `-`; repeatable
+    #[arg(short = 'f', long = "filename", value_name = "PATH", num_args = 1.., required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Where the store, logs and pid file live [default: $KEEL_HOME/up, else ~/.keel/up]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where keel-proxy and keel-sample are [default: the directory of this executable]
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// The local command for an image (with or without tag), run with sh -c; repeatable
+    #[arg(long = "run", value_name = "IMAGE=COMMAND", value_parser = crate::cmd::up::image::parse_run)]
+    pub run: Vec<(String, String)>,
+
+    /// Address of the HTTP API (keel apply, get, delete)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Address of the xDS server the sidecars connect to
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
+    pub xds_listen: std::net::SocketAddr,
+
+    /// The mesh's root namespace
+    #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The state directory of the running `keel up` [default: $KEEL_HOME/up, else ~/.keel/up]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }

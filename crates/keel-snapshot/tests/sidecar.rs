@@ -446,3 +446,44 @@ fn routes_without_a_destination_port_use_the_port_they_serve() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_connection_addressed_to_the_inbound_listener_itself_goes_to_the_first_app_port() {
+    // The local mesh (`keel up`) registers the inbound port as the endpoint: no iptables, so
+    // connections arrive addressed to the listener itself, not to the app's port.
+    let s = snapshot(SidecarOptions {
+        inbound_port: 20006,
+        inbound_ports: vec![
+            InboundPort {
+                port: 31000,
+                protocol: "HTTP".into(),
+            },
+            InboundPort {
+                port: 31001,
+                protocol: "TCP".into(),
+            },
+        ],
+        ..productpage()
+    });
+    let inbound = listener(&s, "virtualInbound");
+    let routes = &inbound.http.as_ref().unwrap().virtual_hosts[0].routes;
+    let first = routes
+        .iter()
+        .find(|r| r.name == "inbound|31000||")
+        .expect("app route");
+    let ports: Vec<_> = first.matches.iter().map(|m| m.port).collect();
+    assert_eq!(ports, vec![Some(31000), Some(20006)]);
+    // The other port keeps its own match only, and the TCP side has the same alias.
+    assert!(
+        inbound.tcp.iter().all(
+            |r| r.name == "inbound|31000||" || !r.matches.iter().any(|m| m.port == Some(20006))
+        )
+    );
+    assert!(
+        inbound
+            .tcp
+            .iter()
+            .any(|r| r.name == "inbound|31001||"
+                && r.matches.iter().map(|m| m.port).eq([Some(31001)]))
+    );
+}

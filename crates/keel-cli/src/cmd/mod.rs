@@ -5,5 +5,6 @@ pub mod get;
 pub mod proxy_status;
 mod remote;
 mod table;
+pub mod up;
 pub mod validate;
 pub mod version;

@@ -315,7 +315,7 @@ impl Registry {
                         let port = w
                             .ports
                             .as_ref()
-                            .and_then(|m| m.get(&p.name).copied())
+                            .and_then(|m| m.get(&name).copied())
                             .map(|n| n as u16)
                             .unwrap_or_else(|| target_port_number(p));
                         map.insert(name, port);

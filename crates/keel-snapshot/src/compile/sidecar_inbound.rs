@@ -31,16 +31,28 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
     let mut routes = Vec::new();
     let mut tcp = Vec::new();
     let mut clusters = Vec::new();
-    for (port, service) in &ports {
+    // A connection addressed to the inbound listener itself was not redirected: the local
+    // mesh (`keel up`) registers this port as the workload's endpoint and has no iptables.
+    // It goes to the application's first port (passthrough would dial the listener again).
+    let direct =
+        (!ports.iter().any(|(p, _)| p.port == opts.inbound_port)).then_some(opts.inbound_port);
+    for (i, (port, service)) in ports.iter().enumerate() {
         let cluster = inbound_cluster(port, service);
         let (http, l4, opaque) = inbound_handling(&port.protocol);
+        let mut numbers = vec![port.port];
+        if i == 0 {
+            numbers.extend(direct);
+        }
         if http {
             routes.push(HttpRoute {
                 name: cluster.name.clone(),
-                matches: vec![RequestMatch {
-                    port: Some(port.port),
-                    ..Default::default()
-                }],
+                matches: numbers
+                    .iter()
+                    .map(|n| RequestMatch {
+                        port: Some(*n),
+                        ..Default::default()
+                    })
+                    .collect(),
                 action: forward(&cluster.name),
                 ..Default::default()
             });
@@ -48,10 +60,13 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
         if l4 {
             tcp.push(TcpRoute {
                 name: cluster.name.clone(),
-                matches: vec![L4Match {
-                    port: Some(port.port),
-                    ..Default::default()
-                }],
+                matches: numbers
+                    .iter()
+                    .map(|n| L4Match {
+                        port: Some(*n),
+                        ..Default::default()
+                    })
+                    .collect(),
                 clusters: vec![weighted(&cluster.name)],
                 opaque,
             });

@@ -1,0 +1,714 @@
+//! `keel up`: a local mesh. The control plane runs in-process (store, API, xDS); every
+//! Deployment replica runs as a local process with its own `keel-proxy` sidecar, registered
+//! as a WorkloadEntry at its sidecar's inbound port (see [`plan`]). `keel down` signals it
+//! through the pid file in the state directory.
+
+pub mod image;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_config::{LoadOptions, Resource, load_paths, load_str};
+use keel_control::api::server::{ApiState, serve};
+use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
+use keel_control::xds::{Debounce, XdsServer};
+
+use self::image::Program;
+use self::plan::{Ports, Replica};
+use crate::cli::{DownArgs, UpArgs};
+use crate::exit;
+
+/// `println!` that ignores a closed stdout (`keel up | head`): shutting down must not panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! shout {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+const PID_FILE: &str = "keel-up.pid";
+
+/// `$KEEL_HOME/up`, else `~/.keel/up`.
+fn default_state_dir() -> Option<PathBuf> {
+    let nonempty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    nonempty("KEEL_HOME")
+        .map(|h| h.join("up"))
+        .or_else(|| nonempty("HOME").map(|h| h.join(".keel").join("up")))
+}
+
+fn state_dir(given: &Option<PathBuf>) -> Result<PathBuf, u8> {
+    given.clone().or_else(default_state_dir).ok_or_else(|| {
+        shout!("error: neither KEEL_HOME nor HOME is set; choose a directory with --state-dir");
+        exit::USAGE
+    })
+}
+
+/// A running process of the mesh.
+struct Proc {
+    what: String,
+    child: Child,
+}
+
+impl Drop for Proc {
+    /// A child still running when its handle goes (an early return, a panic) is killed, so
+    /// `keel up` never leaves processes behind it stopped supervising.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn run(args: &UpArgs) -> u8 {
+    let dir = match state_dir(&args.state_dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            shout!("error: cannot start: {e}");
+            return exit::FAILURE;
+        }
+    };
+    runtime.block_on(run_async(args, dir))
+}
+
+fn bin_dir(args: &UpArgs) -> Option<PathBuf> {
+    args.bin_dir.clone().or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+    })
+}
+
+fn find_bin(dir: &Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
+    let Some(dir) = dir else {
+        return Err(format!("cannot find {name}: pass --bin-dir"));
+    };
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "cannot find {name} in {} (build it with `cargo build -p {}` or pass --bin-dir)",
+            dir.display(),
+            if name == "keel-sample" {
+                "keel-samples"
+            } else {
+                name
+            }
+        ))
+    }
+}
+
+/// A free loopback port, and the listener holding it: every port of a run is held until the
+/// processes are about to start, so no two get the same one (another program could still take
+/// one in between; the readiness checks then report it).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
+    let pid_path = dir.join(PID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&pid_path)
+        && let Ok(pid) = text.trim().parse::<u32>()
+        && pid_alive(pid)
+    {
+        shout!(
+            "error: a local mesh is already running from {} (pid {pid}); stop it with `keel down --state-dir {}`",
+            dir.display(),
+            dir.display()
+        );
+        return exit::FAILURE;
+    }
+    // Read and plan everything before starting anything.
+    let loaded = load_paths(&args.files, &LoadOptions::default());
+    for d in &loaded.diagnostics {
+        shout!("{d}");
+    }
+    if loaded.has_errors() {
+        return exit::FAILURE;
+    }
+    let runs: Vec<(String, String)> = args.run.clone();
+    let replicas = match plan::plan(&loaded.resources, &runs) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                shout!("error: {e}");
+            }
+            return exit::FAILURE;
+        }
+    };
+    let bins = bin_dir(args);
+    let proxy_bin = match find_bin(&bins, "keel-proxy") {
+        Ok(b) => b,
+        Err(e) => {
+            shout!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let needs_sample = replicas
+        .iter()
+        .any(|r| matches!(r.command.program, Program::Sample(_)));
+    let sample_bin = if needs_sample {
+        match find_bin(&bins, "keel-sample") {
+            Ok(b) => Some(b),
+            Err(e) => {
+                shout!("error: {e}");
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let logs = dir.join("logs");
+    let config = dir.join("config");
+    // A fresh store each time: the registrations of a previous run are stale.
+    let _ = std::fs::remove_dir_all(&config);
+    if let Err(e) = std::fs::create_dir_all(&logs) {
+        shout!("error: cannot create {}: {e}", logs.display());
+        return exit::FAILURE;
+    }
+    if let Err(e) = std::fs::write(&pid_path, format!("{}\n", std::process::id())) {
+        shout!("error: cannot write {}: {e}", pid_path.display());
+        return exit::FAILURE;
+    }
+    let code = mesh(
+        args,
+        &dir,
+        &config,
+        &logs,
+        &loaded.resources,
+        &replicas,
+        &proxy_bin,
+        sample_bin.as_deref(),
+    )
+    .await;
+    let _ = std::fs::remove_file(&pid_path);
+    code
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn mesh(
+    args: &UpArgs,
+    dir: &Path,
+    config: &Path,
+    logs: &Path,
+    resources: &[Resource],
+    replicas: &[Replica],
+    proxy_bin: &Path,
+    sample_bin: Option<&Path>,
+) -> u8 {
+    say!(
+        "keel up {}: state in {}",
+        env!("CARGO_PKG_VERSION"),
+        dir.display()
+    );
+    let opened = tokio::task::spawn_blocking({
+        let config = config.to_path_buf();
+        let opts = DirStoreOptions {
+            root_namespace: args.root_namespace.clone(),
+        };
+        move || DirStore::open(config, opts)
+    })
+    .await;
+    let store = match opened {
+        Ok(Ok((s, _))) => Arc::new(s),
+        Ok(Err(e)) => {
+            shout!(
+                "error: cannot open the config store at {}: {e}",
+                config.display()
+            );
+            return exit::FAILURE;
+        }
+        Err(e) => {
+            shout!("error: cannot open the config store: {e}");
+            return exit::FAILURE;
+        }
+    };
+    // Plan the ports and registrations, then apply manifests and registrations together.
+    let mut assigned = Vec::new();
+    let mut held = Vec::new();
+    let mut all = resources.to_vec();
+    for r in replicas {
+        let ports = match (|| -> std::io::Result<Ports> {
+            Ok(Ports {
+                app: free_port(&mut held)?,
+                inbound: free_port(&mut held)?,
+                outbound: free_port(&mut held)?,
+                admin: free_port(&mut held)?,
+            })
+        })() {
+            Ok(p) => p,
+            Err(e) => {
+                shout!("error: no free loopback port: {e}");
+                return exit::FAILURE;
+            }
+        };
+        let text = plan::workload_entry(r, ports).to_string();
+        let l = load_str(&text, &r.pod, &LoadOptions::default());
+        if l.has_errors() {
+            for d in &l.diagnostics {
+                shout!("{d}");
+            }
+            return exit::FAILURE;
+        }
+        all.extend(l.resources);
+        assigned.push(ports);
+    }
+    let applied = tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || store.apply(all, WriteOptions::default())
+    })
+    .await;
+    match applied {
+        Ok(Ok(report)) => say!(
+            "✔ applied {} resources ({} workload registrations)",
+            report.results.len(),
+            replicas.len()
+        ),
+        Ok(Err(e)) => {
+            shout!("error: the manifests were not accepted: {e}");
+            return exit::FAILURE;
+        }
+        Err(e) => {
+            shout!("error: {e}");
+            return exit::FAILURE;
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            shout!(
+                "error: cannot listen on {}: {e} (is a control plane already running? choose another address with --listen)",
+                args.listen
+            );
+            return exit::FAILURE;
+        }
+    };
+    let xds_listener = match tokio::net::TcpListener::bind(args.xds_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            shout!(
+                "error: cannot listen on {} for xDS: {e} (choose another address with --xds-listen)",
+                args.xds_listen
+            );
+            return exit::FAILURE;
+        }
+    };
+    let api_addr = listener.local_addr().map_or(args.listen, |a| a);
+    let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
+    let _ = std::fs::write(dir.join("api"), format!("http://{api_addr}\n"));
+    say!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
+    let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
+    let state = ApiState {
+        store: store.clone() as Arc<dyn ConfigStore>,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("KEEL_GIT_COMMIT").to_string(),
+        root_namespace: args.root_namespace.clone(),
+        proxies: Some(xds.registry()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let xds_task = tokio::spawn(keel_control::xds::serve(
+        xds_listener,
+        xds,
+        stopped(stop_rx.clone()),
+    ));
+    let api_task = tokio::spawn(serve(listener, state, stopped(stop_rx.clone())));
+
+    // Release the ports to the processes about to bind them.
+    drop(held);
+    let mut procs: Vec<Proc> = Vec::new();
+    let mut failed = false;
+    for (r, ports) in replicas.iter().zip(&assigned) {
+        if r.inject {
+            say!(
+                "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
+                r.pod,
+                r.namespace,
+                ports.app,
+                ports.inbound,
+                ports.outbound
+            );
+        } else {
+            say!(
+                "… starting {}.{} (app 127.0.0.1:{}, no sidecar: sidecar.istio.io/inject is false)",
+                r.pod,
+                r.namespace,
+                ports.app
+            );
+        }
+        match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
+            Ok(mut ps) => procs.append(&mut ps),
+            Err(e) => {
+                shout!("error: {}: {e}", r.pod);
+                failed = true;
+                break;
+            }
+        }
+    }
+    let mut interrupted = false;
+    if !failed {
+        let ready = wait_ready(replicas, &assigned, &mut procs);
+        tokio::select! {
+            result = ready => if let Err(e) = result {
+                shout!("error: {e}");
+                failed = true;
+            },
+            s = shutdown_signal() => {
+                say!("{s}: shutting down");
+                interrupted = true;
+            }
+        }
+    }
+    if !failed && !interrupted {
+        say!(
+            "ready — {} workloads; Ctrl-C or `keel down --state-dir {}` to stop",
+            replicas.len(),
+            dir.display()
+        );
+        say!("  API: export KEEL_SERVER=http://{api_addr}");
+        for (r, p) in replicas.iter().zip(&assigned) {
+            if !r.inject {
+                say!(
+                    "  {}.{}: no sidecar, app on 127.0.0.1:{} (logs: {}/{}.log)",
+                    r.pod,
+                    r.namespace,
+                    p.app,
+                    logs.display(),
+                    r.pod
+                );
+                continue;
+            }
+            say!(
+                "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (logs: {}/{}.log, {}/{}.proxy.log)",
+                r.pod,
+                r.namespace,
+                p.outbound,
+                logs.display(),
+                r.pod,
+                logs.display(),
+                r.pod
+            );
+        }
+        tokio::select! {
+            s = shutdown_signal() => say!("{s}: shutting down"),
+            what = watch_children(&mut procs) => {
+                shout!("error: {what} exited; shutting down");
+                failed = true;
+            }
+        }
+    }
+    stop_all(&mut procs).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), xds_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+    say!("stopped");
+    if failed { exit::FAILURE } else { exit::OK }
+}
+
+fn log_file(logs: &Path, name: &str) -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let f = std::fs::File::create(logs.join(name))?;
+    let g = f.try_clone()?;
+    Ok((f, g))
+}
+
+fn start_replica(
+    r: &Replica,
+    ports: Ports,
+    xds: std::net::SocketAddr,
+    logs: &Path,
+    proxy_bin: &Path,
+    sample_bin: Option<&Path>,
+) -> std::io::Result<Vec<Proc>> {
+    use std::os::unix::process::CommandExt;
+    let mut out = Vec::new();
+    if r.inject {
+        let (o, e) = log_file(logs, &format!("{}.proxy.log", r.pod))?;
+        let mut proxy = Command::new(proxy_bin);
+        proxy
+            .arg("sidecar")
+            .args(["--xds", &format!("http://{xds}")])
+            .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
+            .args(["-n", &r.namespace])
+            .args(["--workload", &r.deployment])
+            .args(["--workers", "1"])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--outbound-port", &ports.outbound.to_string()])
+            .args(["--inbound-port", &ports.inbound.to_string()])
+            .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
+            .args(["--stats", "none"]);
+        let app_port = if r.protocol.is_empty() {
+            ports.app.to_string()
+        } else {
+            format!("{}/{}", ports.app, r.protocol)
+        };
+        proxy.args(["--app-port", &app_port]);
+        for (k, v) in &r.labels {
+            proxy.args(["--label", &format!("{k}={v}")]);
+        }
+        proxy
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .process_group(0);
+        out.push(Proc {
+            what: format!("sidecar of {}", r.pod),
+            child: proxy.spawn()?,
+        });
+    }
+    let (o, e) = log_file(logs, &format!("{}.log", r.pod))?;
+    let port = ports.app.to_string();
+    let mut app = match &r.command.program {
+        Program::Sample(args) => {
+            let Some(bin) = sample_bin else {
+                return Err(std::io::Error::other("keel-sample not found"));
+            };
+            let mut c = Command::new(bin);
+            c.args(args.iter().map(|a| {
+                if a == "$PORT" {
+                    port.as_str()
+                } else {
+                    a.as_str()
+                }
+            }));
+            c
+        }
+        Program::Shell(line) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", line]);
+            c
+        }
+    };
+    if r.inject {
+        let proxy_url = format!("http://127.0.0.1:{}", ports.outbound);
+        app.env("HTTP_PROXY", &proxy_url)
+            .env("http_proxy", &proxy_url)
+            .env("NO_PROXY", "")
+            .env("no_proxy", "");
+    }
+    app.envs(r.command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PORT", &port)
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("HOSTNAME", &r.pod)
+        .env("POD_NAME", &r.pod)
+        .env("POD_NAMESPACE", &r.namespace)
+        .stdin(Stdio::null())
+        .stdout(o)
+        .stderr(e)
+        .process_group(0);
+    match app.spawn() {
+        Ok(child) => out.push(Proc {
+            what: r.pod.clone(),
+            child,
+        }),
+        Err(err) => {
+            // Don't leave the sidecar behind.
+            for p in &mut out {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+            return Err(err);
+        }
+    }
+    Ok(out)
+}
+
+/// A plain HTTP GET on loopback: the status code.
+async fn http_status(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 64];
+    let n = s.read(&mut buf).await.ok()?;
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until every sidecar has its configuration and every app listens (60 s at most).
+async fn wait_ready(
+    replicas: &[Replica],
+    ports: &[Ports],
+    procs: &mut [Proc],
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (r, p) in replicas.iter().zip(ports) {
+        let mut proxy_ready = !r.inject;
+        let mut app_ready = !r.listens;
+        loop {
+            if let Some(what) = exited(procs) {
+                return Err(format!("{what} exited while starting (see its log)"));
+            }
+            if !proxy_ready {
+                proxy_ready = http_status(p.admin, "/healthz/ready").await == Some(200);
+            }
+            if !app_ready {
+                app_ready = tokio::net::TcpStream::connect(("127.0.0.1", p.app))
+                    .await
+                    .is_ok();
+            }
+            if proxy_ready && app_ready {
+                say!("✔ {}.{} ready", r.pod, r.namespace);
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} not ready within 60 s (sidecar {}, app {})",
+                    r.pod,
+                    if proxy_ready { "ready" } else { "not ready" },
+                    if app_ready {
+                        "listening"
+                    } else {
+                        "not listening"
+                    }
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn exited(procs: &mut [Proc]) -> Option<String> {
+    procs.iter_mut().find_map(|p| match p.child.try_wait() {
+        Ok(Some(status)) => Some(format!("{} ({status})", p.what)),
+        _ => None,
+    })
+}
+
+/// Returns when a child exits on its own.
+async fn watch_children(procs: &mut [Proc]) -> String {
+    loop {
+        if let Some(what) = exited(procs) {
+            return what;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM to every child (apps first, then sidecars), SIGKILL after 12 s.
+async fn stop_all(procs: &mut [Proc]) {
+    procs.sort_by_key(|p| p.what.starts_with("sidecar"));
+    for p in procs.iter() {
+        signal(p.child.id(), "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let mut running: Vec<&mut Proc> = Vec::new();
+        for p in procs.iter_mut() {
+            if !matches!(p.child.try_wait(), Ok(Some(_))) {
+                running.push(p);
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            for p in running {
+                shout!("warning: {} did not stop within 12 s; killed", p.what);
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Ok(mut term) = signal(SignalKind::terminate()) {
+        return tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term.recv() => "SIGTERM",
+        };
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "interrupted"
+}
+
+/// `keel down`: SIGTERM to the `keel up` of the state directory, then wait for it to stop.
+pub fn run_down(args: &DownArgs) -> u8 {
+    let dir = match state_dir(&args.state_dir) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let pid_path = dir.join(PID_FILE);
+    let pid = match std::fs::read_to_string(&pid_path) {
+        Ok(t) => match t.trim().parse::<u32>() {
+            Ok(p) => p,
+            Err(_) => {
+                shout!("error: {} does not hold a process id", pid_path.display());
+                return exit::FAILURE;
+            }
+        },
+        Err(_) => {
+            shout!("no local mesh is running from {}", dir.display());
+            return exit::OK;
+        }
+    };
+    if !pid_alive(pid) {
+        let _ = std::fs::remove_file(&pid_path);
+        say!(
+            "no local mesh is running from {} (removed a stale pid file)",
+            dir.display()
+        );
+        return exit::OK;
+    }
+    say!("stopping the local mesh (pid {pid})…");
+    signal(pid, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_alive(pid) && pid_path.exists() {
+        if Instant::now() > deadline {
+            shout!("error: pid {pid} did not stop within 20 s");
+            return exit::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    say!("stopped");
+    exit::OK
+}
