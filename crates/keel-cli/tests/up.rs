@@ -307,3 +307,75 @@ fn bookinfo_from_the_repo_manifests_serves_all_three_reviews_versions() {
     assert!(down.status.success(), "{down:?}");
     assert!(up.wait().unwrap().success());
 }
+
+/// Istio's fault-injection task on the local mesh, with Istio's own YAML (from ../shared,
+/// skipped without it): jason's calls to ratings are aborted with 500, so his product page
+/// says ratings are unavailable; everyone else gets reviews v1.
+#[test]
+fn istio_fault_injection_task_on_the_local_mesh() {
+    let bins = bin_dir();
+    for b in ["keel-proxy", "keel-sample"] {
+        if !bins.join(b).is_file() {
+            eprintln!("skipped: {} not built", bins.join(b).display());
+            return;
+        }
+    }
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/istio-samples/samples/bookinfo/networking");
+    if !samples.is_dir() {
+        eprintln!("skipped: {} not found", samples.display());
+        return;
+    }
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo/app.yaml");
+    // The task applies these after virtual-service-all-v1.yaml, replacing its reviews and
+    // ratings routes; one `keel up` takes each resource once, so the replacements alone.
+    let istio: Vec<PathBuf> = [
+        "destination-rule-all.yaml",
+        "virtual-service-reviews-test-v2.yaml",
+        "virtual-service-ratings-test-abort.yaml",
+    ]
+    .iter()
+    .map(|f| samples.join(f))
+    .collect();
+    let mut files: Vec<&Path> = vec![&app];
+    files.extend(istio.iter().map(PathBuf::as_path));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (mut up, proxies) = start(&files, &state);
+    let port = proxies["productpage-v1-0.default"];
+    let page = |cookie: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET http://productpage:9080/productpage HTTP/1.1\r\nHost: productpage:9080\r\n{cookie}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    for _ in 0..3 {
+        let anyone = page("");
+        assert!(anyone.starts_with("HTTP/1.1 200"), "{anyone}");
+        assert!(
+            anyone.contains("Reviews served by: reviews-v1-0"),
+            "{anyone}"
+        );
+        let jason = page("Cookie: user=jason\r\n");
+        assert!(jason.starts_with("HTTP/1.1 200"), "{jason}");
+        assert!(jason.contains("Reviews served by: reviews-v2-0"), "{jason}");
+        assert!(
+            jason.contains("Ratings service is currently unavailable"),
+            "{jason}"
+        );
+    }
+    let down = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("down")
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("keel down");
+    assert!(down.status.success(), "{down:?}");
+    assert!(up.wait().unwrap().success());
+}
