@@ -53,6 +53,13 @@ spec:
         command: ["/bin/sleep", "infinity"]
 "#;
 
+/// Where `keel up`'s stderr goes: beside its state directory, named in failure messages.
+fn stderr_file(state: &Path) -> std::fs::File {
+    let path = state.with_extension("stderr");
+    eprintln!("keel up's stderr: {}", path.display());
+    std::fs::File::create(path).expect("stderr file")
+}
+
 fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_keel"))
         .parent()
@@ -100,7 +107,9 @@ fn up_routes_through_both_sidecars_and_down_stops_everything() {
         .arg(&bins)
         .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // A file, not the test's own stderr: a `keel up` left running by a failed test must
+        // not hold the harness's output open (cargo test would wait for it forever).
+        .stderr(stderr_file(&state))
         .spawn()
         .expect("keel up");
     let (tx, rx) = mpsc::channel::<String>();
@@ -220,7 +229,9 @@ fn start(
         .arg(bin_dir())
         .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // A file, not the test's own stderr: a `keel up` left running by a failed test must
+        // not hold the harness's output open (cargo test would wait for it forever).
+        .stderr(stderr_file(state))
         .spawn()
         .expect("keel up");
     let (tx, rx) = mpsc::channel::<String>();
