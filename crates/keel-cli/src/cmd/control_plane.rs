@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keel_config::Level;
-use keel_control::api::server::{ApiState, serve};
 use keel_control::store::{ChangeKind, ConfigStore, DirStore, DirStoreOptions, ReloadReport};
-use keel_control::xds::{Debounce, XdsServer};
 
+use super::servers::{shutdown_signal, start};
 use crate::cli::ControlPlaneArgs;
 use crate::exit;
 
@@ -111,39 +110,22 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
         }
     };
     let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
-    let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
+    let mut servers = start(
+        store.clone() as Arc<dyn ConfigStore>,
+        listener,
+        xds_listener,
+        &args.root_namespace,
+    );
     println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");
     let changes = tokio::spawn(print_changes(store.subscribe()));
-    let proxy_events = tokio::spawn(print_proxy_events(xds.registry()));
+    let proxy_events = tokio::spawn(print_proxy_events(servers.registry.clone()));
     println!("ready — Ctrl-C to stop");
-    let state = ApiState {
-        store: store.clone() as Arc<dyn ConfigStore>,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: env!("KEEL_GIT_COMMIT").to_string(),
-        root_namespace: args.root_namespace.clone(),
-        proxies: Some(xds.registry()),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let xds_task = tokio::spawn(keel_control::xds::serve(
-        xds_listener,
-        xds,
-        stopped(stop_rx.clone()),
-    ));
-    let shutdown = async move {
-        let signal = shutdown_signal().await;
-        println!("{signal}: shutting down");
-        let _ = stop_tx.send(true);
-    };
-    if let Err(e) = serve(listener, state, shutdown).await {
-        eprintln!("error: the API stopped: {e}");
+    tokio::select! {
+        signal = shutdown_signal() => println!("{signal}: shutting down"),
+        e = servers.api_failed() => eprintln!("error: {e}"),
     }
-    match tokio::time::timeout(std::time::Duration::from_secs(5), xds_task).await {
-        Ok(Ok(Err(e))) => eprintln!("error: the xDS server stopped: {e}"),
-        Ok(_) => {}
-        Err(_) => eprintln!("warning: the xDS server did not stop within 5 s"),
+    for e in servers.stop().await {
+        eprintln!("error: {e}");
     }
     changes.abort();
     proxy_events.abort();
@@ -231,21 +213,6 @@ fn print_problems(dir: &Path, report: &ReloadReport) {
     if warnings > 0 && report.rejected_files.is_empty() {
         eprintln!("  ({})", plural(warnings, "warning"));
     }
-}
-
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "interrupted",
-                _ = term.recv() => "SIGTERM",
-            };
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    "interrupted"
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -4,6 +4,7 @@ pub mod control_plane;
 pub mod get;
 pub mod proxy_status;
 mod remote;
+mod servers;
 mod table;
 pub mod up;
 pub mod validate;

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_config::{LoadOptions, Resource, load_paths, load_str};
-use keel_control::api::server::{ApiState, serve};
 use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
-use keel_control::xds::{Debounce, XdsServer};
 
 use self::image::Program;
 use self::plan::{Ports, Replica};
+use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
 
@@ -336,24 +335,12 @@ async fn mesh(
     let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
     let _ = std::fs::write(dir.join("api"), format!("http://{api_addr}\n"));
     say!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
-    let xds = XdsServer::new(&*store, &args.root_namespace, Debounce::default());
-    let state = ApiState {
-        store: store.clone() as Arc<dyn ConfigStore>,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: env!("KEEL_GIT_COMMIT").to_string(),
-        root_namespace: args.root_namespace.clone(),
-        proxies: Some(xds.registry()),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let xds_task = tokio::spawn(keel_control::xds::serve(
+    let servers = super::servers::start(
+        store.clone() as Arc<dyn ConfigStore>,
+        listener,
         xds_listener,
-        xds,
-        stopped(stop_rx.clone()),
-    ));
-    let api_task = tokio::spawn(serve(listener, state, stopped(stop_rx.clone())));
+        &args.root_namespace,
+    );
 
     // Release the ports to the processes about to bind them.
     drop(held);
@@ -439,9 +426,7 @@ async fn mesh(
         }
     }
     stop_all(&mut procs).await;
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), xds_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), api_task).await;
+    let _ = servers.stop().await;
     say!("stopped");
     if failed { exit::FAILURE } else { exit::OK }
 }
@@ -657,18 +642,6 @@ async fn stop_all(procs: &mut [Proc]) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    if let Ok(mut term) = signal(SignalKind::terminate()) {
-        return tokio::select! {
-            _ = tokio::signal::ctrl_c() => "interrupted",
-            _ = term.recv() => "SIGTERM",
-        };
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    "interrupted"
 }
 
 /// `keel down`: SIGTERM to the `keel up` of the state directory, then wait for it to stop.

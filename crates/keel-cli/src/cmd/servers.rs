@@ -1,0 +1,112 @@
+//! The control plane's two servers over a config store — the HTTP API and the xDS push —
+//! started and stopped together, as `keel control-plane` and `keel up` run them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_control::api::server::{ApiState, serve};
+use keel_control::store::ConfigStore;
+use keel_control::xds::{Debounce, ProxyRegistry, XdsServer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The running API and xDS servers.
+pub(crate) struct Servers {
+    /// The connected proxies and their sync state.
+    pub registry: Arc<ProxyRegistry>,
+    stop: watch::Sender<bool>,
+    /// `Some` until its result has been taken.
+    api: Option<JoinHandle<Result<(), String>>>,
+    xds: JoinHandle<Result<(), String>>,
+}
+
+/// Starts both servers on their listeners.
+pub(crate) fn start(
+    store: Arc<dyn ConfigStore>,
+    api: TcpListener,
+    xds: TcpListener,
+    root_namespace: &str,
+) -> Servers {
+    let server = XdsServer::new(&*store, root_namespace, Debounce::default());
+    let registry = server.registry();
+    let state = ApiState {
+        store,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("KEEL_GIT_COMMIT").to_string(),
+        root_namespace: root_namespace.to_string(),
+        proxies: Some(registry.clone()),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let xds_stopped = stopped(stop_rx.clone());
+    let xds = tokio::spawn(async move {
+        keel_control::xds::serve(xds, server, xds_stopped)
+            .await
+            .map_err(|e| format!("the xDS server stopped: {e}"))
+    });
+    let api_stopped = stopped(stop_rx);
+    let api = tokio::spawn(async move {
+        serve(api, state, api_stopped)
+            .await
+            .map_err(|e| format!("the API stopped: {e}"))
+    });
+    Servers {
+        registry,
+        stop,
+        api: Some(api),
+        xds,
+    }
+}
+
+impl Servers {
+    /// Resolves if the API server ends on its own (an error); pending otherwise.
+    pub async fn api_failed(&mut self) -> String {
+        let Some(api) = self.api.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = api.await;
+        self.api = None;
+        match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => "the API stopped".to_string(),
+            Err(e) => format!("the API stopped: {e}"),
+        }
+    }
+
+    /// Stops both and waits for them (5 s each); returns what went wrong.
+    pub async fn stop(self) -> Vec<String> {
+        let _ = self.stop.send(true);
+        let mut errors = Vec::new();
+        let wait = |h: JoinHandle<Result<(), String>>, what: &'static str| async move {
+            match tokio::time::timeout(Duration::from_secs(5), h).await {
+                Ok(Ok(Err(e))) => Some(e),
+                Ok(_) => None,
+                Err(_) => Some(format!("the {what} did not stop within 5 s")),
+            }
+        };
+        errors.extend(wait(self.xds, "xDS server").await);
+        if let Some(api) = self.api {
+            errors.extend(wait(api, "API").await);
+        }
+        errors
+    }
+}
+
+/// Ctrl-C or SIGTERM, named for the log line.
+pub(crate) async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "interrupted"
+}
