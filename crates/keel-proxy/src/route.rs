@@ -172,17 +172,22 @@ impl CompiledTable {
         authority: &str,
         info: &RequestInfo<'_>,
     ) -> Option<(&CompiledRoute, Option<&StringMatcher>)> {
-        let lower = authority.to_ascii_lowercase();
-        let host = strip_port(&lower).to_string();
+        // Hosts almost always arrive in lower case: then nothing is copied.
+        let lower = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(authority.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(authority)
+        };
+        let host = strip_port(&lower);
         let with_port = if !self.port_domains {
             None
         } else if host.len() != lower.len() {
-            self.exact.get(&lower).copied()
+            self.exact.get(&*lower).copied()
         } else {
             self.exact.get(&format!("{host}:{}", info.port)).copied()
         };
         let idx = with_port
-            .or_else(|| self.exact.get(&host).copied())
+            .or_else(|| self.exact.get(host).copied())
             .or_else(|| {
                 self.wildcards
                     .iter()

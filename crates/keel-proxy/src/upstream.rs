@@ -138,8 +138,10 @@ impl Pools {
         h2: bool,
         req: Request<Body>,
     ) -> Result<Response<Body>, SendFailure> {
+        // hyper's HTTP/2 client futures are large; boxed, they don't make every HTTP/1.1
+        // request's future (moved through each layer of the request path) larger too.
         if h2 {
-            self.send_h2(Some(cluster), addr, req).await
+            Box::pin(self.send_h2(Some(cluster), addr, req)).await
         } else {
             self.send_h1(Some(cluster), addr, req).await
         }
@@ -154,7 +156,9 @@ impl Pools {
         addr: SocketAddr,
         limit: Duration,
     ) -> Result<TcpStream, SendError> {
-        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        // Boxed: connecting is rare (connections are pooled) and its future is large, and
+        // every request's future would otherwise have room for it.
+        match Box::pin(tokio::time::timeout(limit, TcpStream::connect(addr))).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)

@@ -18,7 +18,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use keel_snapshot::{LbPolicy, WeightedCluster};
 
-use super::forward::{full, resolve};
+use super::forward::{empty, full, resolve};
 use super::observe::Counted;
 use crate::balance::{ActiveRequest, PickContext};
 use crate::error::ProxyError;
@@ -129,7 +129,9 @@ pub(crate) async fn exchange(
     let retry = &policies.retry;
     let retries = retry.is_enabled() && !x.upgrade;
     let mirrors = !policies.mirror.is_empty() && !x.upgrade;
-    let body = if (retries || mirrors) && replayable(&body) {
+    let body = if (retries || mirrors) && body.is_end_stream() {
+        RequestBody::Buffered(Bytes::new())
+    } else if (retries || mirrors) && replayable(&body) {
         match body.collect().await {
             Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
             Err(e) => {
@@ -158,12 +160,13 @@ pub(crate) async fn exchange(
     } else {
         policies.timeouts.for_request(&head.headers, x.grpc)
     };
-    let started = tokio::time::Instant::now();
-    let attempts = attempts(x, head, body, deadline);
+    // The attempts' future is made in each branch: made once and then moved into the
+    // timeout, it would take its room in this future twice (and be copied with it).
     let Some(limit) = deadline else {
-        return attempts.await;
+        return attempts(x, head, body, None).await;
     };
-    match tokio::time::timeout(limit, attempts).await {
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(limit, attempts(x, head, body, deadline)).await {
         Ok(mut done) => {
             // The route timeout covers the whole response, body included, as Envoy's does.
             if let Ok(resp) = done.result {
@@ -191,7 +194,8 @@ async fn attempts(
     body: RequestBody,
     deadline: Option<Duration>,
 ) -> Exchanged {
-    let started = tokio::time::Instant::now();
+    // Reading the clock costs a little on every request; only a deadline needs it.
+    let started = deadline.map(|_| tokio::time::Instant::now());
     let disabled = crate::resilience::RetryPolicy::disabled();
     let policy = if x.upgrade {
         &disabled
@@ -237,10 +241,11 @@ async fn attempts(
             Some(r) => r,
             None => {
                 let req_body = match &mut body {
+                    RequestBody::Buffered(b) if b.is_empty() => empty(),
                     RequestBody::Buffered(b) => full(b.clone()),
                     RequestBody::Stream(s) => match s.take() {
                         Some(b) => b.boxed(),
-                        None => full(Bytes::new()),
+                        None => empty(),
                     },
                 };
                 match (copies && !last_attempt, head.as_ref()) {
@@ -252,19 +257,25 @@ async fn attempts(
                 }
             }
         };
-        let (result, addr) = match resolve(&pick.address).await {
+        let resolved = match &pick.address {
+            keel_snapshot::EndpointAddress::Socket(a) => Ok(*a),
+            // Boxed: DNS endpoints are the exception, and the lookup's future is large.
+            dns => Box::pin(resolve(dns)).await,
+        };
+        let (result, addr) = match resolved {
             Ok(addr) => {
                 let configured = policy.per_try_timeout;
                 let per_try = RouteTimeouts::attempt(
-                    deadline.map(|d| d.saturating_sub(started.elapsed())),
+                    deadline
+                        .map(|d| d.saturating_sub(started.map_or(Duration::ZERO, |s| s.elapsed()))),
                     configured,
                 );
                 let pool = crate::upstream::ClusterPool {
                     breakers: &x.cluster.policies.breakers,
                 };
-                let send = x.shared.pools.send_in(&pool, addr, x.h2, req);
+                let send = |req| x.shared.pools.send_in(&pool, addr, x.h2, req);
                 let result = match per_try {
-                    Some(t) => match tokio::time::timeout(t, send).await {
+                    Some(t) => match tokio::time::timeout(t, send(req)).await {
                         Ok(r) => r.map_err(Failure::Send),
                         // The attempt ran under what was left of the route's deadline: its
                         // expiry is the route timeout, not `retries.perTryTimeout`.
@@ -273,7 +284,7 @@ async fn attempts(
                         }
                         Err(_) => Err(Failure::PerTryTimeout(t)),
                     },
-                    None => send.await.map_err(Failure::Send),
+                    None => send(req).await.map_err(Failure::Send),
                 };
                 (result, Some(addr))
             }

@@ -39,6 +39,15 @@ pub struct Outcome {
     pub peer: Option<Arc<ProxyIdentity>>,
     /// Fault injection delayed the request (flag `DI` besides `flag`).
     pub delayed: bool,
+    /// The `x-request-id` the proxy generated, kept only while the access log is on.
+    pub request_id: Option<String>,
+}
+
+/// An empty body; boxing it allocates nothing (it has no size).
+pub(crate) fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 pub(crate) fn full(body: impl Into<Bytes>) -> Body {
@@ -62,6 +71,17 @@ pub fn error_response(e: &ProxyError) -> Response<Body> {
     resp
 }
 
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// What the access log shows of a request and only it needs, taken before the request moves on.
+struct Logged {
+    start_time: std::time::SystemTime,
+    path: String,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    forwarded_for: Option<String>,
+}
+
 /// Serves one request on a listener, and records it when the response is done.
 pub async fn handle<B>(
     shared: Arc<Shared>,
@@ -80,48 +100,61 @@ where
             .map(str::to_string)
     };
     let authority = authority_of(&req);
-    // Fields only the access log shows are copied only while it is on.
+    // Fields only the access log shows are copied only while it is on. The record itself is
+    // built once the response is in: held across the wait, it would be moved with the
+    // request's future through every layer.
     let logging = shared.telemetry.access_log_format() != AccessLogFormat::Off;
+    let logged = logging.then(|| {
+        Box::new(Logged {
+            start_time: std::time::SystemTime::now(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            user_agent: header("user-agent"),
+            request_id: header("x-request-id"),
+            forwarded_for: header("x-forwarded-for"),
+        })
+    });
+    let method = req.method().clone();
+    let version = req.version();
+    let grpc = is_grpc(req.headers());
+    let downstream_upgrade = headers::is_upgrade(req.headers()).then(|| upgrade::on(&mut req));
+    // A request without a body (most are) needs neither a counter nor a boxed body.
+    let request_bytes =
+        (!req.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+    let req = req.map(|b| match &request_bytes {
+        Some(count) => Counted::new(crate::upstream::boxed(b), Some(count.clone())),
+        None => Counted::new(empty(), None),
+    });
+    let (mut resp, outcome) =
+        route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
     let mut record = RequestRecord {
         reporter: conn.reporter,
-        start_time: std::time::SystemTime::now(),
-        method: req.method().clone(),
-        version: req.version(),
-        grpc: is_grpc(req.headers()),
+        method,
+        version,
+        grpc,
         downstream_local_address: Some(conn.local),
         downstream_remote_address: Some(conn.remote),
         ..Default::default()
     };
-    if logging {
-        record.path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        record.user_agent = header("user-agent");
-        record.request_id = header("x-request-id");
-        record.forwarded_for = header("x-forwarded-for");
-    }
-    let downstream_upgrade = headers::is_upgrade(req.headers()).then(|| upgrade::on(&mut req));
-    let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let req = req.map(|b| Counted::new(crate::upstream::boxed(b), request_bytes.clone()));
-    let (mut resp, outcome) =
-        route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
-    if record.grpc
-        && !resp.headers().contains_key("grpc-status")
-        && let Some(msg) = resp.headers().get(ERROR_HEADER).cloned()
-    {
-        let status = crate::resilience::http_to_grpc_status(resp.status().as_u16());
-        grpc_trailers_only(&mut resp, status, msg.to_str().unwrap_or_default());
+    if grpc {
+        if !resp.headers().contains_key(&GRPC_STATUS)
+            && let Some(msg) = resp.headers().get(ERROR_HEADER).cloned()
+        {
+            let status = crate::resilience::http_to_grpc_status(resp.status().as_u16());
+            grpc_trailers_only(&mut resp, status, msg.to_str().unwrap_or_default());
+        }
+        // Trailers-only gRPC responses carry the status in the headers.
+        record.grpc_status = resp
+            .headers()
+            .get(&GRPC_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
     }
     record.authority = authority;
     record.response_code = resp.status().as_u16();
-    // Trailers-only gRPC responses carry the status in the headers.
-    record.grpc_status = resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
     record.response_flags = match (outcome.delayed, outcome.flag) {
         (false, flag) => flag.to_string(),
         (true, "") => crate::resilience::flags::DI.to_string(),
@@ -142,8 +175,19 @@ where
         workload: outcome.peer,
         principal: None,
     };
-    if logging {
-        record.request_id = record.request_id.or(outcome_request_id(&resp));
+    if let Some(l) = logged {
+        let Logged {
+            start_time,
+            path,
+            user_agent,
+            request_id,
+            forwarded_for,
+        } = *l;
+        record.start_time = start_time;
+        record.path = path;
+        record.user_agent = user_agent;
+        record.request_id = request_id.or(outcome.request_id);
+        record.forwarded_for = forwarded_for;
     }
     let (parts, body) = resp.into_parts();
     let body = Recorded::new(
@@ -157,14 +201,6 @@ where
     Ok(Response::from_parts(parts, body))
 }
 
-fn outcome_request_id(resp: &Response<Body>) -> Option<String> {
-    resp.extensions().get::<RequestId>().map(|r| r.0.clone())
-}
-
-/// The `x-request-id` the proxy generated, carried to the access log.
-#[derive(Debug, Clone)]
-struct RequestId(String);
-
 async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
@@ -173,17 +209,11 @@ async fn route_and_forward(
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
-    let path = || {
-        req.uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string()
-    };
+    let path = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Some(table) = rt.tables.get(&conn.listener) else {
-        let e = ProxyError::no_route(authority, &path(), &conn.listener);
+        let e = ProxyError::no_route(authority, &path(req.uri()), &conn.listener);
         return (error_response(&e), outcome_of(&e, None));
     };
-    let path = path();
     let (mut parts, body) = req.into_parts();
     let info = RequestInfo {
         // `match.port` is the port the client addressed: the original destination's for
@@ -195,7 +225,7 @@ async fn route_and_forward(
         source_ip: Some(conn.remote.ip()),
     };
     let Some((route, matched_uri)) = table.find(&parts, authority, &info) else {
-        let e = ProxyError::no_route(authority, &path, &conn.listener);
+        let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);
         return (error_response(&e), outcome_of(&e, None));
     };
     if let Some(resp) = cors_preflight(route, &parts) {
@@ -244,6 +274,7 @@ async fn route_and_forward(
             };
             let (resp, mut outcome) = forward(
                 shared,
+                &rt,
                 conn,
                 route,
                 wc,
@@ -377,6 +408,7 @@ pub(crate) fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedC
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
+    rt: &crate::runtime::Runtime,
     conn: &ConnInfo,
     route: &CompiledRoute,
     wc: &WeightedCluster,
@@ -388,7 +420,6 @@ async fn forward(
     total_weight: u64,
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
-    let rt = shared.runtime.load_full();
     let route_name = Some(&route.name);
     let Some(cluster) = rt.clusters.get(&wc.cluster) else {
         let e = ProxyError::no_cluster(&wc.cluster);
@@ -424,10 +455,10 @@ async fn forward(
     let mut generated_id = None;
     if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
         let id = headers::request_id();
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            parts.headers.insert(headers::X_REQUEST_ID.clone(), v);
-            generated_id = Some(id);
+        if shared.telemetry.access_log_format() != AccessLogFormat::Off {
+            generated_id = id.to_str().ok().map(str::to_string);
         }
+        parts.headers.insert(headers::X_REQUEST_ID.clone(), id);
     }
     parts
         .headers
@@ -499,6 +530,7 @@ async fn forward(
         service: Some(cluster.service.clone()),
         peer: done.endpoint.and_then(|(i, _)| cluster.peer(i)),
         flag: done.flag,
+        request_id: generated_id,
         ..Default::default()
     };
     let mut resp = match done.result {
@@ -526,12 +558,8 @@ async fn forward(
     {
         resp.headers_mut().append(http::header::SET_COOKIE, c);
     }
-    let (mut rparts, rbody) = resp.into_parts();
-    rparts.version = Version::HTTP_11;
-    if let Some(id) = generated_id {
-        rparts.extensions.insert(RequestId(id));
-    }
-    (Response::from_parts(rparts, rbody), outcome)
+    *resp.version_mut() = Version::HTTP_11;
+    (resp, outcome)
 }
 
 pub(crate) async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String> {

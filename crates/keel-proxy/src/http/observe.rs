@@ -13,14 +13,15 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use crate::telemetry::{RequestRecord, Telemetry};
 use crate::upstream::Body;
 
-/// Counts the bytes of a body as it streams.
+/// Counts the bytes of a body as it streams (`None`: a body known to be empty, which
+/// needs no shared counter).
 pub struct Counted<B> {
     inner: B,
-    count: Arc<AtomicU64>,
+    count: Option<Arc<AtomicU64>>,
 }
 
 impl<B> Counted<B> {
-    pub fn new(inner: B, count: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: B, count: Option<Arc<AtomicU64>>) -> Self {
         Counted { inner, count }
     }
 }
@@ -36,8 +37,9 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
+            && let Some(count) = &self.count
         {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            count.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         polled
     }
@@ -55,10 +57,12 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
 /// records the request when it ends or is dropped.
 pub struct Recorded {
     inner: Body,
-    record: Option<RequestRecord>,
+    record: RequestRecord,
+    /// The record has been written (it is then left as it was, not moved out: it is large).
+    recorded: bool,
     telemetry: Arc<Telemetry>,
     started: std::time::Instant,
-    request_bytes: Arc<AtomicU64>,
+    request_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Recorded {
@@ -67,11 +71,12 @@ impl Recorded {
         record: RequestRecord,
         telemetry: Arc<Telemetry>,
         started: std::time::Instant,
-        request_bytes: Arc<AtomicU64>,
+        request_bytes: Option<Arc<AtomicU64>>,
     ) -> Self {
         Recorded {
             inner,
-            record: Some(record),
+            record,
+            recorded: false,
             telemetry,
             started,
             request_bytes,
@@ -79,11 +84,17 @@ impl Recorded {
     }
 
     fn finish(&mut self) {
-        if let Some(mut r) = self.record.take() {
-            r.duration = self.started.elapsed();
-            r.bytes_received = self.request_bytes.load(Ordering::Relaxed);
-            self.telemetry.record_http(&r);
+        if self.recorded {
+            return;
         }
+        self.recorded = true;
+        let r = &mut self.record;
+        r.duration = self.started.elapsed();
+        r.bytes_received = self
+            .request_bytes
+            .as_ref()
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        self.telemetry.record_http(r);
     }
 }
 
@@ -105,18 +116,13 @@ impl HttpBody for Recorded {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let n = data.len() as u64;
-                    if let Some(r) = self.record.as_mut() {
-                        r.bytes_sent += n;
-                    }
+                    self.record.bytes_sent += data.len() as u64;
                 } else if let Some(trailers) = frame.trailers_ref() {
                     let status = trailers
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok());
-                    if let Some(r) = self.record.as_mut() {
-                        r.grpc_status = status.or(r.grpc_status);
-                    }
+                    self.record.grpc_status = status.or(self.record.grpc_status);
                 }
             }
             Poll::Ready(None) => self.finish(),

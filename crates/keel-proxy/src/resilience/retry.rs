@@ -504,7 +504,8 @@ pub struct RetryState {
     retries_remaining: u32,
     backoff: Backoff,
     attempts: u32,
-    tried: Vec<usize>,
+    /// Inline for the usual one or two attempts: a heap list cost an allocation per request.
+    tried: smallvec::SmallVec<[usize; 3]>,
     /// The cluster's retry slot held from a retry's scheduling until the next decision, as
     /// Envoy holds `retries().inc()` until `resetRetry()`.
     active_retry: Option<RetryGuard>,
@@ -520,7 +521,7 @@ impl RetryState {
             },
             backoff: Backoff::new(policy.backoff_base, policy.backoff_max),
             attempts: 0,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             active_retry: None,
         }
     }

@@ -26,6 +26,7 @@ mod exposition;
 mod labels;
 mod record;
 mod series;
+mod shortcut;
 mod sink;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -44,6 +45,7 @@ use access_log::Entry;
 use exposition::Exposition;
 use labels::{HTTP_LABEL_NAMES, Hop, TCP_LABEL_NAMES};
 use series::{Counter, Histogram, Series, SeriesMap};
+use shortcut::HttpKey;
 
 /// `istio_request_duration_milliseconds` buckets: Envoy's default histogram buckets, which
 /// Istio uses unless `sidecar.istio.io/statsHistogramBuckets` says otherwise.
@@ -116,7 +118,8 @@ impl Default for TelemetryOptions {
 pub struct Telemetry {
     proxy: ProxyIdentity,
     byte_buckets: &'static [f64],
-    http: SeriesMap<HttpMetrics>,
+    http: SeriesMap<HttpMetrics, HttpKey>,
+    shortcut_hasher: foldhash::fast::RandomState,
     tcp: SeriesMap<TcpMetrics>,
     access_log: AtomicU8,
     sink: OnceLock<Arc<dyn AccessLogSink>>,
@@ -150,6 +153,7 @@ impl Telemetry {
             proxy,
             byte_buckets: options.byte_buckets,
             http: SeriesMap::new(options.clock.clone()),
+            shortcut_hasher: Default::default(),
             tcp: SeriesMap::new(options.clock),
             access_log: AtomicU8::new(format_code(AccessLogFormat::Off)),
             sink,
@@ -165,45 +169,55 @@ impl Telemetry {
     /// Records a finished HTTP request or gRPC call: `istio_requests_total`, the duration and
     /// size histograms, gRPC message counts, and an access-log line.
     pub fn record_http(&self, r: &RequestRecord) {
-        let hop = Hop {
-            reporter: r.reporter,
-            peer: &r.peer,
-            service: r.service.as_deref(),
-            authority: &r.authority,
-            upstream_cluster: r.upstream_cluster.as_deref(),
+        let observe = |m: &HttpMetrics| {
+            m.requests.add(1);
+            m.duration_ms.observe(millis(r.duration));
+            let received = r.bytes_received.saturating_add(r.header_bytes_received);
+            let sent = r.bytes_sent.saturating_add(r.header_bytes_sent);
+            m.request_bytes.observe(received as f64);
+            m.response_bytes.observe(sent as f64);
+            m.request_messages.add(r.grpc_request_messages);
+            m.response_messages.add(r.grpc_response_messages);
         };
-        let peer = labels::peer_labels(&self.proxy, &hop);
-        let code = labels::response_code(r.response_code);
-        let grpc_status = labels::grpc_status(r.grpc, r.grpc_status);
-        let mut values = [""; HTTP_LABEL_NAMES.len()];
-        values[..peer.len()].copy_from_slice(&peer);
-        values[20] = if r.grpc { "grpc" } else { "http" };
-        values[21] = &code;
-        values[22] = &grpc_status;
-        values[23] = labels::flags(&r.response_flags);
-        values[24] = labels::security_policy(r.reporter, &r.peer);
-        let byte_buckets = self.byte_buckets;
-        self.http.update(
-            &values,
-            || HttpMetrics {
-                requests: Counter::default(),
-                duration_ms: Histogram::new(DURATION_BUCKETS_MS),
-                request_bytes: Histogram::new(byte_buckets),
-                response_bytes: Histogram::new(byte_buckets),
-                request_messages: Counter::default(),
-                response_messages: Counter::default(),
-            },
-            |m| {
-                m.requests.add(1);
-                m.duration_ms.observe(millis(r.duration));
-                let received = r.bytes_received.saturating_add(r.header_bytes_received);
-                let sent = r.bytes_sent.saturating_add(r.header_bytes_sent);
-                m.request_bytes.observe(received as f64);
-                m.response_bytes.observe(sent as f64);
-                m.request_messages.add(r.grpc_request_messages);
-                m.response_messages.add(r.grpc_response_messages);
-            },
-        );
+        let hash = HttpKey::hash(&self.shortcut_hasher, r);
+        if self
+            .http
+            .with_shortcut(hash, |k| k.is(r), observe)
+            .is_none()
+        {
+            let hop = Hop {
+                reporter: r.reporter,
+                peer: &r.peer,
+                service: r.service.as_deref(),
+                authority: &r.authority,
+                upstream_cluster: r.upstream_cluster.as_deref(),
+            };
+            let peer = labels::peer_labels(&self.proxy, &hop);
+            let code = labels::response_code(r.response_code);
+            let grpc_status = labels::grpc_status(r.grpc, r.grpc_status);
+            let mut values = [""; HTTP_LABEL_NAMES.len()];
+            values[..peer.len()].copy_from_slice(&peer);
+            values[20] = if r.grpc { "grpc" } else { "http" };
+            values[21] = &code;
+            values[22] = &grpc_status;
+            values[23] = labels::flags(&r.response_flags);
+            values[24] = labels::security_policy(r.reporter, &r.peer);
+            let byte_buckets = self.byte_buckets;
+            self.http.update_with_shortcut(
+                hash,
+                HttpKey::of(r),
+                &values,
+                || HttpMetrics {
+                    requests: Counter::default(),
+                    duration_ms: Histogram::new(DURATION_BUCKETS_MS),
+                    request_bytes: Histogram::new(byte_buckets),
+                    response_bytes: Histogram::new(byte_buckets),
+                    request_messages: Counter::default(),
+                    response_messages: Counter::default(),
+                },
+                observe,
+            );
+        }
         self.log(|| Entry::http(r));
     }
 
