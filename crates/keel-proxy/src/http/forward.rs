@@ -237,7 +237,11 @@ async fn route_and_forward(
             },
         );
     }
-    let origin = parts.headers.get(http::header::ORIGIN).cloned();
+    let origin = route
+        .route
+        .cors
+        .as_ref()
+        .and_then(|_| parts.headers.get(http::header::ORIGIN).cloned());
     let (mut resp, outcome) = match &route.route.action {
         RouteAction::DirectResponse { status, body } => {
             let mut resp = Response::new(full(body.clone().unwrap_or_default()));
@@ -453,12 +457,12 @@ async fn forward(
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::apply(&mut parts.headers, &wc.request_headers);
     let mut generated_id = None;
-    if !parts.headers.contains_key(&headers::X_REQUEST_ID) {
+    if let http::header::Entry::Vacant(slot) = parts.headers.entry(&headers::X_REQUEST_ID) {
         let id = headers::request_id();
         if shared.telemetry.access_log_format() != AccessLogFormat::Off {
             generated_id = id.to_str().ok().map(str::to_string);
         }
-        parts.headers.insert(headers::X_REQUEST_ID.clone(), id);
+        slot.insert(id);
     }
     parts
         .headers
@@ -471,8 +475,9 @@ async fn forward(
         && parts.uri.authority().is_none();
     if as_received {
         // The common case: an origin-form request to an HTTP/1.1 upstream with nothing
-        // rewritten goes out with the URI and Host it came with; nothing is rebuilt.
-        if parts.headers.get(HOST).is_none_or(|h| h != authority)
+        // rewritten goes out with the URI and Host it came with; nothing is rebuilt. (With
+        // no authority in the URI, `authority` is the Host header itself.)
+        if !parts.headers.contains_key(HOST)
             && let Ok(v) = HeaderValue::from_str(authority)
         {
             parts.headers.insert(HOST, v);
