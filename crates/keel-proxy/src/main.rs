@@ -379,6 +379,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             app_ports: args.app_ports.clone(),
             gateways: Vec::new(),
             proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+            admin: None,
         };
         XdsConfig::new(address, node)
     });
@@ -619,8 +620,15 @@ async fn serve(
         ready: ready.clone(),
         quit: quit_tx,
     });
+    let mut xds = xds;
     match admin::serve(admin_addr, shared.clone(), hooks).await {
-        Ok(a) => tracing::info!("admin API on http://{a}"),
+        Ok(a) => {
+            tracing::info!("admin API on http://{a}");
+            // Told to the control plane, so `keel proxy-config` can find it.
+            if let Some(config) = xds.as_mut() {
+                config.node.admin = Some(a);
+            }
+        }
         Err(e) => {
             eprintln!(
                 "error: cannot bind the admin API on {admin_addr}: {e}; pick another with --admin"

@@ -61,6 +61,9 @@ pub struct ProxyNode {
     pub gateways: Vec<String>,
     /// `Node.user_agent_version`: the proxy's own version.
     pub proxy_version: String,
+    /// The proxy's admin API (`/config_dump`, `/clusters`), which `keel proxy-config` reads,
+    /// as istioctl reads Envoy's admin port.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for ProxyNode {
@@ -78,6 +81,7 @@ impl Default for ProxyNode {
             app_ports: Vec::new(),
             gateways: Vec::new(),
             proxy_version: String::new(),
+            admin: None,
         }
     }
 }
@@ -136,6 +140,9 @@ impl ProxyNode {
             "KEEL_GATEWAYS".into(),
             list_value(self.gateways.iter().map(|g| string_value(g.clone()))),
         );
+        if let Some(admin) = self.admin {
+            fields.insert("KEEL_ADMIN".into(), s(&admin.to_string()));
+        }
         Node {
             id: self.id.clone(),
             cluster: String::new(),
@@ -224,6 +231,13 @@ impl ProxyNode {
                     p.gateways = as_list(value)
                         .and_then(|l| l.iter().map(as_str).collect())
                         .ok_or_else(|| bad("a list of \"namespace/name\" strings"))?
+                }
+                "KEEL_ADMIN" => {
+                    p.admin = Some(
+                        as_str(value)
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| bad("an address such as 127.0.0.1:15000"))?,
+                    )
                 }
                 // Istio's other keys (CLUSTER_ID, ISTIO_VERSION, ...) and future ones.
                 _ => {}
@@ -334,6 +348,7 @@ mod tests {
             app_ports: vec![parse_app_port("9080/http").expect("port")],
             gateways: vec!["istio-system/ingress".into()],
             proxy_version: "0.1.0".into(),
+            admin: Some("127.0.0.1:15000".parse().expect("addr")),
         };
         assert_eq!(ProxyNode::from_node(&p.to_node()).expect("node"), p);
         let opts = p.sidecar_options("7", "istio-system");

@@ -145,6 +145,7 @@ mod tests {
                 proxy_version: String::new(),
                 peer: String::new(),
                 connected_since: "2024-05-01T12:00:00Z".into(),
+                admin: None,
                 control_plane_version: "7".into(),
                 types,
             }],

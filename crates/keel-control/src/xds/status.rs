@@ -102,6 +102,9 @@ pub struct ProxyStatus {
     pub peer: String,
     /// RFC 3339: when this stream opened.
     pub connected_since: String,
+    /// The proxy's admin API, as it reported it (`keel proxy-config` reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// The control-plane (store) version the proxy's current view was computed from.
     pub control_plane_version: String,
     /// By type: `listeners`, `clusters`.

@@ -252,6 +252,7 @@ impl ProxyStream {
                 proxy_version: self.node.proxy_version.clone(),
                 peer: self.peer.clone(),
                 connected_since: self.connected_since.clone(),
+                admin: self.node.admin.map(|a| a.to_string()),
                 control_plane_version: self.view.version.to_string(),
                 types,
             },
