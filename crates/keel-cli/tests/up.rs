@@ -118,6 +118,36 @@ fn unknown_images_are_refused_before_anything_starts() {
     assert!(err.contains("--run nginx=COMMAND"), "{err}");
 }
 
+/// An app run with `sh -c` (`--run`) has the shell as its parent: `keel down` stops both,
+/// not the shell alone (which left the app listening).
+#[test]
+fn apps_run_through_a_shell_stop_with_the_mesh() {
+    if !binaries_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("mesh.yaml");
+    std::fs::write(&manifests, MANIFESTS).unwrap();
+    // `; exit` keeps the shell from replacing itself with the app.
+    let run = format!(
+        "docker.io/mccutchen/go-httpbin={} httpbin; exit",
+        common::bin_dir().join("keel-sample").display()
+    );
+    let mesh = Mesh::up_with(&[&manifests], &["--run", &run], &[]);
+    let app = mesh.apps["httpbin-0.default"];
+    let response = get(mesh.pod("sleep-0").proxy, "http://httpbin:8000/get", &[]);
+    assert_eq!(response.status, 200, "{}", response.text);
+    mesh.down();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", app)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app still listens on {app} after keel down"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn bookinfo_from_the_repo_manifests_serves_all_three_reviews_versions() {
     if !binaries_built() {

@@ -65,6 +65,8 @@ pub struct Mesh {
     pub api: String,
     /// By pod name and namespace (`productpage-v1-0.default`).
     pub pods: BTreeMap<String, Pod>,
+    /// Each pod's app port, by pod name and namespace.
+    pub apps: BTreeMap<String, u16>,
 }
 
 impl Mesh {
@@ -110,6 +112,7 @@ impl Mesh {
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut api = String::new();
         let mut pods = BTreeMap::new();
+        let mut apps = BTreeMap::new();
         let mut workloads = None;
         let mut summary = 0;
         while workloads != Some(summary) {
@@ -124,6 +127,13 @@ impl Mesh {
             };
             if let Some(rest) = line.strip_prefix("ready — ") {
                 workloads = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+            }
+            if let Some((pod, rest)) = line
+                .strip_prefix("… starting ")
+                .and_then(|l| l.split_once(" (app 127.0.0.1:"))
+            {
+                let port = rest.split([',', ')']).next().and_then(|p| p.parse().ok());
+                apps.insert(pod.to_string(), port.expect("app port"));
             }
             if let Some(url) = line.trim().strip_prefix("API: export KEEL_SERVER=") {
                 api = url.to_string();
@@ -150,6 +160,7 @@ impl Mesh {
             state,
             api,
             pods,
+            apps,
         }
     }
 

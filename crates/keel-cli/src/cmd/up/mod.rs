@@ -68,13 +68,28 @@ pub(super) struct Proc {
     child: Child,
 }
 
+impl Proc {
+    /// Signals the child's process group, not only the child: each child leads a group of its
+    /// own (`process_group(0)`), and a command run with `sh -c` (`--run`, `keel.dev/run`) has
+    /// children of its own, which a signal to the shell alone left running after `keel down`.
+    fn signal(&self, sig: &str) {
+        signal(&format!("-{}", self.child.id()), sig);
+    }
+
+    /// SIGKILL to the group, and reaps the child.
+    fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proc {
     /// A child still running when its handle goes (an early return, a panic) is killed, so
     /// `keel up` never leaves processes behind it stopped supervising.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
 }
@@ -130,9 +145,10 @@ fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn signal(pid: u32, sig: &str) {
+/// `kill -SIG -- TARGET`: a process id, or `-PGID` for a process group.
+fn signal(target: &str, sig: &str) {
     let _ = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
+        .args([&format!("-{sig}"), "--", target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -536,8 +552,7 @@ fn start_replica(
         Err(err) => {
             // Don't leave the sidecar behind.
             for p in &mut out {
-                let _ = p.child.kill();
-                let _ = p.child.wait();
+                p.kill();
             }
             return Err(err);
         }
@@ -566,7 +581,7 @@ async fn watch_children(procs: &mut [Proc]) -> String {
 async fn stop_all(procs: &mut [Proc]) {
     procs.sort_by_key(|p| p.what.starts_with("sidecar"));
     for p in procs.iter() {
-        signal(p.child.id(), "TERM");
+        p.signal("TERM");
     }
     let deadline = Instant::now() + Duration::from_secs(12);
     loop {
@@ -582,8 +597,7 @@ async fn stop_all(procs: &mut [Proc]) {
         if Instant::now() > deadline {
             for p in running {
                 shout!("warning: {} did not stop within 12 s; killed", p.what);
-                let _ = p.child.kill();
-                let _ = p.child.wait();
+                p.kill();
             }
             break;
         }
@@ -620,7 +634,7 @@ pub fn run_down(args: &DownArgs) -> u8 {
         return exit::OK;
     }
     say!("stopping the local mesh (pid {pid})…");
-    signal(pid, "TERM");
+    signal(&pid.to_string(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pid_alive(pid) && pid_path.exists() {
         if Instant::now() > deadline {
