@@ -163,6 +163,9 @@ struct SidecarArgs {
     /// open then are closed
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
+    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
+    access_log: String,
     /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
     #[arg(long, default_value = "info", env = "KEEL_LOG")]
     log_level: String,
@@ -447,6 +450,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
+    set_access_log(&shared, &args.access_log);
     serve(
         shared,
         snapshot,

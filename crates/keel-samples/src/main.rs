@@ -123,13 +123,28 @@ struct ProductpageArgs {
     #[arg(long, env = "FLOOD_FACTOR", default_value_t = 0)]
     flood_factor: u32,
     /// Timeout of the details call, in milliseconds (Istio's: 3000)
-    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        env = "DETAILS_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 3000
+    )]
     details_timeout_ms: u64,
     /// Timeout of each of the two reviews attempts, in milliseconds (Istio's: 3000)
-    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        env = "REVIEWS_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 3000
+    )]
     reviews_timeout_ms: u64,
     /// Timeout of the ratings call (API only), in milliseconds (Istio's: 3000)
-    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        env = "RATINGS_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 3000
+    )]
     ratings_timeout_ms: u64,
     #[command(flatten)]
     proxy: ProxyArgs,

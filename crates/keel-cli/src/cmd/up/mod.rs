@@ -16,6 +16,7 @@ use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
 
 use self::image::Program;
 use self::plan::{Ports, Replica};
+use self::ports::PortReservation;
 use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
@@ -35,6 +36,10 @@ macro_rules! shout {
         let _ = writeln!(std::io::stderr(), $($t)*);
     }};
 }
+
+// After the macros, which they use.
+mod ports;
+mod ready;
 
 const PID_FILE: &str = "keel-up.pid";
 
@@ -58,9 +63,25 @@ fn state_dir(given: &Option<PathBuf>) -> Result<PathBuf, u8> {
 }
 
 /// A running process of the mesh.
-struct Proc {
+pub(super) struct Proc {
     what: String,
     child: Child,
+}
+
+impl Proc {
+    /// Signals the child's process group, not only the child: each child leads a group of its
+    /// own (`process_group(0)`), and a command run with `sh -c` (`--run`, `keel.dev/run`) has
+    /// children of its own, which a signal to the shell alone left running after `keel down`.
+    fn signal(&self, sig: &str) {
+        signal(&format!("-{}", self.child.id()), sig);
+    }
+
+    /// SIGKILL to the group, and reaps the child.
+    fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Proc {
@@ -68,8 +89,7 @@ impl Drop for Proc {
     /// `keel up` never leaves processes behind it stopped supervising.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
     }
 }
@@ -121,23 +141,14 @@ fn find_bin(dir: &Option<PathBuf>, name: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// A free loopback port, and the listener holding it: every port of a run is held until the
-/// processes are about to start, so no two get the same one (another program could still take
-/// one in between; the readiness checks then report it).
-fn free_port(held: &mut Vec<std::net::TcpListener>) -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    held.push(l);
-    Ok(port)
-}
-
 fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn signal(pid: u32, sig: &str) {
+/// `kill -SIG -- TARGET`: a process id, or `-PGID` for a process group.
+fn signal(target: &str, sig: &str) {
     let _ = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
+        .args([&format!("-{sig}"), "--", target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -262,16 +273,17 @@ async fn mesh(
         }
     };
     // Plan the ports and registrations, then apply manifests and registrations together.
+    // The ports stay reserved until the mesh stops (see `ports`).
     let mut assigned = Vec::new();
-    let mut held = Vec::new();
+    let mut reserved = PortReservation::default();
     let mut all = resources.to_vec();
     for r in replicas {
         let ports = match (|| -> std::io::Result<Ports> {
             Ok(Ports {
-                app: free_port(&mut held)?,
-                inbound: free_port(&mut held)?,
-                outbound: free_port(&mut held)?,
-                admin: free_port(&mut held)?,
+                app: reserved.reserve()?,
+                inbound: reserved.reserve()?,
+                outbound: reserved.reserve()?,
+                admin: reserved.reserve()?,
             })
         })() {
             Ok(p) => p,
@@ -342,8 +354,9 @@ async fn mesh(
         &args.root_namespace,
     );
 
-    // Release the ports to the processes about to bind them.
-    drop(held);
+    if !ports::SHAREABLE {
+        reserved.release_all();
+    }
     let mut procs: Vec<Proc> = Vec::new();
     let mut failed = false;
     for (r, ports) in replicas.iter().zip(&assigned) {
@@ -364,6 +377,10 @@ async fn mesh(
                 ports.app
             );
         }
+        if !matches!(r.command.program, Program::Sample(_)) {
+            // A command of the user's may bind without SO_REUSEADDR.
+            reserved.release(ports.app);
+        }
         match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
             Ok(mut ps) => procs.append(&mut ps),
             Err(e) => {
@@ -375,7 +392,7 @@ async fn mesh(
     }
     let mut interrupted = false;
     if !failed {
-        let ready = wait_ready(replicas, &assigned, &mut procs);
+        let ready = ready::wait_ready(replicas, &assigned, &mut procs, &servers.registry);
         tokio::select! {
             result = ready => if let Err(e) = result {
                 shout!("error: {e}");
@@ -407,10 +424,11 @@ async fn mesh(
                 continue;
             }
             say!(
-                "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (logs: {}/{}.log, {}/{}.proxy.log)",
+                "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (admin http://127.0.0.1:{}; logs: {}/{}.log, {}/{}.proxy.log)",
                 r.pod,
                 r.namespace,
                 p.outbound,
+                p.admin,
                 logs.display(),
                 r.pod,
                 logs.display(),
@@ -426,6 +444,7 @@ async fn mesh(
         }
     }
     stop_all(&mut procs).await;
+    drop(reserved);
     let _ = servers.stop().await;
     say!("stopped");
     if failed { exit::FAILURE } else { exit::OK }
@@ -461,7 +480,10 @@ fn start_replica(
             .args(["--outbound-port", &ports.outbound.to_string()])
             .args(["--inbound-port", &ports.inbound.to_string()])
             .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
-            .args(["--stats", "none"]);
+            .args(["--stats", "none"])
+            // Istio's demo profile logs every request to the sidecar's stdout, which the
+            // tasks read (response flags such as UO, the Host of mirrored copies).
+            .args(["--access-log", "text"]);
         let app_port = if r.protocol.is_empty() {
             ports.app.to_string()
         } else {
@@ -530,8 +552,7 @@ fn start_replica(
         Err(err) => {
             // Don't leave the sidecar behind.
             for p in &mut out {
-                let _ = p.child.kill();
-                let _ = p.child.wait();
+                p.kill();
             }
             return Err(err);
         }
@@ -539,66 +560,7 @@ fn start_replica(
     Ok(out)
 }
 
-/// A plain HTTP GET on loopback: the status code.
-async fn http_status(port: u16, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = vec![0u8; 64];
-    let n = s.read(&mut buf).await.ok()?;
-    let line = String::from_utf8_lossy(&buf[..n]).to_string();
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Waits until every sidecar has its configuration and every app listens (60 s at most).
-async fn wait_ready(
-    replicas: &[Replica],
-    ports: &[Ports],
-    procs: &mut [Proc],
-) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (r, p) in replicas.iter().zip(ports) {
-        let mut proxy_ready = !r.inject;
-        let mut app_ready = !r.listens;
-        loop {
-            if let Some(what) = exited(procs) {
-                return Err(format!("{what} exited while starting (see its log)"));
-            }
-            if !proxy_ready {
-                proxy_ready = http_status(p.admin, "/healthz/ready").await == Some(200);
-            }
-            if !app_ready {
-                app_ready = tokio::net::TcpStream::connect(("127.0.0.1", p.app))
-                    .await
-                    .is_ok();
-            }
-            if proxy_ready && app_ready {
-                say!("✔ {}.{} ready", r.pod, r.namespace);
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} not ready within 60 s (sidecar {}, app {})",
-                    r.pod,
-                    if proxy_ready { "ready" } else { "not ready" },
-                    if app_ready {
-                        "listening"
-                    } else {
-                        "not listening"
-                    }
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
-}
-
-fn exited(procs: &mut [Proc]) -> Option<String> {
+pub(super) fn exited(procs: &mut [Proc]) -> Option<String> {
     procs.iter_mut().find_map(|p| match p.child.try_wait() {
         Ok(Some(status)) => Some(format!("{} ({status})", p.what)),
         _ => None,
@@ -619,7 +581,7 @@ async fn watch_children(procs: &mut [Proc]) -> String {
 async fn stop_all(procs: &mut [Proc]) {
     procs.sort_by_key(|p| p.what.starts_with("sidecar"));
     for p in procs.iter() {
-        signal(p.child.id(), "TERM");
+        p.signal("TERM");
     }
     let deadline = Instant::now() + Duration::from_secs(12);
     loop {
@@ -635,8 +597,7 @@ async fn stop_all(procs: &mut [Proc]) {
         if Instant::now() > deadline {
             for p in running {
                 shout!("warning: {} did not stop within 12 s; killed", p.what);
-                let _ = p.child.kill();
-                let _ = p.child.wait();
+                p.kill();
             }
             break;
         }
@@ -673,7 +634,7 @@ pub fn run_down(args: &DownArgs) -> u8 {
         return exit::OK;
     }
     say!("stopping the local mesh (pid {pid})…");
-    signal(pid, "TERM");
+    signal(&pid.to_string(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pid_alive(pid) && pid_path.exists() {
         if Instant::now() > deadline {
