@@ -90,3 +90,46 @@ async fn requests_are_counted_with_istio_labels() {
         .is_empty()
     );
 }
+
+/// A client that gives up before the upstream answers is still counted and logged, with
+/// status 0 and flag `DC`, as Envoy reports a downstream disconnect.
+#[tokio::test]
+async fn a_request_the_client_abandons_is_recorded_as_dc() {
+    use tokio::io::AsyncReadExt;
+    // An upstream that reads the request and never answers.
+    let up = RawUpstream::start(|mut s, _| async move {
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        drop(s);
+    })
+    .await;
+    let p = proxy_to(up.addr).await;
+    let mut wire = Wire::connect(p.addr()).await;
+    wire.send(b"GET /slow HTTP/1.1\r\nHost: p.test\r\n\r\n")
+        .await;
+    within("the upstream to get the request", async {
+        while up.connections() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    drop(wire);
+    let text = within("the abandoned request to be recorded", async {
+        loop {
+            let text = p.shared.telemetry.render_prometheus();
+            if text.contains("response_flags=\"DC\"") {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let dc = series(
+        &text,
+        "istio_requests_total{",
+        &["response_code=\"0\"", "response_flags=\"DC\""],
+    );
+    assert_eq!(dc.len(), 1, "{text}");
+    assert!(dc[0].ends_with(" 1"), "{}", dc[0]);
+}
