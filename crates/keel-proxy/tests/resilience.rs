@@ -628,3 +628,34 @@ spec:
     assert_eq!(fetch(p.port, "s.test", "/").await.status, 200);
     assert_eq!(up.connections(), 2);
 }
+
+/// Envoy's route timeout covers the whole response: a body still streaming when it expires
+/// is cut (the head, already sent, can't become a 504).
+#[tokio::test]
+async fn route_timeout_cuts_a_body_still_streaming() {
+    let (_gate_tx, gate) = tokio::sync::watch::channel(false);
+    let up = slow("stream", gate, 3).await;
+    let p = Proxy::start(|port| {
+        config(
+            port,
+            "s.test",
+            "  - timeout: 200ms\n    route: [{destination: {host: stream.test}}]",
+            &se("stream.test", &[&up]),
+        )
+    })
+    .await;
+    let mut h1 = H1::connect(p.port).await;
+    let resp = h1.send_streaming(get("s.test", "/")).await;
+    assert_eq!(resp.status(), 200);
+    let started = Instant::now();
+    let body = within(
+        "the body to be cut",
+        http_body_util::BodyExt::collect(resp.into_body()),
+    )
+    .await;
+    assert!(
+        body.is_err(),
+        "the body should fail when the timeout passes"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

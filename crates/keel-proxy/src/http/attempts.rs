@@ -556,14 +556,18 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
 /// timeout covers the whole response, and a response already started can only be cut.
 struct Deadline {
     inner: Body,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: tokio::time::Instant,
+    /// Made the first time the body has to wait: most bodies are already in when the head
+    /// is, and then no timer is made at all.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Deadline {
     fn new(inner: Body, at: tokio::time::Instant) -> Deadline {
         Deadline {
             inner,
-            sleep: Box::pin(tokio::time::sleep_until(at)),
+            at,
+            sleep: None,
         }
     }
 }
@@ -579,7 +583,11 @@ impl HttpBody for Deadline {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        match self.sleep.as_mut().poll(cx) {
+        let at = self.at;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err("upstream request timeout".into()))),
             Poll::Pending => Poll::Pending,
         }
