@@ -99,6 +99,21 @@ keel proxy-status -o json"
     )]
     ProxyStatus(ProxyStatusArgs),
 
+    /// Show what one proxy is running: its listeners, routes, clusters and endpoints (like `istioctl proxy-config`)
+    #[command(
+        name = "proxy-config",
+        alias = "pc",
+        long_about = "Show the configuration one proxy is actually running, read from its admin port (as istioctl reads Envoy's), in tables shaped like `istioctl proxy-config`: listeners (address, port, kind, protocol, what they route to), routes (virtual hosts, domains, the first match of each route and its destination), clusters (service, port, subset, direction, load balancing, endpoint count) and endpoints (address, health including outlier ejection, cluster). The control plane says where each proxy's admin port is; PROXY is a name from `keel proxy-status`, or a unique prefix of one.\n\n\
+Exit status: 0 on success, 1 when the control plane or the proxy can't be reached or PROXY matches none or \
+several proxies.",
+        after_help = "Examples:\n  \
+keel proxy-config routes productpage-v1\n  \
+keel proxy-config clusters reviews-v1-0.default --fqdn reviews.default.svc.cluster.local\n  \
+keel proxy-config endpoints productpage -o json\n  \
+keel proxy-config all istio-ingressgateway"
+    )]
+    ProxyConfig(ProxyConfigArgs),
+
     /// Run a local mesh: the control plane and every Deployment of the manifests as local processes, each with its sidecar
     #[command(
         long_about = "Run a local mesh from ordinary Kubernetes manifests and Istio config: the control plane runs \
@@ -208,6 +223,42 @@ pub struct ProxyStatusArgs {
     pub namespace: Option<String>,
 
     /// Output format: a table (default) or json
+    #[arg(short = 'o', long = "output", value_parser = ["json"])]
+    pub output: Option<String>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What `keel proxy-config` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyConfigSection {
+    Listeners,
+    Routes,
+    Clusters,
+    Endpoints,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyConfigArgs {
+    /// Which part of the configuration
+    #[arg(value_enum, value_name = "TYPE")]
+    pub section: ProxyConfigSection,
+
+    /// The proxy: a name from `keel proxy-status`, or a unique prefix of one
+    #[arg(value_name = "PROXY")]
+    pub proxy: String,
+
+    /// Only proxies in this namespace are matched
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Only clusters, routes' destinations and endpoints of this service host
+    #[arg(long, value_name = "FQDN")]
+    pub fqdn: Option<String>,
+
+    /// Output format: tables (default) or json (the proxy's own configuration, unabridged)
     #[arg(short = 'o', long = "output", value_parser = ["json"])]
     pub output: Option<String>,
 

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Delete(a) => cmd::apply::run_delete(&a),
         cli::Command::Get(a) => cmd::get::run(&a),
         cli::Command::ProxyStatus(a) => cmd::proxy_status::run(&a),
+        cli::Command::ProxyConfig(a) => cmd::proxy_config::run(&a),
         cli::Command::Up(a) => cmd::up::run(&a),
         cli::Command::Down(a) => cmd::up::run_down(&a),
     };

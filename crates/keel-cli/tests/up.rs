@@ -187,3 +187,67 @@ fn bookinfo_from_the_repo_manifests_serves_all_three_reviews_versions() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     mesh.down();
 }
+
+/// `keel proxy-config` reads a sidecar's own configuration through its admin port, which
+/// the control plane learned from the proxy.
+#[test]
+fn proxy_config_shows_what_a_sidecar_runs() {
+    if !binaries_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("mesh.yaml");
+    std::fs::write(&manifests, MANIFESTS).unwrap();
+    let mesh = Mesh::up(&[&manifests]);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("proxy-config")
+            .args(args)
+            .args(["--server", &mesh.api])
+            .output()
+            .expect("keel proxy-config");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), text, err)
+    };
+    let (code, clusters, err) = run(&["clusters", "sleep"]);
+    assert_eq!(code, Some(0), "{err}");
+    let httpbin = clusters
+        .lines()
+        .find(|l| l.starts_with("httpbin.default.svc.cluster.local"))
+        .unwrap_or_else(|| panic!("{clusters}"));
+    assert!(
+        httpbin.contains("8000") && httpbin.contains("outbound"),
+        "{httpbin}"
+    );
+    let (code, routes, err) = run(&["routes", "sleep-0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        routes.contains("outbound|8000||httpbin.default.svc.cluster.local"),
+        "{routes}"
+    );
+    let (code, endpoints, err) = run(&[
+        "endpoints",
+        "sleep",
+        "--fqdn",
+        "httpbin.default.svc.cluster.local",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = endpoints.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{endpoints}");
+    assert!(
+        rows[0].contains("HEALTHY") && rows[0].contains("OK"),
+        "{endpoints}"
+    );
+    let (code, json, err) = run(&["listeners", "sleep", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listeners: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        listeners.as_array().is_some_and(|l| !l.is_empty()),
+        "{json}"
+    );
+    let (code, _, err) = run(&["all", "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no proxy named \"nobody\""), "{err}");
+    mesh.down();
+}

@@ -2,6 +2,7 @@ pub mod analyze;
 pub mod apply;
 pub mod control_plane;
 pub mod get;
+pub mod proxy_config;
 pub mod proxy_status;
 mod remote;
 mod servers;

@@ -106,6 +106,20 @@ impl Client {
         self.call(Method::GET, "/apis/proxies", None).await
     }
 
+    /// The body of a GET to any path of this server, for servers that aren't the control
+    /// plane's API (a proxy's admin port: `/config_dump`, `/clusters`). Non-2xx is an error.
+    pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
+        let (status, bytes) = self.request(Method::GET, path, None).await?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(ClientError::Protocol(format!(
+                "{}{path} answered {status}",
+                self.server
+            )))
+        }
+    }
+
     /// `{"version", "gitCommit", "storeVersion"}`.
     pub async fn version(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, "/version", None).await

@@ -82,7 +82,7 @@ impl Default for TypeStatus {
 }
 
 /// One connected proxy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyStatus {
     /// The node id the proxy sent.
