@@ -207,6 +207,12 @@ pub struct ControlPlaneArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
     pub xds_listen: std::net::SocketAddr,
 
+    /// Address of the monitoring port: the control plane's metrics at /metrics, under
+    /// istiod's names (pilot_xds_pushes, pilot_proxy_convergence_time, ...); `none` to turn it
+    /// off (the API also serves /metrics)
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
+    pub monitoring_listen: OptionalAddr,
+
     /// The mesh's root namespace (where mesh-wide policy lives), for validation
     #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
     pub root_namespace: String,
@@ -489,6 +495,12 @@ pub struct UpArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
     pub xds_listen: std::net::SocketAddr,
 
+    /// Address of the control plane's monitoring port (/metrics, istiod's metric names);
+    /// `none` to turn it off. If it is taken (another mesh), the mesh starts without it
+    /// and the API's /metrics still serves the same
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
+    pub monitoring_listen: OptionalAddr,
+
     /// The mesh's root namespace
     #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
     pub root_namespace: String,
@@ -499,4 +511,19 @@ pub struct DownArgs {
     /// The state directory of the running `keel up` [default: $KEEL_HOME/up, else ~/.keel/up]
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// An address, or none (`none`/`off`) for no listener. A type of its own: clap takes a
+/// plain `Option` field as "may be absent", not as a value that can say "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<std::net::SocketAddr>);
+
+fn parse_optional_addr(v: &str) -> Result<OptionalAddr, String> {
+    match v {
+        "none" | "off" | "" => Ok(OptionalAddr(None)),
+        _ => v
+            .parse()
+            .map(|a| OptionalAddr(Some(a)))
+            .map_err(|e| format!("{e}: expected an address such as 127.0.0.1:15014, or none")),
+    }
 }

@@ -20,6 +20,8 @@ fn examples() -> PathBuf {
 struct ControlPlane {
     child: Child,
     server: String,
+    /// `http://ADDR/metrics` of the monitoring port.
+    metrics: String,
     dir: tempfile::TempDir,
     lines: Receiver<String>,
 }
@@ -37,6 +39,8 @@ impl ControlPlane {
                 "--listen",
                 "127.0.0.1:0",
                 "--xds-listen",
+                "127.0.0.1:0",
+                "--monitoring-listen",
                 "127.0.0.1:0",
                 "--config-dir",
             ])
@@ -62,6 +66,7 @@ impl ControlPlane {
         let mut cp = ControlPlane {
             child,
             server: String::new(),
+            metrics: String::new(),
             dir,
             lines: rx,
         };
@@ -76,6 +81,11 @@ impl ControlPlane {
             .and_then(|rest| rest.split_whitespace().next())
             .expect("API address printed");
         cp.server = api.to_string();
+        cp.metrics = seen
+            .iter()
+            .find_map(|l| l.strip_prefix("✔ metrics on "))
+            .expect("metrics address printed")
+            .to_string();
         assert!(
             seen.iter()
                 .any(|l| l.starts_with("✔ xDS on http://127.0.0.1:")),
@@ -508,4 +518,51 @@ fn proxy_status_with_no_proxy_and_the_xds_port_printed() {
         .stderr(predicate::str::contains(
             "no proxy named \"nobody.default\" is connected",
         ));
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn the_monitoring_port_serves_istiods_metrics_and_nothing_else() {
+    let cp = ControlPlane::start();
+    let (status, body) = http_get(&cp.metrics);
+    assert_eq!(status, 200, "{body}");
+    for name in [
+        "pilot_xds{",
+        "pilot_xds_pushes{type=\"cds\"}",
+        "pilot_total_xds_rejects{type=\"lds\"}",
+        "pilot_proxy_convergence_time_count",
+        "# TYPE pilot_xds_push_time histogram",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    // The API serves the same; the monitoring port takes no API calls.
+    let (status, _) = http_get(&format!("{}/metrics", cp.server));
+    assert_eq!(status, 200);
+    let (status, body) = http_get(&cp.metrics.replace("/metrics", "/apis/resources?kind=vs"));
+    assert_eq!(status, 404, "{body}");
+    let _ = cp.terminate();
 }

@@ -43,6 +43,8 @@ async fn start() -> Running {
         git_commit: "abc".into(),
         root_namespace: "istio-system".into(),
         proxies: None,
+        metrics: None,
+        monitoring_only: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async move {

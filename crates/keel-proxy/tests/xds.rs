@@ -51,6 +51,8 @@ impl ControlPlane {
             git_commit: "test".into(),
             root_namespace: "istio-system".into(),
             proxies: Some(xds.registry()),
+            metrics: Some(xds.metrics()),
+            monitoring_only: false,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (api_stop_tx, api_stop) = oneshot::channel::<()>();
@@ -312,6 +314,28 @@ async fn a_sidecar_is_configured_and_follows_routing_changes() {
     assert!(clusters.contains_key(&format!("outbound|9080|v2|{REVIEWS}")));
     assert!(!clusters.contains_key(&format!("outbound|9080|v1|{REVIEWS}")));
 
+    // The control plane's metrics, under istiod's names: one proxy connected, pushes of
+    // both types, and the change's convergence (change to ACK) observed.
+    let metrics = cp.xds.metrics().render();
+    assert!(metrics.contains("pilot_xds{version="), "{metrics}");
+    assert!(metrics.contains("\"} 1\n"), "{metrics}");
+    assert!(
+        !metrics.contains("pilot_xds_pushes{type=\"lds\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("pilot_xds_pushes{type=\"cds\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("pilot_proxy_convergence_time_count 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pilot_total_xds_rejects{type=\"lds\"} 0\n"),
+        "{metrics}"
+    );
+
     // The same over the HTTP API, as `keel proxy-status` reads it.
     let listed = cp.api.proxies().await.expect("GET /apis/proxies");
     assert_eq!(listed.proxies.len(), 1);
@@ -410,6 +434,11 @@ async fn an_update_the_proxy_cannot_take_is_nacked_and_the_last_good_config_serv
     assert_eq!(status.kind, "gateway");
     assert_eq!(status.types["clusters"].state, SyncState::Synced);
     proxy.wait("the NACK", |s| s.nacks == 1).await;
+    let metrics = cp.xds.metrics().render();
+    assert!(
+        metrics.contains("pilot_total_xds_rejects{type=\"lds\"} 1\n"),
+        "{metrics}"
+    );
     // The proxy keeps serving its last good configuration.
     let (status, up, _) = raw_get(local(good), "/", &[("host", "bookinfo.example")]).await;
     assert_eq!((status, up.as_str()), (200, "reviews-v1"));

@@ -110,13 +110,19 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
         }
     };
     let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
+    let monitoring = super::servers::bind_monitoring(args.monitoring_listen.0).await;
+    let monitoring_addr = monitoring.as_ref().and_then(|l| l.local_addr().ok());
     let mut servers = start(
         store.clone() as Arc<dyn ConfigStore>,
         listener,
         xds_listener,
+        monitoring,
         &args.root_namespace,
     );
     println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");
+    if let Some(a) = monitoring_addr {
+        println!("✔ metrics on http://{a}/metrics");
+    }
     let changes = tokio::spawn(print_changes(store.subscribe()));
     let proxy_events = tokio::spawn(print_proxy_events(servers.registry.clone()));
     println!("ready — Ctrl-C to stop");

@@ -21,11 +21,27 @@ pub(crate) struct Servers {
     xds: JoinHandle<Result<(), String>>,
 }
 
-/// Starts both servers on their listeners.
+/// Binds the monitoring port when one is asked for. Not fatal: the API serves the same
+/// `/metrics`, and a second local mesh on the machine finds 15014 taken.
+pub(crate) async fn bind_monitoring(addr: Option<std::net::SocketAddr>) -> Option<TcpListener> {
+    let addr = addr?;
+    match TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot listen on {addr} for metrics: {e}; they are still at the API's /metrics (or choose another address with --monitoring-listen)"
+            );
+            None
+        }
+    }
+}
+
+/// Starts the servers on their listeners: API, xDS and, when given, the monitoring port.
 pub(crate) fn start(
     store: Arc<dyn ConfigStore>,
     api: TcpListener,
     xds: TcpListener,
+    monitoring: Option<TcpListener>,
     root_namespace: &str,
 ) -> Servers {
     let server = XdsServer::new(&*store, root_namespace, Debounce::default());
@@ -36,6 +52,12 @@ pub(crate) fn start(
         git_commit: env!("KEEL_GIT_COMMIT").to_string(),
         root_namespace: root_namespace.to_string(),
         proxies: Some(registry.clone()),
+        metrics: Some(server.metrics()),
+        monitoring_only: false,
+    };
+    let monitoring_state = ApiState {
+        monitoring_only: true,
+        ..state.clone()
     };
     let (stop, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -47,6 +69,14 @@ pub(crate) fn start(
             .await
             .map_err(|e| format!("the xDS server stopped: {e}"))
     });
+    if let Some(listener) = monitoring {
+        let monitoring_stopped = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve(listener, monitoring_state, monitoring_stopped).await {
+                eprintln!("warning: the monitoring port stopped: {e}");
+            }
+        });
+    }
     let api_stopped = stopped(stop_rx);
     let api = tokio::spawn(async move {
         serve(api, state, api_stopped)

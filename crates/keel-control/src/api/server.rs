@@ -42,6 +42,11 @@ pub struct ApiState {
     pub root_namespace: String,
     /// The connected proxies, when the xDS server runs beside the API (`/apis/proxies`).
     pub proxies: Option<Arc<crate::xds::ProxyRegistry>>,
+    /// The push metrics, when the xDS server runs beside the API (`/metrics`).
+    pub metrics: Option<Arc<crate::xds::metrics::XdsMetrics>>,
+    /// Serve only `/metrics`, `/healthz` and `/version`: the monitoring port (15014 as
+    /// istiod's), which must not take writes.
+    pub monitoring_only: bool,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -101,8 +106,33 @@ pub async fn serve(
 async fn handle(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query().unwrap_or(""));
+    let monitoring = matches!(
+        path.as_str(),
+        "/metrics" | "/stats/prometheus" | "/healthz" | "/version"
+    );
+    if state.monitoring_only && !monitoring {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "no such endpoint on the monitoring port: {path} (it serves /metrics, /healthz and /version)"
+            ),
+        );
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/metrics" | "/stats/prometheus") => match &state.metrics {
+            Some(m) => respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                m.render().into_bytes(),
+            ),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "no xDS server runs beside this API: no push metrics".to_string(),
+            ),
+        },
         (&Method::GET, "/version") => json(
             StatusCode::OK,
             &serde_json::json!({

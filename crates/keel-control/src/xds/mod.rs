@@ -19,6 +19,7 @@
 //! - **Status.** [`status::ProxyRegistry`] has every connected proxy's per-type state, served
 //!   by the HTTP API as `GET /apis/proxies`.
 
+pub mod metrics;
 pub mod status;
 mod stream;
 pub mod view;
@@ -51,6 +52,7 @@ pub struct XdsServer {
 struct Inner {
     pushes: watch::Receiver<Arc<PushContext>>,
     registry: Arc<ProxyRegistry>,
+    metrics: Arc<metrics::XdsMetrics>,
     root_namespace: String,
     next_stream: AtomicU64,
     /// Flips to `true` at shutdown: every stream ends, so the server can stop.
@@ -65,6 +67,7 @@ impl XdsServer {
             inner: Arc::new(Inner {
                 pushes: view::debounced(store.subscribe(), debounce),
                 registry: Arc::new(ProxyRegistry::default()),
+                metrics: Arc::default(),
                 root_namespace: root_namespace.to_string(),
                 next_stream: AtomicU64::new(1),
                 stop,
@@ -75,6 +78,11 @@ impl XdsServer {
     /// The connected proxies' status (what `GET /apis/proxies` serves).
     pub fn registry(&self) -> Arc<ProxyRegistry> {
         self.inner.registry.clone()
+    }
+
+    /// The push metrics (what the monitoring port serves).
+    pub fn metrics(&self) -> Arc<metrics::XdsMetrics> {
+        self.inner.metrics.clone()
     }
 
     /// Ends every stream (the proxies reconnect to whoever serves next).
@@ -139,7 +147,9 @@ impl AggregatedDiscoveryService for XdsServer {
         tokio::spawn(async move {
             tracing::info!(proxy = %node.id, peer, stream = id, "proxy connected");
             let name = node.id.clone();
+            inner.metrics.connected();
             let result = run_stream(&inner, id, node, peer, first, inbound, tx).await;
+            inner.metrics.disconnected();
             inner.registry.remove(id);
             match result {
                 Ok(()) | Err(StreamEnd::Closed) => {
@@ -184,7 +194,15 @@ async fn run_stream(
         version: ctx.version,
         ..View::default()
     });
-    let mut proxy = ProxyStream::new(id, node, peer, view, tx, inner.registry.clone());
+    let mut proxy = ProxyStream::new(
+        id,
+        node,
+        peer,
+        view,
+        tx,
+        inner.registry.clone(),
+        inner.metrics.clone(),
+    );
     proxy.on_request(first).await?;
     loop {
         tokio::select! {

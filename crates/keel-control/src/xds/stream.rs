@@ -13,6 +13,7 @@ use keel_xds::node::ProxyNode;
 use keel_xds::{ControlPlane, DeltaDiscoveryRequest, DeltaDiscoveryResponse, ResourceType};
 use tokio::sync::mpsc;
 
+use super::metrics::XdsMetrics;
 use super::status::{ProxyRegistry, ProxyStatus, SyncState, TypeStatus};
 use super::view::View;
 
@@ -42,6 +43,8 @@ struct TypeState {
 struct Pending {
     nonce: String,
     version: String,
+    /// The configuration change this response carries (none for a stream's first answers).
+    changed_at: Option<std::time::Instant>,
     /// name → new version, or `None` for a removal.
     changes: Vec<(String, Option<String>)>,
 }
@@ -57,6 +60,7 @@ pub(super) struct ProxyStream {
     next_nonce: u64,
     tx: ResponseSender,
     registry: Arc<ProxyRegistry>,
+    metrics: Arc<XdsMetrics>,
 }
 
 impl ProxyStream {
@@ -67,6 +71,7 @@ impl ProxyStream {
         view: View,
         tx: ResponseSender,
         registry: Arc<ProxyRegistry>,
+        metrics: Arc<XdsMetrics>,
     ) -> ProxyStream {
         let s = ProxyStream {
             id,
@@ -81,6 +86,7 @@ impl ProxyStream {
             next_nonce: 0,
             tx,
             registry,
+            metrics,
         };
         s.publish();
         s
@@ -111,12 +117,16 @@ impl ProxyStream {
                             e.message.clone()
                         };
                         tracing::warn!(proxy = %self.node.id, %t, version = %p.version, "NACK: {reason}");
+                        self.metrics.rejected(t);
                         state.status.nacks += 1;
                         state.status.nack_reason = Some(reason);
                         // Not again until the view changes (unless it already has).
                         state.held = !state.dirty;
                     }
                     None => {
+                        if let Some(at) = p.changed_at {
+                            self.metrics.converged(at.elapsed());
+                        }
                         for (name, version) in p.changes {
                             match version {
                                 Some(v) => state.acked.insert(name, v),
@@ -176,6 +186,7 @@ impl ProxyStream {
         if state.held && !force {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let want = self.view.of(t);
         let mut resources = Vec::new();
         let mut changes = Vec::new();
@@ -216,11 +227,15 @@ impl ProxyStream {
         state.pending = Some(Pending {
             nonce,
             version,
+            // A stream's first answer carries whatever was there before it connected.
+            changed_at: self.view.changed_at.filter(|_| !force),
             changes,
         });
         state.status.sent += 1;
         state.status.resources_sent += changes_len as u64;
-        self.tx.send(Ok(response)).await.map_err(|_| Closed)
+        let sent = self.tx.send(Ok(response)).await.map_err(|_| Closed);
+        self.metrics.pushed(t, started.elapsed());
+        sent
     }
 
     /// Writes this stream's status to the registry.

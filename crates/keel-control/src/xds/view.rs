@@ -19,6 +19,9 @@ use crate::store::Snapshot;
 pub struct PushContext {
     /// The store version: what proxies see as the control-plane version.
     pub version: u64,
+    /// When the first change of this push was seen (before debouncing): where the
+    /// convergence time (`pilot_proxy_convergence_time`) starts. `None` for the first push.
+    pub changed_at: Option<std::time::Instant>,
     pub resources: Vec<Resource>,
 }
 
@@ -26,6 +29,7 @@ impl PushContext {
     pub fn new(snapshot: &Snapshot) -> PushContext {
         PushContext {
             version: snapshot.version,
+            changed_at: None,
             resources: snapshot
                 .resources
                 .values()
@@ -43,6 +47,8 @@ pub type TypeView = BTreeMap<String, Encoded>;
 pub struct View {
     /// The store version it was computed from.
     pub version: u64,
+    /// The push's [`PushContext::changed_at`].
+    pub changed_at: Option<std::time::Instant>,
     pub clusters: TypeView,
     pub listeners: TypeView,
 }
@@ -69,6 +75,7 @@ pub fn compute(ctx: &PushContext, node: &ProxyNode, root_namespace: &str) -> Vie
     };
     let mut view = View {
         version: ctx.version,
+        changed_at: ctx.changed_at,
         ..View::default()
     };
     for l in &compiled.snapshot.listeners {
@@ -120,6 +127,7 @@ pub fn debounced(
     let (tx, rx) = watch::channel(Arc::new(first));
     tokio::spawn(async move {
         while store.changed().await.is_ok() {
+            let changed_at = std::time::Instant::now();
             let deadline = tokio::time::Instant::now() + debounce.max;
             loop {
                 let quiet_end = (tokio::time::Instant::now() + debounce.quiet).min(deadline);
@@ -130,7 +138,11 @@ pub fn debounced(
             }
             let snapshot = store.borrow_and_update().clone();
             // Converting resources is the part every proxy would otherwise repeat.
-            let ctx = tokio::task::spawn_blocking(move || PushContext::new(&snapshot)).await;
+            let ctx = tokio::task::spawn_blocking(move || PushContext {
+                changed_at: Some(changed_at),
+                ..PushContext::new(&snapshot)
+            })
+            .await;
             match ctx {
                 Ok(ctx) => {
                     if tx.send(Arc::new(ctx)).is_err() {

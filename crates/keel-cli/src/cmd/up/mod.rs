@@ -347,10 +347,12 @@ async fn mesh(
     let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
     let _ = std::fs::write(dir.join("api"), format!("http://{api_addr}\n"));
     say!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
+    let monitoring = super::servers::bind_monitoring(args.monitoring_listen.0).await;
     let servers = super::servers::start(
         store.clone() as Arc<dyn ConfigStore>,
         listener,
         xds_listener,
+        monitoring,
         &args.root_namespace,
     );
 
