@@ -1,8 +1,10 @@
 //! `keel up`: a local mesh. The control plane runs in-process (store, API, xDS); every
 //! Deployment replica runs as a local process with its own `keel-proxy` sidecar, registered
 //! as a WorkloadEntry at its sidecar's inbound port (see [`plan`]). `keel down` signals it
-//! through the pid file in the state directory.
+//! through the pid file in the state directory. A Gateway selecting Istio's ingress gateway gets
+//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]).
 
+pub mod gateway;
 pub mod image;
 pub mod plan;
 
@@ -44,7 +46,7 @@ mod ready;
 const PID_FILE: &str = "keel-up.pid";
 
 /// `$KEEL_HOME/up`, else `~/.keel/up`.
-fn default_state_dir() -> Option<PathBuf> {
+pub(crate) fn default_state_dir() -> Option<PathBuf> {
     let nonempty = |v: &str| {
         std::env::var_os(v)
             .filter(|s| !s.is_empty())
@@ -92,6 +94,38 @@ impl Drop for Proc {
             self.kill();
         }
     }
+}
+
+/// What `keel demo` gives `keel up` beyond its flags.
+#[derive(Debug, Clone)]
+pub struct Preset {
+    /// The command's name in the banner.
+    pub name: &'static str,
+    /// Manifests built into the binary, as (name for messages, YAML), read before `-f`'s files.
+    pub manifests: Vec<(&'static str, &'static str)>,
+    /// Lines printed last in the summary, after the mesh is ready.
+    pub epilogue: Vec<String>,
+    /// When the command started, for the time to ready.
+    pub started: Instant,
+    /// The flag that moves the ingress gateway's port, for the error when it is taken.
+    pub port_flag: &'static str,
+}
+
+/// The built-in manifests (if any) and the files.
+fn load_all(args: &UpArgs) -> keel_config::Loaded {
+    let opts = LoadOptions::default();
+    let mut loaded = keel_config::Loaded::default();
+    for (name, text) in args.preset.iter().flat_map(|p| &p.manifests) {
+        let l = load_str(text, name, &opts);
+        loaded.resources.extend(l.resources);
+        loaded.diagnostics.extend(l.diagnostics);
+    }
+    if !args.files.is_empty() {
+        let l = load_paths(&args.files, &opts);
+        loaded.resources.extend(l.resources);
+        loaded.diagnostics.extend(l.diagnostics);
+    }
+    loaded
 }
 
 pub fn run(args: &UpArgs) -> u8 {
@@ -168,7 +202,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         return exit::FAILURE;
     }
     // Read and plan everything before starting anything.
-    let loaded = load_paths(&args.files, &LoadOptions::default());
+    let loaded = load_all(args);
     for d in &loaded.diagnostics {
         shout!("{d}");
     }
@@ -246,10 +280,18 @@ async fn mesh(
     sample_bin: Option<&Path>,
 ) -> u8 {
     say!(
-        "keel up {}: state in {}",
+        "{} {}: state in {}",
+        args.preset.as_ref().map_or("keel up", |p| p.name),
         env!("CARGO_PKG_VERSION"),
         dir.display()
     );
+    let ingress = gateway::plan(resources, &args.gateway_ports);
+    if let Some(i) = &ingress
+        && let Err(e) = gateway::check_ports(i, args.preset.as_ref().map(|p| p.port_flag))
+    {
+        shout!("error: {e}");
+        return exit::FAILURE;
+    }
     let opened = tokio::task::spawn_blocking({
         let config = config.to_path_buf();
         let opts = DirStoreOptions {
@@ -303,6 +345,13 @@ async fn mesh(
         all.extend(l.resources);
         assigned.push(ports);
     }
+    let gateway_admin = match ingress.as_ref().map(|_| reserved.reserve()).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            shout!("error: no free loopback port: {e}");
+            return exit::FAILURE;
+        }
+    };
     let applied = tokio::task::spawn_blocking({
         let store = store.clone();
         move || store.apply(all, WriteOptions::default())
@@ -390,6 +439,31 @@ async fn mesh(
             }
         }
     }
+    if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
+        let ports: Vec<String> = i
+            .served
+            .iter()
+            .map(|s| {
+                format!(
+                    "127.0.0.1:{} for Gateway port {}",
+                    s.local_port, s.server_port
+                )
+            })
+            .collect();
+        say!(
+            "… starting {}.{} (ingress gateway: {})",
+            gateway::NAME,
+            gateway::NAMESPACE,
+            ports.join(", ")
+        );
+        match gateway::start(i, xds_addr, admin, logs, proxy_bin) {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                shout!("error: {}: {e}", gateway::NAME);
+                failed = true;
+            }
+        }
+    }
     let mut interrupted = false;
     if !failed {
         let ready = ready::wait_ready(replicas, &assigned, &mut procs, &servers.registry);
@@ -397,6 +471,25 @@ async fn mesh(
             result = ready => if let Err(e) = result {
                 shout!("error: {e}");
                 failed = true;
+            },
+            s = shutdown_signal() => {
+                say!("{s}: shutting down");
+                interrupted = true;
+            }
+        }
+    }
+    if !failed
+        && !interrupted
+        && let (Some(i), Some(admin)) = (&ingress, gateway_admin)
+    {
+        let ready = gateway::wait_ready(i, admin, &mut procs, &servers.registry);
+        tokio::select! {
+            result = ready => match result {
+                Ok(()) => say!("✔ {}.{} ready", gateway::NAME, gateway::NAMESPACE),
+                Err(e) => {
+                    shout!("error: {e}");
+                    failed = true;
+                }
             },
             s = shutdown_signal() => {
                 say!("{s}: shutting down");
@@ -434,6 +527,19 @@ async fn mesh(
                 logs.display(),
                 r.pod
             );
+        }
+        for line in ingress.iter().flat_map(|i| gateway::summary(i, logs)) {
+            say!("{line}");
+        }
+        if let Some(p) = &args.preset {
+            say!(
+                "\n{} is up, {:.1} s after the command",
+                p.name,
+                p.started.elapsed().as_secs_f64()
+            );
+            for line in &p.epilogue {
+                say!("{line}");
+            }
         }
         tokio::select! {
             s = shutdown_signal() => say!("{s}: shutting down"),
