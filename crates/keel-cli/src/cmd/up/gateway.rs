@@ -211,6 +211,24 @@ pub(super) async fn wait_ready(
     }
 }
 
+/// The progress line when it starts.
+pub fn starting(ingress: &Ingress) -> String {
+    let ports: Vec<String> = ingress
+        .served
+        .iter()
+        .map(|s| {
+            format!(
+                "127.0.0.1:{} for Gateway port {}",
+                s.local_port, s.server_port
+            )
+        })
+        .collect();
+    format!(
+        "… starting {NAME}.{NAMESPACE} (ingress gateway: {})",
+        ports.join(", ")
+    )
+}
+
 /// The summary's lines for the gateway.
 pub fn summary(ingress: &Ingress, logs: &Path) -> Vec<String> {
     let mut out = Vec::new();

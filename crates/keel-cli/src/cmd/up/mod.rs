@@ -7,18 +7,20 @@
 pub mod gateway;
 pub mod image;
 pub mod plan;
+mod preset;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_config::{LoadOptions, Resource, load_paths, load_str};
+use keel_config::{LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
 
 use self::image::Program;
 use self::plan::{Ports, Replica};
 use self::ports::PortReservation;
+pub use self::preset::Preset;
 use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
@@ -96,38 +98,6 @@ impl Drop for Proc {
     }
 }
 
-/// What `keel demo` gives `keel up` beyond its flags.
-#[derive(Debug, Clone)]
-pub struct Preset {
-    /// The command's name in the banner.
-    pub name: &'static str,
-    /// Manifests built into the binary, as (name for messages, YAML), read before `-f`'s files.
-    pub manifests: Vec<(&'static str, &'static str)>,
-    /// Lines printed last in the summary, after the mesh is ready.
-    pub epilogue: Vec<String>,
-    /// When the command started, for the time to ready.
-    pub started: Instant,
-    /// The flag that moves the ingress gateway's port, for the error when it is taken.
-    pub port_flag: &'static str,
-}
-
-/// The built-in manifests (if any) and the files.
-fn load_all(args: &UpArgs) -> keel_config::Loaded {
-    let opts = LoadOptions::default();
-    let mut loaded = keel_config::Loaded::default();
-    for (name, text) in args.preset.iter().flat_map(|p| &p.manifests) {
-        let l = load_str(text, name, &opts);
-        loaded.resources.extend(l.resources);
-        loaded.diagnostics.extend(l.diagnostics);
-    }
-    if !args.files.is_empty() {
-        let l = load_paths(&args.files, &opts);
-        loaded.resources.extend(l.resources);
-        loaded.diagnostics.extend(l.diagnostics);
-    }
-    loaded
-}
-
 pub fn run(args: &UpArgs) -> u8 {
     let dir = match state_dir(&args.state_dir) {
         Ok(d) => d,
@@ -202,7 +172,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         return exit::FAILURE;
     }
     // Read and plan everything before starting anything.
-    let loaded = load_all(args);
+    let loaded = preset::load_all(args);
     for d in &loaded.diagnostics {
         shout!("{d}");
     }
@@ -440,22 +410,7 @@ async fn mesh(
         }
     }
     if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
-        let ports: Vec<String> = i
-            .served
-            .iter()
-            .map(|s| {
-                format!(
-                    "127.0.0.1:{} for Gateway port {}",
-                    s.local_port, s.server_port
-                )
-            })
-            .collect();
-        say!(
-            "… starting {}.{} (ingress gateway: {})",
-            gateway::NAME,
-            gateway::NAMESPACE,
-            ports.join(", ")
-        );
+        say!("{}", gateway::starting(i));
         match gateway::start(i, xds_addr, admin, logs, proxy_bin) {
             Ok(p) => procs.push(p),
             Err(e) => {
@@ -531,15 +486,8 @@ async fn mesh(
         for line in ingress.iter().flat_map(|i| gateway::summary(i, logs)) {
             say!("{line}");
         }
-        if let Some(p) = &args.preset {
-            say!(
-                "\n{} is up, {:.1} s after the command",
-                p.name,
-                p.started.elapsed().as_secs_f64()
-            );
-            for line in &p.epilogue {
-                say!("{line}");
-            }
+        for line in args.preset.iter().flat_map(Preset::closing) {
+            say!("{line}");
         }
         tokio::select! {
             s = shutdown_signal() => say!("{s}: shutting down"),
