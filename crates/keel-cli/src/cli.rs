@@ -15,6 +15,7 @@ Keel reads the Istio YAML you already have (VirtualService, DestinationRule, Gat
 ServiceEntry, Sidecar, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, \
 Telemetry, ...) together with ordinary Kubernetes manifests.",
     after_help = "Start here:\n  \
+keel demo                              Bookinfo on a local mesh: http://127.0.0.1:8080/productpage\n  \
 keel validate -f my-config/            check every resource against Istio's rules\n  \
 keel analyze -f my-config/ -A          find cross-resource mistakes, like istioctl analyze\n  \
 keel control-plane                     run the config store and the push, then: keel apply / get / delete\n  \
@@ -114,6 +115,26 @@ keel proxy-config all istio-ingressgateway"
     )]
     ProxyConfig(ProxyConfigArgs),
 
+    /// Run Bookinfo on a local mesh, with an ingress gateway on 127.0.0.1:8080, to try Istio's tasks
+    #[command(
+        long_about = "Run Istio's Bookinfo sample on a local mesh in one command: the control plane, the four \
+services (reviews in three versions), each with its keel-proxy sidecar, and an ingress gateway configured by \
+Bookinfo's Gateway and VirtualService, serving http://127.0.0.1:8080/productpage. Refreshing the page shows the \
+three reviews versions in turn (no stars, black stars, red stars).\n\n\
+The manifests are built into keel (the repository's examples/bookinfo/app.yaml and gateway.yaml, which match \
+Istio's bookinfo.yaml and bookinfo-gateway.yaml), so it runs from any directory. Change the routing while it runs \
+with `keel apply -f` and Istio's task files (examples/bookinfo-networking/ holds Keel's copies); the summary \
+lists them.\n\n\
+It is `keel up` with those manifests: the same state directory, logs and ports, stopped by Ctrl-C, SIGTERM or \
+`keel down`. Exit status: 0 after a clean stop, 1 when it can't start.",
+        after_help = "Examples:\n  \
+keel demo\n  \
+keel demo --ingress-port 9090                 # if 8080 is taken\n  \
+keel apply -f examples/bookinfo-networking/virtual-service-all-v1.yaml\n  \
+keel down"
+    )]
+    Demo(DemoArgs),
+
     /// Run a local mesh: the control plane and every Deployment of the manifests as local processes, each with its sidecar
     #[command(
         long_about = "Run a local mesh from ordinary Kubernetes manifests and Istio config: the control plane runs \
@@ -123,9 +144,14 @@ httpbin, sleep/curl, tcp-echo) run as keel-sample; anything else needs the pod-t
 keel.dev/run: \"COMMAND\" or --run IMAGE=COMMAND (the app must listen on $PORT).\n\n\
 Each app gets HTTP_PROXY pointing at its sidecar's outbound listener, and is registered (a WorkloadEntry) at \
 its sidecar's inbound listener, so calls such as http://httpbin:8000/get go through both sidecars.\n\n\
+A Gateway selecting Istio's ingress gateway (istio: ingressgateway, as Bookinfo's does) gets one: a \
+keel-proxy gateway in istio-system, listening on 127.0.0.1. Unprivileged users can't bind port 80, so as Istio's \
+ingress Service does, Gateway port 80 listens on 8080 and 443 on 8443; every other port on its own number; \
+--gateway-port SERVER=LOCAL changes that.\n\n\
 Logs of each workload and sidecar are in STATE_DIR/logs. Stops every process on Ctrl-C, SIGTERM or `keel down`.",
         after_help = "Examples:\n  \
-keel up -f samples/bookinfo.yaml\n  \
+keel up -f samples/bookinfo/platform/kube/bookinfo.yaml -f samples/bookinfo/networking/bookinfo-gateway.yaml\n  \
+keel up -f app.yaml -f gateway.yaml --gateway-port 80=9090\n  \
 keel up -f app.yaml --run example/app=./target/debug/app\n  \
 keel down"
     )]
@@ -504,6 +530,38 @@ pub struct UpArgs {
     /// The mesh's root namespace
     #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
     pub root_namespace: String,
+
+    /// The local port the ingress gateway listens on for a Gateway server port, SERVER=LOCAL;
+    /// repeatable [default: 80=8080 and 443=8443, as Istio's ingress Service; others as they are]
+    #[arg(long = "gateway-port", value_name = "SERVER=LOCAL", value_parser = crate::cmd::up::gateway::parse_port_map)]
+    pub gateway_ports: Vec<(u16, u16)>,
+
+    /// Set by `keel demo`, not a flag: its built-in manifests and summary
+    #[arg(skip)]
+    pub preset: Option<crate::cmd::up::Preset>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The local port of Bookinfo's ingress gateway (its Gateway's port 80); 0 picks a free one
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub ingress_port: u16,
+
+    /// Where the store, logs and pid file live [default: $KEEL_HOME/up, else ~/.keel/up]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where keel-proxy and keel-sample are [default: the directory of this executable]
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Address of the HTTP API (keel apply, get, delete)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Address of the xDS server the proxies connect to
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
+    pub xds_listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

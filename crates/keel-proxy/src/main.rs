@@ -65,11 +65,14 @@ configuration keeps serving; when the control plane is away the proxy keeps serv
     /// Run as a gateway configured by the control plane (delta xDS)
     #[command(
         long_about = "Run as a gateway (ingress or egress) configured by the control plane over delta xDS: the \
-control plane compiles the Gateways (all, or those named with --gateway) and the VirtualServices bound to them \
-into this proxy's listeners and clusters and pushes every change.\n\n\
+control plane compiles the Gateways (those whose selector the --label labels satisfy, as Istio binds Gateways to \
+gateway pods; every Gateway without labels; or those named with --gateway) and the VirtualServices bound to them \
+into this proxy's listeners and clusters and pushes every change. Each server port is listened on as it is, or on \
+the port --gateway-port maps it to (80=8080 lets an unprivileged gateway serve a Gateway's port 80 on 8080, as \
+Istio's ingress gateway does behind its Service).\n\n\
 The proxy is ready once it has its first configuration; an update it can't take (a server port that can't bind) \
 is refused (NACK, shown by `keel proxy-status`) and the last good configuration keeps serving.",
-        after_help = "Examples:\n  keel-proxy gateway --xds http://127.0.0.1:15010 --node-id ingressgateway.istio-system -n istio-system --label istio=ingressgateway --bind 127.0.0.1"
+        after_help = "Examples:\n  keel-proxy gateway --xds http://127.0.0.1:15010 --node-id ingressgateway.istio-system -n istio-system --label istio=ingressgateway --bind 127.0.0.1 --gateway-port 80=8080"
     )]
     Gateway(GatewayArgs),
     /// Compile Istio YAML into the gateway snapshot `standalone` would run, as JSON, and exit
@@ -192,9 +195,14 @@ struct GatewayArgs {
     /// The gateway workload's name, shown by `keel proxy-status`
     #[arg(long, value_name = "NAME", default_value = "")]
     workload: String,
-    /// Serve only these Gateways (`namespace/name`); default: every Gateway
+    /// Serve only these Gateways (`namespace/name`); default: every Gateway whose selector
+    /// the --label labels satisfy (every Gateway without labels)
     #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
     gateways: Vec<String>,
+    /// Listen for a Gateway server port on another port, SERVER=LOCAL (as Istio's ingress
+    /// Service maps 80 to the pod's 8080); repeatable; other ports listen as they are
+    #[arg(long = "gateway-port", value_name = "SERVER=LOCAL", value_parser = keel_xds::node::parse_port_map)]
+    gateway_ports: Vec<(u16, u16)>,
     /// Address the Gateway server ports listen on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -381,6 +389,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             outbound_listeners: args.outbound_listeners.clone(),
             app_ports: args.app_ports.clone(),
             gateways: Vec::new(),
+            gateway_ports: Vec::new(),
             proxy_version: env!("CARGO_PKG_VERSION").to_string(),
             admin: None,
         };
@@ -477,6 +486,7 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         workload: args.workload.clone(),
         bind: args.bind,
         gateways: args.gateways.clone(),
+        gateway_ports: args.gateway_ports.clone(),
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
         ..ProxyNode::default()
     };
@@ -508,7 +518,7 @@ fn run_compile(args: CompileArgs) -> ExitCode {
         gateway: GatewayOptions {
             bind: args.bind,
             gateways: args.gateways,
-            version: String::new(),
+            ..Default::default()
         },
         compiler: Compiler::InProcess,
     };
@@ -536,7 +546,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         gateway: GatewayOptions {
             bind: args.bind,
             gateways: args.gateways.clone(),
-            version: String::new(),
+            ..Default::default()
         },
         // Compiling in a child keeps the YAML reader's code out of this process's memory.
         compiler: match std::env::current_exe() {

@@ -15,7 +15,8 @@
 //! | `KEEL_OUTBOUND_PORT`, `KEEL_INBOUND_PORT` | number | capture ports (15001, 15006) |
 //! | `KEEL_OUTBOUND_LISTENERS` | list of numbers | service ports with an outbound listener of their own |
 //! | `KEEL_APP_PORTS` | list of `PORT[/PROTOCOL]` | ports the application serves |
-//! | `KEEL_GATEWAYS` | list of `namespace/name` | for gateways: the Gateways to serve (empty: all) |
+//! | `KEEL_GATEWAYS` | list of `namespace/name` | for gateways: the Gateways to serve (empty: those whose selector the labels satisfy) |
+//! | `KEEL_GATEWAY_PORTS` | list of `SERVER=LOCAL` | for gateways: the local port a Gateway server port listens on |
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -59,6 +60,8 @@ pub struct ProxyNode {
     pub outbound_listeners: Vec<u16>,
     pub app_ports: Vec<InboundPort>,
     pub gateways: Vec<String>,
+    /// For gateways: Gateway server port → the port listened on (others listen on their own).
+    pub gateway_ports: Vec<(u16, u16)>,
     /// `Node.user_agent_version`: the proxy's own version.
     pub proxy_version: String,
     /// The proxy's admin API (`/config_dump`, `/clusters`), which `keel proxy-config` reads,
@@ -80,6 +83,7 @@ impl Default for ProxyNode {
             outbound_listeners: Vec::new(),
             app_ports: Vec::new(),
             gateways: Vec::new(),
+            gateway_ports: Vec::new(),
             proxy_version: String::new(),
             admin: None,
         }
@@ -142,6 +146,16 @@ impl ProxyNode {
         );
         if let Some(admin) = self.admin {
             fields.insert("KEEL_ADMIN".into(), s(&admin.to_string()));
+        }
+        if !self.gateway_ports.is_empty() {
+            fields.insert(
+                "KEEL_GATEWAY_PORTS".into(),
+                list_value(
+                    self.gateway_ports
+                        .iter()
+                        .map(|(s, l)| string_value(format!("{s}={l}"))),
+                ),
+            );
         }
         Node {
             id: self.id.clone(),
@@ -239,6 +253,15 @@ impl ProxyNode {
                             .ok_or_else(|| bad("an address such as 127.0.0.1:15000"))?,
                     )
                 }
+                "KEEL_GATEWAY_PORTS" => {
+                    p.gateway_ports = as_list(value)
+                        .and_then(|l| {
+                            l.iter()
+                                .map(|v| as_str(v).and_then(|s| parse_port_map(&s).ok()))
+                                .collect()
+                        })
+                        .ok_or_else(|| bad("a list of \"SERVER=LOCAL\" port strings"))?
+                }
                 // Istio's other keys (CLUSTER_ID, ISTIO_VERSION, ...) and future ones.
                 _ => {}
             }
@@ -267,8 +290,19 @@ impl ProxyNode {
             bind: self.bind,
             gateways: self.gateways.clone(),
             version: version.to_string(),
+            labels: self.labels.clone(),
+            ports: self.gateway_ports.iter().copied().collect(),
         }
     }
+}
+
+/// `SERVER=LOCAL` (two port numbers), as `keel-proxy gateway --gateway-port` takes it.
+pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("\"{s}\" is not SERVER=LOCAL, two port numbers such as 80=8080");
+    let (server, local) = s.split_once('=').ok_or_else(bad)?;
+    let server = server.trim().parse::<u16>().map_err(|_| bad())?;
+    let local = local.trim().parse::<u16>().map_err(|_| bad())?;
+    Ok((server, local))
 }
 
 /// `PORT` or `PORT/PROTOCOL` (the protocol upper-cased), as `keel-proxy --app-port` takes it.
@@ -347,6 +381,7 @@ mod tests {
             outbound_listeners: vec![9080],
             app_ports: vec![parse_app_port("9080/http").expect("port")],
             gateways: vec!["istio-system/ingress".into()],
+            gateway_ports: vec![(80, 8080)],
             proxy_version: "0.1.0".into(),
             admin: Some("127.0.0.1:15000".parse().expect("addr")),
         };
@@ -354,6 +389,12 @@ mod tests {
         let opts = p.sidecar_options("7", "istio-system");
         assert_eq!(opts.inbound_ports[0].protocol, "HTTP");
         assert_eq!(opts.outbound_ports, vec![9080]);
+        let opts = p.gateway_options("7");
+        assert_eq!(opts.listen_port(80), 8080);
+        assert_eq!(opts.listen_port(443), 443);
+        assert_eq!(opts.labels["app"], "reviews");
+        assert!(parse_port_map("80").is_err());
+        assert_eq!(parse_port_map("443=8443"), Ok((443, 8443)));
     }
 
     #[test]

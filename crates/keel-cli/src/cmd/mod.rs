@@ -1,6 +1,7 @@
 pub mod analyze;
 pub mod apply;
 pub mod control_plane;
+pub mod demo;
 pub mod get;
 pub mod proxy_config;
 pub mod proxy_status;

@@ -24,6 +24,14 @@ pub struct GatewayOptions {
     pub gateways: Vec<String>,
     /// Shown in `/config_dump`.
     pub version: String,
+    /// The gateway workload's labels. When set (and `gateways` is empty), only the Gateways
+    /// whose `selector` they satisfy are served, as Istio binds Gateways to gateway pods; an
+    /// empty selector selects every gateway.
+    pub labels: BTreeMap<String, String>,
+    /// Server port → the port actually listened on. Istio's ingress gateway Service maps its
+    /// port 80 to the pod's 8080 (unprivileged), and a Gateway may name either; a port not
+    /// in the map is listened on as is.
+    pub ports: BTreeMap<u16, u16>,
 }
 
 impl Default for GatewayOptions {
@@ -32,7 +40,27 @@ impl Default for GatewayOptions {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             gateways: Vec::new(),
             version: String::new(),
+            labels: BTreeMap::new(),
+            ports: BTreeMap::new(),
         }
+    }
+}
+
+impl GatewayOptions {
+    /// Whether this gateway serves the Gateway `namespace/name` with `selector`.
+    pub fn serves(&self, full_name: &str, selector: &BTreeMap<String, String>) -> bool {
+        if !self.gateways.is_empty() {
+            return self.gateways.iter().any(|g| g == full_name);
+        }
+        self.labels.is_empty()
+            || selector
+                .iter()
+                .all(|(k, v)| self.labels.get(k).is_some_and(|l| l == v))
+    }
+
+    /// The port a server port is listened on.
+    pub fn listen_port(&self, server_port: u16) -> u16 {
+        self.ports.get(&server_port).copied().unwrap_or(server_port)
     }
 }
 
@@ -57,7 +85,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
     for r in resources {
         let Spec::Gateway(g) = &r.spec else { continue };
         let full = format!("{}/{}", r.namespace(), r.name());
-        if !opts.gateways.is_empty() && !opts.gateways.contains(&full) {
+        if !opts.serves(&full, &g.selector) {
             continue;
         }
         add_servers(&mut by_port, &mut b.warnings, r, g, &full);
@@ -71,16 +99,30 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         .collect();
 
     let mut listeners = Vec::new();
+    let mut listening: BTreeMap<u16, u16> = BTreeMap::new();
     for (port, servers) in &by_port {
         let gateways: Vec<String> = dedup(servers.iter().map(|s| s.gateway.clone()).collect());
+        let local = opts.listen_port(*port);
+        if let Some(first) = listening.insert(local, *port) {
+            // Two server ports mapped onto one local port: serving both on one listener would
+            // need their routes merged per server port; the first keeps it.
+            b.warnings.push(Warning {
+                resource: format!("Gateway {}", gateways.join(", ")),
+                message: format!(
+                    "server port {port} would listen on {local}, where server port {first} already listens; port {port} is not served"
+                ),
+            });
+            listening.insert(local, first);
+            continue;
+        }
         let binding = Binding {
             gateways: gateways.clone(),
             port: *port,
         };
         let protocol = listener_protocol(servers);
         let mut listener = Listener {
-            name: format!("{}_{port}", opts.bind),
-            address: SocketAddr::new(opts.bind, *port),
+            name: format!("{}_{local}", opts.bind),
+            address: SocketAddr::new(opts.bind, local),
             kind: ListenerKind::Gateway {
                 gateways: gateways.clone(),
             },
@@ -118,6 +160,9 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         }
         if protocol == ListenerProtocol::Http && listener.http.is_none() {
             listener.http = Some(RouteTable::default());
+        }
+        if local != *port {
+            listen_on(&mut listener, *port, local);
         }
         listeners.push(listener);
     }
@@ -164,6 +209,24 @@ fn add_servers<'a>(
                 namespace: r.namespace(),
                 server: s,
             });
+    }
+}
+
+/// A listener moved from its server port to `local`: HTTP matches on the server port (matched
+/// at request time against the port the client addressed) now name the local port.
+fn listen_on(listener: &mut Listener, server_port: u16, local: u16) {
+    let Some(table) = listener.http.as_mut() else {
+        return;
+    };
+    let matches = table
+        .virtual_hosts
+        .iter_mut()
+        .flat_map(|vh| vh.routes.iter_mut())
+        .flat_map(|r| r.matches.iter_mut());
+    for m in matches {
+        if m.port == Some(server_port) {
+            m.port = Some(local);
+        }
     }
 }
 

@@ -213,3 +213,94 @@ spec:
         c.warnings
     );
 }
+
+const TWO_GATEWAYS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: egress}
+spec:
+  selector: {istio: egressgateway}
+  servers: [{port: {number: 81, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  hosts: ["*"]
+  gateways: [ingress, egress]
+  http:
+  - match: [{port: 80, uri: {prefix: /a}}]
+    route: [{destination: {host: reviews.web.svc.cluster.local}}]
+  - route: [{destination: {host: reviews.web.svc.cluster.local}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: web}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+"#;
+
+#[test]
+fn a_gateway_with_labels_serves_only_the_gateways_selecting_it() {
+    let loaded = load_str(TWO_GATEWAYS, "t.yaml", &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let ports = |opts: &GatewayOptions| -> Vec<u16> {
+        let c = compile(&loaded.resources, opts);
+        c.snapshot
+            .listeners
+            .iter()
+            .map(|l| l.address.port())
+            .collect()
+    };
+    // No labels: every Gateway, as `keel-proxy standalone` serves them.
+    assert_eq!(ports(&GatewayOptions::default()), vec![80, 81]);
+    let ingress = GatewayOptions {
+        labels: [("istio".into(), "ingressgateway".into())].into(),
+        ..Default::default()
+    };
+    assert_eq!(ports(&ingress), vec![80]);
+    // Names given explicitly win over the labels.
+    let named = GatewayOptions {
+        gateways: vec!["default/egress".into()],
+        ..ingress.clone()
+    };
+    assert_eq!(ports(&named), vec![81]);
+}
+
+#[test]
+fn server_ports_can_listen_elsewhere_and_keep_their_port_matches() {
+    let loaded = load_str(TWO_GATEWAYS, "t.yaml", &LoadOptions::default());
+    let opts = GatewayOptions {
+        ports: [(80, 18080)].into(),
+        ..Default::default()
+    };
+    let c = compile(&loaded.resources, &opts);
+    let l = &c.snapshot.listeners[0];
+    assert_eq!(l.address.port(), 18080);
+    assert_eq!(l.name, "0.0.0.0_18080");
+    let routes = &l.http.as_ref().expect("routes").virtual_hosts[0].routes;
+    // `match.port: 80` is the server port: requests arrive on 18080 now.
+    assert_eq!(routes[0].matches[0].port, Some(18080));
+    // Both server ports onto one local port: the second is reported, not served.
+    let opts = GatewayOptions {
+        ports: [(80, 18080), (81, 18080)].into(),
+        ..Default::default()
+    };
+    let c = compile(&loaded.resources, &opts);
+    assert_eq!(c.snapshot.listeners.len(), 1);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("server port 81 would listen on 18080")),
+        "{:?}",
+        c.warnings
+    );
+}

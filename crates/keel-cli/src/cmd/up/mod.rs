@@ -1,22 +1,26 @@
 //! `keel up`: a local mesh. The control plane runs in-process (store, API, xDS); every
 //! Deployment replica runs as a local process with its own `keel-proxy` sidecar, registered
 //! as a WorkloadEntry at its sidecar's inbound port (see [`plan`]). `keel down` signals it
-//! through the pid file in the state directory.
+//! through the pid file in the state directory. A Gateway selecting Istio's ingress gateway gets
+//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]).
 
+pub mod gateway;
 pub mod image;
 pub mod plan;
+mod preset;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_config::{LoadOptions, Resource, load_paths, load_str};
+use keel_config::{LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
 
 use self::image::Program;
 use self::plan::{Ports, Replica};
 use self::ports::PortReservation;
+pub use self::preset::Preset;
 use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
@@ -44,7 +48,7 @@ mod ready;
 const PID_FILE: &str = "keel-up.pid";
 
 /// `$KEEL_HOME/up`, else `~/.keel/up`.
-fn default_state_dir() -> Option<PathBuf> {
+pub(crate) fn default_state_dir() -> Option<PathBuf> {
     let nonempty = |v: &str| {
         std::env::var_os(v)
             .filter(|s| !s.is_empty())
@@ -168,7 +172,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
         return exit::FAILURE;
     }
     // Read and plan everything before starting anything.
-    let loaded = load_paths(&args.files, &LoadOptions::default());
+    let loaded = preset::load_all(args);
     for d in &loaded.diagnostics {
         shout!("{d}");
     }
@@ -246,10 +250,18 @@ async fn mesh(
     sample_bin: Option<&Path>,
 ) -> u8 {
     say!(
-        "keel up {}: state in {}",
+        "{} {}: state in {}",
+        args.preset.as_ref().map_or("keel up", |p| p.name),
         env!("CARGO_PKG_VERSION"),
         dir.display()
     );
+    let ingress = gateway::plan(resources, &args.gateway_ports);
+    if let Some(i) = &ingress
+        && let Err(e) = gateway::check_ports(i, args.preset.as_ref().map(|p| p.port_flag))
+    {
+        shout!("error: {e}");
+        return exit::FAILURE;
+    }
     let opened = tokio::task::spawn_blocking({
         let config = config.to_path_buf();
         let opts = DirStoreOptions {
@@ -303,6 +315,13 @@ async fn mesh(
         all.extend(l.resources);
         assigned.push(ports);
     }
+    let gateway_admin = match ingress.as_ref().map(|_| reserved.reserve()).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            shout!("error: no free loopback port: {e}");
+            return exit::FAILURE;
+        }
+    };
     let applied = tokio::task::spawn_blocking({
         let store = store.clone();
         move || store.apply(all, WriteOptions::default())
@@ -392,6 +411,16 @@ async fn mesh(
             }
         }
     }
+    if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
+        say!("{}", gateway::starting(i));
+        match gateway::start(i, xds_addr, admin, logs, proxy_bin) {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                shout!("error: {}: {e}", gateway::NAME);
+                failed = true;
+            }
+        }
+    }
     let mut interrupted = false;
     if !failed {
         let ready = ready::wait_ready(replicas, &assigned, &mut procs, &servers.registry);
@@ -399,6 +428,25 @@ async fn mesh(
             result = ready => if let Err(e) = result {
                 shout!("error: {e}");
                 failed = true;
+            },
+            s = shutdown_signal() => {
+                say!("{s}: shutting down");
+                interrupted = true;
+            }
+        }
+    }
+    if !failed
+        && !interrupted
+        && let (Some(i), Some(admin)) = (&ingress, gateway_admin)
+    {
+        let ready = gateway::wait_ready(i, admin, &mut procs, &servers.registry);
+        tokio::select! {
+            result = ready => match result {
+                Ok(()) => say!("✔ {}.{} ready", gateway::NAME, gateway::NAMESPACE),
+                Err(e) => {
+                    shout!("error: {e}");
+                    failed = true;
+                }
             },
             s = shutdown_signal() => {
                 say!("{s}: shutting down");
@@ -436,6 +484,12 @@ async fn mesh(
                 logs.display(),
                 r.pod
             );
+        }
+        for line in ingress.iter().flat_map(|i| gateway::summary(i, logs)) {
+            say!("{line}");
+        }
+        for line in args.preset.iter().flat_map(Preset::closing) {
+            say!("{line}");
         }
         tokio::select! {
             s = shutdown_signal() => say!("{s}: shutting down"),

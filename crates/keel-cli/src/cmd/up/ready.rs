@@ -11,7 +11,7 @@ use super::{Proc, exited};
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// A plain HTTP GET on loopback: the status code.
-async fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(super) async fn http_status(port: u16, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -28,7 +28,7 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
 /// Why the sidecar `node` rejected its configuration, if it did. A sidecar that can't bind a
 /// listener rejects the configuration naming it, and would never become ready: this says so
 /// at once, with the reason, instead of after the readiness timeout.
-fn rejected(registry: &ProxyRegistry, node: &str) -> Option<String> {
+pub(super) fn rejected(registry: &ProxyRegistry, node: &str) -> Option<String> {
     let status = registry.get(node)?;
     status
         .types
