@@ -562,6 +562,10 @@ pub struct DemoArgs {
     /// Address of the xDS server the proxies connect to
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
     pub xds_listen: std::net::SocketAddr,
+
+    /// Address of the control plane's monitoring port (/metrics); `none` to turn it off
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
+    pub monitoring_listen: OptionalAddr,
 }
 
 #[derive(Debug, Args)]

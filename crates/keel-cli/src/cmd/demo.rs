@@ -144,6 +144,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         run: Vec::new(),
         listen: args.listen,
         xds_listen: args.xds_listen,
+        monitoring_listen: args.monitoring_listen,
         root_namespace: "istio-system".to_string(),
         // Bookinfo's Gateway says 80, Istio's current copy 8080: either lands on the port.
         gateway_ports: vec![(80, port), (8080, port)],
