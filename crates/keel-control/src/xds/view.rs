@@ -107,11 +107,13 @@ pub struct Debounce {
 }
 
 impl Default for Debounce {
-    /// Istio's defaults (`PILOT_DEBOUNCE_AFTER` 100 ms, `PILOT_DEBOUNCE_MAX` 10 s) with a
-    /// shorter maximum: a config dir sees far fewer changes than a Kubernetes cluster.
+    /// Shorter than Istio's (`PILOT_DEBOUNCE_AFTER` 100 ms, `PILOT_DEBOUNCE_MAX` 10 s): a
+    /// Kubernetes watch delivers one object at a time, but every `keel apply` is already one
+    /// store change, so 10 ms still coalesces bursts and a change reaches proxies in tens of
+    /// milliseconds (the target: p99 ≤ 100 ms with 100 proxies).
     fn default() -> Self {
         Debounce {
-            quiet: Duration::from_millis(100),
+            quiet: Duration::from_millis(10),
             max: Duration::from_secs(1),
         }
     }
