@@ -233,3 +233,81 @@ async fn a_stream_without_a_usable_node_is_refused() {
         err.message()
     );
 }
+
+const INTERNAL: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: internal, namespace: default}
+spec:
+  hosts: [internal.example.com]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1}]
+";
+
+/// Make before break: when a change removes a cluster (the ServiceEntry goes), the cluster's
+/// removal is sent only after the proxy has ACKed the listeners that stop routing to it.
+#[tokio::test]
+async fn a_cluster_is_removed_only_after_the_listeners_that_used_it() {
+    let s = setup().await;
+    apply(&s.store, INTERNAL);
+    // Past the debounce (10 ms quiet, 100 ms at most), so the first view has the entry.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut stream = Stream::open(&s, Some(node("b.default"))).await.unwrap();
+    let clusters = stream.next().await;
+    let listeners = stream.next().await;
+    assert!(
+        clusters
+            .resources
+            .iter()
+            .any(|r| r.name.contains("internal.example.com")),
+        "{:?}",
+        clusters
+            .resources
+            .iter()
+            .map(|r| &r.name)
+            .collect::<Vec<_>>()
+    );
+    stream.answer(&clusters, None).await;
+    stream.answer(&listeners, None).await;
+    status_when(&s, "b.default", |p| {
+        state(p, "listeners") == SyncState::Synced && state(p, "clusters") == SyncState::Synced
+    })
+    .await;
+
+    let key = keel_control::store::ResourceKey::new(
+        keel_config::Kind::ServiceEntry,
+        "default",
+        "internal",
+    );
+    s.store
+        .delete(&[key], WriteOptions::default())
+        .expect("delete");
+    // The listener update comes first; no cluster response removes anything before its ACK.
+    let first = stream.next().await;
+    assert_eq!(
+        first.type_url,
+        ResourceType::Listener.type_url(),
+        "removals wait for the listeners: {first:?}"
+    );
+    let early = tokio::time::timeout(Duration::from_millis(150), stream.rx.message()).await;
+    assert!(
+        early.is_err(),
+        "nothing before the listeners' ACK: {early:?}"
+    );
+    stream.answer(&first, None).await;
+    let removal = stream.next().await;
+    assert_eq!(removal.type_url, ResourceType::Cluster.type_url());
+    assert!(
+        removal
+            .removed_resources
+            .iter()
+            .any(|n| n.contains("internal.example.com")),
+        "{removal:?}"
+    );
+    stream.answer(&removal, None).await;
+    status_when(&s, "b.default", |p| {
+        state(p, "listeners") == SyncState::Synced && state(p, "clusters") == SyncState::Synced
+    })
+    .await;
+}

@@ -15,7 +15,8 @@
 //!   proxy reconnecting with `initial_resource_versions` is sent only what really changed.
 //! - **ACK/NACK.** One response per type in flight; the ACK moves the proxy's known state,
 //!   a NACK keeps its `error_detail` for `keel proxy-status` and holds that type until the
-//!   view changes again. Clusters go before listeners.
+//!   view changes again. Clusters go before listeners; cluster removals wait until the
+//!   listeners that stopped using them are ACKed (make before break).
 //! - **Status.** [`status::ProxyRegistry`] has every connected proxy's per-type state, served
 //!   by the HTTP API as `GET /apis/proxies`.
 

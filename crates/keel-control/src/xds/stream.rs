@@ -154,6 +154,15 @@ impl ProxyStream {
         if push {
             self.push(t, force).await?;
         }
+        // Listeners just ACKed: cluster removals held back for them can go now.
+        if t == ResourceType::Listener
+            && let Some(clusters) = self.types.get_mut(&ResourceType::Cluster)
+            && clusters.subscribed
+            && clusters.pending.is_none()
+            && std::mem::take(&mut clusters.dirty)
+        {
+            self.push(ResourceType::Cluster, false).await?;
+        }
         self.publish();
         Ok(())
     }
@@ -176,6 +185,7 @@ impl ProxyStream {
     /// Sends what differs between the view and what the proxy has, unless a response is in
     /// flight (then later) or nothing differs (then nothing, unless `force`).
     async fn push(&mut self, t: ResourceType, force: bool) -> Result<(), Closed> {
+        let listeners_settled = self.settled(ResourceType::Listener);
         let Some(state) = self.types.get_mut(&t) else {
             return Ok(());
         };
@@ -196,12 +206,19 @@ impl ProxyStream {
                 changes.push((name.clone(), Some(e.version.clone())));
             }
         }
-        let removed: Vec<String> = state
+        let mut removed: Vec<String> = state
             .acked
             .keys()
             .filter(|n| !want.contains_key(*n))
             .cloned()
             .collect();
+        // Make before break: a cluster the proxy's current routes may still name is removed
+        // only once the listeners that replace those routes are in (ACKed); until then a
+        // request would find its cluster gone (503). Clusters added or changed go at once.
+        if t == ResourceType::Cluster && !removed.is_empty() && !listeners_settled {
+            removed.clear();
+            state.dirty = true;
+        }
         changes.extend(removed.iter().map(|n| (n.clone(), None)));
         if changes.is_empty() && !force {
             return Ok(());
@@ -236,6 +253,14 @@ impl ProxyStream {
         let sent = self.tx.send(Ok(response)).await.map_err(|_| Closed);
         self.metrics.pushed(t, started.elapsed());
         sent
+    }
+
+    /// Whether the proxy has exactly this type's view (nothing in flight, nothing to send),
+    /// or doesn't take the type at all.
+    fn settled(&self, t: ResourceType) -> bool {
+        self.types.get(&t).is_none_or(|s| {
+            !s.subscribed || (s.pending.is_none() && in_sync(&s.acked, self.view.of(t)))
+        })
     }
 
     /// Writes this stream's status to the registry.
