@@ -100,6 +100,31 @@ keel proxy-status -o json"
     )]
     ProxyStatus(ProxyStatusArgs),
 
+    /// Print a workload's log on the local mesh, or its sidecar's (-c proxy)
+    #[command(
+        long_about = "Print the log of a workload running on the local mesh (`keel up`, `keel demo`), or of its \
+sidecar with -c proxy (Istio's default access-log lines are there), like `kubectl logs`. WORKLOAD is a pod \
+(reviews-v2-0), a Deployment (reviews-v2: its first replica) or a unique prefix; NAME.NAMESPACE or -n \
+picks the namespace.",
+        after_help = "Examples:\n  \
+keel logs productpage\n  \
+keel logs reviews-v2 -c proxy\n  \
+keel logs -f istio-ingressgateway -c proxy"
+    )]
+    Logs(LogsArgs),
+
+    /// Run a command as a workload of the local mesh, through its sidecar
+    #[command(
+        long_about = "Run a command as a workload of the local mesh would call out: with its sidecar's outbound \
+listener as HTTP_PROXY, so mesh names (httpbin, httpbin.default.svc.cluster.local:8000) resolve and the \
+workload's routing, policies and metrics apply — like `kubectl exec` into the pod. The command runs on this \
+machine, not inside the app's process. A workload without a sidecar gets no proxy.",
+        after_help = "Examples:\n  \
+keel exec sleep -- curl -s http://httpbin:8000/headers\n  \
+keel exec -n legacy sleep -- curl -s http://httpbin.foo:8000/ip"
+    )]
+    Exec(ExecArgs),
+
     /// Show what one proxy is running: its listeners, routes, clusters and endpoints (like `istioctl proxy-config`)
     #[command(
         name = "proxy-config",
@@ -260,6 +285,48 @@ pub struct ProxyStatusArgs {
 
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workload: a pod, a Deployment or a unique prefix (NAME.NAMESPACE works too)
+    #[arg(value_name = "WORKLOAD")]
+    pub workload: String,
+
+    /// `app` (default) or `proxy` (the sidecar)
+    #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
+    pub container: Option<String>,
+
+    /// Keep printing what is written
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// The workload's namespace
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The local mesh's state directory (default: $KEEL_HOME/up, else ~/.keel/up)
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The workload: a pod, a Deployment or a unique prefix (NAME.NAMESPACE works too)
+    #[arg(value_name = "WORKLOAD")]
+    pub workload: String,
+
+    /// The workload's namespace
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The local mesh's state directory (default: $KEEL_HOME/up, else ~/.keel/up)
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// What `keel proxy-config` shows.

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         cli::Command::Get(a) => cmd::get::run(&a),
         cli::Command::ProxyStatus(a) => cmd::proxy_status::run(&a),
         cli::Command::ProxyConfig(a) => cmd::proxy_config::run(&a),
+        cli::Command::Logs(a) => cmd::up::pods::run_logs(&a),
+        cli::Command::Exec(a) => cmd::up::pods::run_exec(&a),
         cli::Command::Demo(a) => cmd::demo::run(&a),
         cli::Command::Up(a) => cmd::up::run(&a),
         cli::Command::Down(a) => cmd::up::run_down(&a),

@@ -249,5 +249,48 @@ fn proxy_config_shows_what_a_sidecar_runs() {
     let (code, _, err) = run(&["all", "nobody"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no proxy named \"nobody\""), "{err}");
+
+    // keel exec runs a command as the workload: through its sidecar.
+    let state = mesh.state.to_str().unwrap().to_string();
+    let keel = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .output()
+            .expect("keel");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = keel(&[
+        "exec",
+        "--state-dir",
+        &state,
+        "sleep",
+        "--",
+        "sh",
+        "-c",
+        "echo $HTTP_PROXY $HOSTNAME; exit 3",
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    let sleep = mesh.pod("sleep-0.default");
+    assert_eq!(
+        out.trim(),
+        format!("http://127.0.0.1:{} sleep-0", sleep.proxy),
+        "{err}"
+    );
+    // keel logs: the app's log, and the sidecar's access log.
+    let response = get(sleep.proxy, "http://httpbin:8000/status/418", &[]);
+    assert_eq!(response.status, 418);
+    let (code, out, err) = keel(&["logs", "--state-dir", &state, "httpbin"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("GET /status/418"), "{out}");
+    let (code, out, err) = keel(&["logs", "--state-dir", &state, "sleep", "-c", "proxy"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("\"GET /status/418 HTTP/1.1\" 418"), "{out}");
+    let (code, _, err) = keel(&["logs", "--state-dir", &state, "ratings"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no workload \"ratings\""), "{err}");
     mesh.down();
 }

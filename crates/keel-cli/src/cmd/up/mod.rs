@@ -7,6 +7,7 @@
 pub mod gateway;
 pub mod image;
 pub mod plan;
+pub mod pods;
 mod preset;
 
 use std::path::{Path, PathBuf};
@@ -410,6 +411,12 @@ async fn mesh(
                 break;
             }
         }
+    }
+    if !failed && let Err(e) = pods::write(dir, replicas, &assigned) {
+        shout!(
+            "warning: cannot write {}: {e}; keel logs and keel exec won't find the pods",
+            dir.join("pods.json").display()
+        );
     }
     if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
         say!("{}", gateway::starting(i));
