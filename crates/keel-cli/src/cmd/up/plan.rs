@@ -37,7 +37,8 @@ pub struct Replica {
     /// Names (or numbers as text) of the selecting Services' ports.
     pub service_ports: Vec<String>,
     /// Runs with a sidecar: false when the pod template opts out as Istio's injector allows
-    /// (`sidecar.istio.io/inject: "false"`, annotation or label).
+    /// (`sidecar.istio.io/inject: "false"`, annotation or label), or its Namespace is
+    /// labelled `istio-injection=disabled`.
     pub inject: bool,
 }
 
@@ -57,6 +58,18 @@ pub fn plan(
 ) -> Result<Vec<Replica>, Vec<String>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    // Namespaces whose label turns injection off, as Istio's injector webhook skips them.
+    let disabled: Vec<&str> = resources
+        .iter()
+        .filter(|r| {
+            r.kind() == keel_config::Kind::Namespace
+                && r.meta
+                    .labels
+                    .get("istio-injection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("disabled"))
+        })
+        .map(|r| r.name())
+        .collect();
     for r in resources {
         let Spec::Deployment(d) = &r.spec else {
             continue;
@@ -96,7 +109,9 @@ pub fn plan(
             m.get("sidecar.istio.io/inject")
                 .is_some_and(|v| v.eq_ignore_ascii_case("false"))
         };
-        let inject = !(opted_out(&template.metadata.annotations) || opted_out(&labels));
+        let inject = !(opted_out(&template.metadata.annotations)
+            || opted_out(&labels)
+            || disabled.contains(&r.namespace()));
         let (service_ports, protocol) = services_of(resources, r.namespace(), &labels, container);
         let replicas = d.spec.replicas.unwrap_or(1).max(0);
         for i in 0..replicas {
@@ -292,6 +307,16 @@ spec:
         let we = workload_entry(&plan[0], ports);
         assert_eq!(we["spec"]["ports"]["http"], 31000);
         assert!(super::plan(&load(MANIFESTS), &[]).unwrap()[0].inject);
+    }
+
+    #[test]
+    fn a_namespace_labelled_istio_injection_disabled_runs_without_sidecars() {
+        let disabled = "apiVersion: v1\nkind: Namespace\nmetadata: {name: default, labels: {istio-injection: disabled}}\n---\n";
+        let plan = plan(&load(&format!("{disabled}{MANIFESTS}")), &[]).unwrap();
+        assert!(plan.iter().all(|r| !r.inject), "{plan:?}");
+        let other = disabled.replace("name: default", "name: legacy");
+        let plan = super::plan(&load(&format!("{other}{MANIFESTS}")), &[]).unwrap();
+        assert!(plan.iter().all(|r| r.inject), "{plan:?}");
     }
 
     #[test]
