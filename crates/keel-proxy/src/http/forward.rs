@@ -85,7 +85,7 @@ where
     let mut record = RequestRecord {
         reporter: conn.reporter,
         start_time: std::time::SystemTime::now(),
-        method: req.method().clone(),
+        method: Some(req.method().clone()),
         version: req.version(),
         grpc: is_grpc(req.headers()),
         downstream_local_address: Some(conn.local),
