@@ -115,10 +115,14 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn run(mut self) {
+        // Handing over to HTTP/2 is boxed (`Box::pin` below, and for `Upgrade: h2c`): a
+        // connection's task is allocated at the size of its largest state, and hyper's HTTP/2
+        // server inline made every HTTP/1.1 connection 2 KiB larger (12.3 → 10.1 KiB, debug
+        // build) for the rare connection that needs it.
         loop {
             let head = match poll_fn(|cx| self.poll_head(cx)).await {
                 Next::Request(head) => head,
-                Next::Http2 => return self.hand_over_h2().await,
+                Next::Http2 => return Box::pin(self.hand_over_h2()).await,
                 Next::Refuse(e) => {
                     self.refuse(&e, true).await;
                     break;
@@ -190,7 +194,7 @@ where
             match h2c::classify(&req, &self.conn) {
                 H2cRequest::None => {}
                 H2cRequest::Upgrade => {
-                    self.upgrade_h2c(req).await;
+                    Box::pin(self.upgrade_h2c(req)).await;
                     return false;
                 }
                 H2cRequest::Ignore => h2c::strip_upgrade(&mut req),
