@@ -133,3 +133,110 @@ async fn a_request_the_client_abandons_is_recorded_as_dc() {
     assert_eq!(dc.len(), 1, "{text}");
     assert!(dc[0].ends_with(" 1"), "{}", dc[0]);
 }
+
+/// Access-log lines, kept.
+#[derive(Default)]
+struct Lines(std::sync::Mutex<Vec<String>>);
+
+impl keel_proxy::telemetry::AccessLogSink for Lines {
+    fn offer(&self, line: String) -> bool {
+        self.0.lock().unwrap().push(line);
+        true
+    }
+}
+
+#[tokio::test]
+async fn requests_the_codec_refuses_are_counted_and_logged_as_dpe() {
+    use keel_proxy::telemetry::{AccessLogFormat, ProxyIdentity, Telemetry, TelemetryOptions};
+    let up = echo("svc").await;
+    let lines = std::sync::Arc::new(Lines::default());
+    let shared = || {
+        let telemetry = Telemetry::with_options(
+            ProxyIdentity::default(),
+            TelemetryOptions {
+                sink: Some(lines.clone()),
+                ..TelemetryOptions::default()
+            },
+        );
+        telemetry.set_access_log(AccessLogFormat::Text);
+        keel_proxy::server::Shared::with_parts(
+            "",
+            std::sync::Arc::new(telemetry),
+            Default::default(),
+        )
+    };
+    let p = Proxy::start_with(shared, |port| {
+        resources(
+            &[
+                gateway("gw", port, &["*"]),
+                se("svc.test", &[&up]),
+                VS.to_string(),
+            ]
+            .concat(),
+        )
+    })
+    .await;
+    let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
+    let cases: [(Vec<u8>, u16); 3] = [
+        (
+            b"GET / HTTP/1.1\r\nHost: web.test\r\nX-Folded: a\r\n b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: web.test\r\nX-Folded: a\r\n b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: web.test\r\n{many}\r\n").into_bytes(),
+            431,
+        ),
+    ];
+    for (request, status) in &cases {
+        let mut c = Wire::connect(p.addr()).await;
+        c.send(request).await;
+        let head = c.head().await;
+        assert_eq!(status_of(&head), *status, "{head}");
+        let n = header_of(&head, "content-length").unwrap().parse().unwrap();
+        let _ = c.body(n).await;
+        assert!(c.closed().await);
+    }
+    // A request the codec accepts is still counted on its own.
+    assert_eq!(fetch(p.port, "web.test", "/hello").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let text = p.shared.telemetry.render_prometheus();
+    let dpe = |code: &str| {
+        series(
+            &text,
+            "istio_requests_total{",
+            &[
+                "reporter=\"source\"",
+                &format!("response_code=\"{code}\""),
+                "response_flags=\"DPE\"",
+                "request_protocol=\"http\"",
+                "destination_service=\"unknown\"",
+            ],
+        )
+    };
+    assert_eq!(dpe("400").len(), 1, "{text}");
+    assert!(dpe("400")[0].ends_with(" 2"), "{}", dpe("400")[0]);
+    assert_eq!(dpe("431").len(), 1, "{text}");
+    assert!(dpe("431")[0].ends_with(" 1"), "{}", dpe("431")[0]);
+    let ok = series(&text, "istio_requests_total{", &["response_code=\"200\""]);
+    assert!(ok.len() == 1 && ok[0].ends_with(" 1"), "{text}");
+    // One access-log line each, as Envoy writes a codec error: no method, path or authority.
+    let lines = lines.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let refused: Vec<&String> = lines.iter().filter(|l| l.contains(" DPE ")).collect();
+    assert_eq!(refused.len(), 3, "{lines:?}");
+    assert!(
+        refused[0].contains("\"- - HTTP/1.1\" 400 DPE DPE ")
+            && refused[0].contains("\"-\" \"-\" \"-\" \"-\""),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[2].contains("\" 431 DPE DPE more than 100 header fields"),
+        "{}",
+        refused[2]
+    );
+}

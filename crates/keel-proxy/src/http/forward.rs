@@ -94,7 +94,7 @@ impl Drop for Cancelled<'_> {
         }
         let record = RequestRecord {
             reporter: self.conn.reporter,
-            method: self.method.clone(),
+            method: Some(self.method.clone()),
             version: self.version,
             grpc: self.grpc,
             authority: self.authority.to_string(),
@@ -184,7 +184,7 @@ where
     drop(cancelled);
     let mut record = RequestRecord {
         reporter: conn.reporter,
-        method,
+        method: Some(method),
         version,
         grpc,
         downstream_local_address: Some(conn.local),

@@ -79,7 +79,7 @@ impl<'a> Entry<'a> {
     pub fn http(r: &'a RequestRecord) -> Entry<'a> {
         Entry {
             start_time: r.start_time,
-            method: Some(r.method.as_str()),
+            method: r.method.as_ref().map(http::Method::as_str),
             path: non_empty(&r.path),
             protocol: Some(protocol(r.version)),
             response_code: r.response_code,

@@ -117,7 +117,8 @@ pub struct RequestRecord {
     pub start_time: SystemTime,
     /// First request byte to last response byte (`%DURATION%`, the duration histogram).
     pub duration: Duration,
-    pub method: http::Method,
+    /// `None`: the request was refused before its request line could be read (`DPE`).
+    pub method: Option<http::Method>,
     /// Path and query as the client sent them, before any rewrite
     /// (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`).
     pub path: String,
@@ -178,7 +179,7 @@ impl Default for RequestRecord {
             service: None,
             start_time: SystemTime::UNIX_EPOCH,
             duration: Duration::ZERO,
-            method: http::Method::GET,
+            method: None,
             path: String::new(),
             version: http::Version::HTTP_11,
             grpc: false,

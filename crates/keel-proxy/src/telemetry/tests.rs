@@ -79,7 +79,7 @@ fn reviews_request() -> RequestRecord {
         })),
         start_time: UNIX_EPOCH + Duration::from_millis(1_606_339_578_409),
         duration: Duration::from_millis(12),
-        method: http::Method::GET,
+        method: Some(http::Method::GET),
         path: "/reviews/0".into(),
         version: http::Version::HTTP_11,
         authority: "reviews:9080".into(),

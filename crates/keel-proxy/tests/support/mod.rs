@@ -222,11 +222,19 @@ impl Proxy {
     }
 
     pub async fn start_resources(res: impl Fn(u16) -> Vec<Resource>) -> Proxy {
+        Self::start_with(|| Shared::new(""), res).await
+    }
+
+    /// Like [`Proxy::start`], on a `Shared` made by `shared` (own telemetry, say).
+    pub async fn start_with(
+        shared: impl Fn() -> Arc<Shared>,
+        res: impl Fn(u16) -> Vec<Resource>,
+    ) -> Proxy {
         let mut last = Vec::new();
         for _ in 0..5 {
             let port = free_port();
             let (snapshot, warnings) = snapshot_of(&res(port));
-            let shared = Shared::new("");
+            let shared = shared();
             let listeners = Arc::new(Listeners::default());
             shared.install(snapshot);
             let errors = listeners.reconcile(&shared).await;

@@ -61,6 +61,16 @@ impl HeadError {
             HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for the same refusal, so access logs read alike.
+    pub fn details(&self) -> &'static str {
+        match self {
+            HeadError::TooLarge => "http1.headers_too_large",
+            HeadError::TooManyHeaders => "http1.too_many_headers",
+            HeadError::Unsupported(_) => "http1.invalid_transfer_encoding",
+            HeadError::Invalid(_) | HeadError::Version => "http1.codec_error",
+        }
+    }
 }
 
 impl std::fmt::Display for HeadError {

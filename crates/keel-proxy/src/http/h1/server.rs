@@ -43,6 +43,7 @@ use crate::http::h2c::{self, H2cRequest};
 use crate::http::{forward, headers};
 use crate::l4::detect::{H2_PREFACE, Rewind};
 use crate::server::{ConnInfo, Shared};
+use crate::telemetry::RequestRecord;
 use crate::upstream::Body;
 
 /// How long (and how much) a closing connection reads and discards client input.
@@ -114,12 +115,16 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn run(mut self) {
+        // Handing over to HTTP/2 is boxed (`Box::pin` below, and for `Upgrade: h2c`): a
+        // connection's task is allocated at the size of its largest state, and hyper's HTTP/2
+        // server inline made every HTTP/1.1 connection 2 KiB larger (12.3 → 10.1 KiB, debug
+        // build) for the rare connection that needs it.
         loop {
             let head = match poll_fn(|cx| self.poll_head(cx)).await {
                 Next::Request(head) => head,
-                Next::Http2 => return self.hand_over_h2().await,
+                Next::Http2 => return Box::pin(self.hand_over_h2()).await,
                 Next::Refuse(e) => {
-                    self.refuse(&e).await;
+                    self.refuse(&e, true).await;
                     break;
                 }
                 Next::Close => break,
@@ -189,7 +194,7 @@ where
             match h2c::classify(&req, &self.conn) {
                 H2cRequest::None => {}
                 H2cRequest::Upgrade => {
-                    self.upgrade_h2c(req).await;
+                    Box::pin(self.upgrade_h2c(req)).await;
                     return false;
                 }
                 H2cRequest::Ignore => h2c::strip_upgrade(&mut req),
@@ -222,7 +227,8 @@ where
             None
         };
         if let Some(why) = malformed {
-            self.refuse(&HeadError::Invalid(why)).await;
+            // The request was forwarded and is recorded as such (its record is in `resp`).
+            self.refuse(&HeadError::Invalid(why), false).await;
             return false;
         }
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -415,8 +421,10 @@ where
         skipped
     }
 
-    /// Answers a request the proxy can't read (400, 431, 501, 505), with the reason.
-    async fn refuse(&mut self, e: &HeadError) {
+    /// Answers a request the proxy can't read (400, 431, 501, 505), with the reason, and
+    /// (`record`) counts it in Istio's metrics and the access log as Envoy does: flag `DPE`,
+    /// method, path and authority unknown (`-`), as the head was never accepted.
+    async fn refuse(&mut self, e: &HeadError, record: bool) {
         let err = ProxyError {
             status: e.status(),
             flag: "DPE",
@@ -430,7 +438,25 @@ where
         };
         self.streaming = false;
         lock(&self.io).linger = true;
-        self.respond(forward::error_response(&err), info).await;
+        let (start_time, started) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let resp = forward::error_response(&err);
+        let body_len = resp.body().size_hint().exact().unwrap_or(0);
+        let written = self.respond(resp, info).await.is_some();
+        if record {
+            self.shared.telemetry.record_http(&RequestRecord {
+                reporter: self.conn.reporter,
+                start_time,
+                duration: started.elapsed(),
+                bytes_sent: if written { body_len } else { 0 },
+                response_code: err.status.as_u16(),
+                response_flags: "DPE".to_string(),
+                response_code_details: e.details().into(),
+                error: Some(err.header_value()),
+                downstream_local_address: Some(self.conn.local),
+                downstream_remote_address: Some(self.conn.remote),
+                ..RequestRecord::default()
+            });
+        }
     }
 
     /// Takes the connection (and what was read past the last request) out of the server.
