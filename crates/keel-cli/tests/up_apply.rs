@@ -96,6 +96,7 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     // sidecar.
     mesh.apply_yaml("v2.yaml", V2);
     eventually("httpbin-v2-0 to serve through sleep's sidecar", || {
+        // Registered only once ready: no request fails meanwhile.
         let r = get(sleep, "http://httpbin:8000/headers", &[]);
         assert_eq!(r.status, 200, "{}", r.text);
         mesh.app_log("httpbin-v2-0")
@@ -117,6 +118,34 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
             .then_some(())
     });
     assert!(pods(&mesh).contains(&("httpbin-0.default".to_string(), v1)));
+
+    // A changed pod template replaces the pods (new processes, new ports), which serve again.
+    let changed = MANIFESTS.replace("REPLICAS", "2").replace(
+        "ports: [{containerPort: 8080}]}",
+        "ports: [{containerPort: 8080}], env: [{name: GREETING, value: hi}]}",
+    );
+    mesh.apply_yaml("changed.yaml", &changed);
+    eventually("httpbin-0 to be replaced", || {
+        let pods = pods(&mesh);
+        let p = pods.iter().find(|(p, _)| p == "httpbin-0.default")?;
+        (p.1 != v1 && std::net::TcpStream::connect(("127.0.0.1", v1)).is_err()).then_some(())
+    });
+    eventually("the replaced httpbin to serve", || {
+        let r = get(sleep, "http://httpbin:8000/get", &[]);
+        (r.status == 200).then_some(())
+    });
+
+    // A Deployment that can't run is reported with its name; the rest keeps running.
+    mesh.apply_yaml(
+        "web.yaml",
+        &V2.replace("httpbin-v2", "web")
+            .replace("docker.io/mccutchen/go-httpbin:v2.15.0", "nginx:1.25"),
+    );
+    eventually("the unknown image reported", || {
+        let err = std::fs::read_to_string(mesh.dir.path().join("keel-up.stderr")).ok()?;
+        err.contains("deployment default/web: no local command for image \"nginx:1.25\"")
+            .then_some(())
+    });
 
     // `-n` places an unnamespaced Deployment in that namespace.
     let other = mesh.dir.path().join("other.yaml");
@@ -151,5 +180,6 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
         assert_eq!(r.status, 200, "{}", r.text);
     }
     assert_eq!(mesh.app_log("httpbin-v2-0").len(), before);
+    assert!(pods(&mesh).iter().all(|(p, _)| !p.starts_with("web-")));
     mesh.down();
 }

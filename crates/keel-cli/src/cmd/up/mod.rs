@@ -2,7 +2,8 @@
 //! Deployment replica runs as a local process with its own `keel-proxy` sidecar, registered
 //! as a WorkloadEntry at its sidecar's inbound port (see [`plan`]). `keel down` signals it
 //! through the pid file in the state directory. A Gateway selecting Istio's ingress gateway gets
-//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]).
+//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]). Once ready,
+//! [`reconcile`] starts, replaces and stops replicas as Deployments are applied and deleted.
 
 pub mod gateway;
 pub mod image;

@@ -1,8 +1,8 @@
 //! Keeps the running replicas in step with the store, as Kubernetes' controllers do: once the
 //! mesh is up, every change of a Deployment, Service or Namespace (`keel apply -f`,
 //! `keel delete -f`) is planned again with [`plan::plan`] and compared with what runs, by
-//! namespace and pod name. New replicas start (ports reserved, registered, app and sidecar
-//! started, readiness awaited in the background), removed ones stop (registration deleted first
+//! namespace and pod name. New replicas start (ports reserved, app and sidecar started,
+//! readiness awaited in the background, registered once ready), removed ones stop (registration deleted first
 //! so no new traffic reaches them, then SIGTERM to their process groups), and a replica whose
 //! plan changed (its pod template, or the ports and protocol its Services give it) is replaced.
 //!
@@ -110,17 +110,24 @@ impl Reconciler {
             let snapshot = rx.borrow_and_update().clone();
             self.reconcile(&snapshot).await;
             loop {
-                if open {
+                let changed = if open {
                     match tokio::time::timeout(TICK, rx.changed()).await {
-                        Ok(Ok(())) => break,
-                        Ok(Err(_)) => open = false,
-                        Err(_) => {}
+                        Ok(Ok(())) => true,
+                        Ok(Err(_)) => {
+                            open = false;
+                            false
+                        }
+                        Err(_) => false,
                     }
                 } else {
                     tokio::time::sleep(TICK).await;
-                }
+                    false
+                };
                 if let Some(what) = self.check().await {
                     return what;
+                }
+                if changed {
+                    break;
                 }
             }
         }
@@ -215,7 +222,9 @@ impl Reconciler {
         }
     }
 
-    /// Reserves ports for `r`, registers it and starts its processes; errors are printed.
+    /// Reserves ports for `r` and starts its processes; errors are printed. It is registered
+    /// (takes traffic) once ready, as Kubernetes lists only ready pods among a Service's
+    /// endpoints; see [`Reconciler::check`].
     async fn start(&mut self, r: Replica) {
         let ports = match self.reserve() {
             Ok(p) => p,
@@ -228,16 +237,6 @@ impl Reconciler {
                 return;
             }
         };
-        if let Err(e) = self.register(&r, ports).await {
-            shout!(
-                "error: deployment {}/{}: cannot register {}: {e}",
-                r.namespace,
-                r.deployment,
-                r.pod
-            );
-            self.release(ports);
-            return;
-        }
         say!("{}", starting(&r, ports));
         if !matches!(r.command.program, Program::Sample(_)) {
             // A command of the user's may bind without SO_REUSEADDR.
@@ -280,12 +279,6 @@ impl Reconciler {
                     r.pod
                 );
                 self.release(ports);
-                let key = ResourceKey::new(Kind::WorkloadEntry, &r.namespace, &r.pod);
-                let store = self.launch.store.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    store.delete(&[key], WriteOptions::default())
-                })
-                .await;
             }
         }
     }
@@ -305,30 +298,11 @@ impl Reconciler {
         }
     }
 
-    /// Applies the replica's WorkloadEntry.
-    async fn register(&self, r: &Replica, ports: Ports) -> Result<(), String> {
-        let text = plan::workload_entry(r, ports).to_string();
-        let loaded = load_str(&text, &r.pod, &LoadOptions::default());
-        if loaded.has_errors() {
-            let why: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
-            return Err(why.join("; "));
-        }
-        let store = self.launch.store.clone();
-        match tokio::task::spawn_blocking(move || {
-            store.apply(loaded.resources, WriteOptions::default())
-        })
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// Reports replicas that became ready, and those that failed while starting (their
     /// processes are stopped; they stay stopped until their Deployment changes). Returns which
     /// process of a ready replica exited, if one did.
     async fn check(&mut self) -> Option<String> {
+        let mut ready = Vec::new();
         for run in self.running.values_mut() {
             let r = &run.replica;
             let Some(since) = run.starting else {
@@ -371,8 +345,19 @@ impl Reconciler {
                     .await
                     .is_ok();
             if proxy_ready && app_ready {
-                say!("✔ {}.{} ready", r.pod, r.namespace);
                 run.starting = None;
+                ready.push((r.clone(), run.ports));
+            }
+        }
+        for (r, ports) in ready {
+            match register(&self.launch.store, &r, ports).await {
+                Ok(()) => say!("✔ {}.{} ready", r.pod, r.namespace),
+                Err(e) => shout!(
+                    "error: deployment {}/{}: cannot register {}: {e}",
+                    r.namespace,
+                    r.deployment,
+                    r.pod
+                ),
             }
         }
         None
@@ -387,6 +372,26 @@ impl Reconciler {
         if let Err(e) = pods::write(&self.launch.dir, &replicas, &ports) {
             shout!("warning: cannot write pods.json: {e}");
         }
+    }
+}
+
+/// Applies the replica's WorkloadEntry: from now on it takes traffic.
+async fn register(store: &Arc<DirStore>, r: &Replica, ports: Ports) -> Result<(), String> {
+    let text = plan::workload_entry(r, ports).to_string();
+    let loaded = load_str(&text, &r.pod, &LoadOptions::default());
+    if loaded.has_errors() {
+        let why: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        return Err(why.join("; "));
+    }
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || {
+        store.apply(loaded.resources, WriteOptions::default())
+    })
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -487,5 +492,19 @@ spec:
         let gone = BTreeSet::from(["web".to_string()]);
         let (want, failed) = desired(&loaded.resources, &[], &gone);
         assert!(want.is_empty() && failed.is_empty());
+    }
+
+    #[test]
+    fn a_changed_service_port_changes_the_replicas_it_selects() {
+        let plan = |text: &str| {
+            let loaded = load_str(text, "t.yaml", &LoadOptions::default());
+            desired(&loaded.resources, &[], &BTreeSet::new()).0
+        };
+        let key = ("web".to_string(), "httpbin-0".to_string());
+        let before = plan(MANIFESTS);
+        assert_eq!(plan(MANIFESTS)[&key], before[&key]);
+        let after = plan(&MANIFESTS.replace("name: http, port", "name: grpc, port"));
+        assert_eq!(after[&key].service_ports, ["grpc"]);
+        assert_ne!(after[&key], before[&key]);
     }
 }
