@@ -1,5 +1,6 @@
 //! A running `keel up` follows `keel apply`/`keel delete` of Deployments as a cluster would: a
-//! new Deployment starts and serves, a scaled one gets more replicas, a deleted one stops.
+//! new Deployment starts and serves, a scaled one gets more replicas, a changed one is replaced,
+//! a deleted one (or one whose Namespace is deleted) stops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -148,6 +149,10 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     });
 
     // `-n` places an unnamespaced Deployment in that namespace.
+    mesh.apply_yaml(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n",
+    );
     let other = mesh.dir.path().join("other.yaml");
     std::fs::write(&other, V2.replace("httpbin-v2", "httpbin-other")).unwrap();
     let other = other.to_str().unwrap();
@@ -181,5 +186,13 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     }
     assert_eq!(mesh.app_log("httpbin-v2-0").len(), before);
     assert!(pods(&mesh).iter().all(|(p, _)| !p.starts_with("web-")));
+
+    // Deleting a Namespace stops the pods in it.
+    let ns = mesh.dir.path().join("ns.yaml");
+    keel(&["delete", "-f", ns.to_str().unwrap(), "--server", &mesh.api]);
+    eventually("httpbin-other-0.other to stop", || {
+        let pods = pods(&mesh);
+        (!pods.iter().any(|(p, _)| p.ends_with(".other"))).then_some(())
+    });
     mesh.down();
 }

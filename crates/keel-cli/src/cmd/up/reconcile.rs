@@ -69,6 +69,8 @@ pub(super) struct Reconciler {
     last: Vec<(ResourceKey, i64)>,
     /// Namespaces that existed as resources: a Deployment in one deleted since stops.
     namespaces_seen: BTreeSet<String>,
+    /// The planning errors last printed: each is printed once, not on every change.
+    reported: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -79,6 +81,7 @@ impl Reconciler {
             running: BTreeMap::new(),
             last: Vec::new(),
             namespaces_seen: BTreeSet::new(),
+            reported: BTreeSet::new(),
         }
     }
 
@@ -153,7 +156,15 @@ impl Reconciler {
             .values()
             .map(|s| s.resource.clone())
             .collect();
-        let (desired, failed) = desired(&resources, &self.launch.runs, &gone);
+        let Desired {
+            replicas: desired,
+            failed,
+            errors,
+        } = desired(&resources, &self.launch.runs, &gone);
+        for e in errors.difference(&self.reported) {
+            shout!("error: {e}");
+        }
+        self.reported = errors;
         // A Deployment that can't be planned keeps the replicas it has.
         let stop: Vec<PodKey> = self
             .running
@@ -406,14 +417,18 @@ fn workload_kinds(snapshot: &Snapshot) -> Vec<(ResourceKey, i64)> {
         .collect()
 }
 
+/// What the store's Deployments ask for.
+struct Desired {
+    replicas: BTreeMap<PodKey, Replica>,
+    /// Deployments (namespace, name) that can't be planned: they keep the replicas they have.
+    failed: BTreeSet<(String, String)>,
+    /// Why, one line each.
+    errors: BTreeSet<String>,
+}
+
 /// The replicas `resources` plan, by namespace and pod, skipping Deployments in the `gone`
-/// namespaces; and the Deployments (namespace, name) that can't be planned, whose errors are
-/// printed. Each Deployment is planned on its own, so one unknown image stops only its own.
-fn desired(
-    resources: &[Resource],
-    runs: &[(String, String)],
-    gone: &BTreeSet<String>,
-) -> (BTreeMap<PodKey, Replica>, BTreeSet<(String, String)>) {
+/// namespaces; the Deployments (namespace, name) that can't be planned; and why. Each Deployment is planned on its own, so one unknown image stops only its own.
+fn desired(resources: &[Resource], runs: &[(String, String)], gone: &BTreeSet<String>) -> Desired {
     let mut others: Vec<Resource> = resources
         .iter()
         .filter(|r| r.kind() != Kind::Deployment)
@@ -421,6 +436,7 @@ fn desired(
         .collect();
     let mut out = BTreeMap::new();
     let mut failed = BTreeSet::new();
+    let mut errors = BTreeSet::new();
     for d in resources.iter().filter(|r| r.kind() == Kind::Deployment) {
         if gone.contains(d.namespace()) {
             continue;
@@ -432,16 +448,18 @@ fn desired(
                     out.insert((r.namespace.clone(), r.pod.clone()), r);
                 }
             }
-            Err(errors) => {
-                for e in errors {
-                    shout!("error: {e}");
-                }
+            Err(e) => {
+                errors.extend(e);
                 failed.insert((d.namespace().to_string(), d.name().to_string()));
             }
         }
         others.pop();
     }
-    (out, failed)
+    Desired {
+        replicas: out,
+        failed,
+        errors,
+    }
 }
 
 #[cfg(test)]
@@ -484,21 +502,36 @@ spec:
     fn one_unplannable_deployment_leaves_the_others_planned() {
         let loaded = load_str(MANIFESTS, "t.yaml", &LoadOptions::default());
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let (want, failed) = desired(&loaded.resources, &[], &BTreeSet::new());
+        let Desired {
+            replicas: want,
+            failed,
+            errors,
+        } = desired(&loaded.resources, &[], &BTreeSet::new());
+        assert!(
+            errors
+                .iter()
+                .next()
+                .unwrap()
+                .starts_with("deployment web/web: no local command")
+        );
         let pods: Vec<&str> = want.keys().map(|(_, p)| p.as_str()).collect();
         assert_eq!(pods, ["httpbin-0", "httpbin-1"]);
         assert_eq!(want.values().next().unwrap().service_ports, ["http"]);
         assert!(failed.contains(&("web".to_string(), "web".to_string())));
         let gone = BTreeSet::from(["web".to_string()]);
-        let (want, failed) = desired(&loaded.resources, &[], &gone);
-        assert!(want.is_empty() && failed.is_empty());
+        let Desired {
+            replicas: want,
+            failed,
+            errors,
+        } = desired(&loaded.resources, &[], &gone);
+        assert!(want.is_empty() && failed.is_empty() && errors.is_empty());
     }
 
     #[test]
     fn a_changed_service_port_changes_the_replicas_it_selects() {
         let plan = |text: &str| {
             let loaded = load_str(text, "t.yaml", &LoadOptions::default());
-            desired(&loaded.resources, &[], &BTreeSet::new()).0
+            desired(&loaded.resources, &[], &BTreeSet::new()).replicas
         };
         let key = ("web".to_string(), "httpbin-0".to_string());
         let before = plan(MANIFESTS);
