@@ -2,7 +2,8 @@
 //! Deployment replica runs as a local process with its own `keel-proxy` sidecar, registered
 //! as a WorkloadEntry at its sidecar's inbound port (see [`plan`]). `keel down` signals it
 //! through the pid file in the state directory. A Gateway selecting Istio's ingress gateway gets
-//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]).
+//! one (see [`gateway`]); `keel demo` is this with Bookinfo built in ([`Preset`]). Once ready,
+//! [`reconcile`] starts, replaces and stops replicas as Deployments are applied and deleted.
 
 pub mod gateway;
 pub mod image;
@@ -11,7 +12,7 @@ pub mod pods;
 mod preset;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use self::image::Program;
 use self::plan::{Ports, Replica};
 use self::ports::PortReservation;
 pub use self::preset::Preset;
+use self::process::{Proc, exited, start_replica, stop_all, watch_children};
 use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
@@ -44,7 +46,9 @@ macro_rules! shout {
 
 // After the macros, which they use.
 mod ports;
+mod process;
 mod ready;
+mod reconcile;
 
 const PID_FILE: &str = "keel-up.pid";
 
@@ -65,38 +69,6 @@ fn state_dir(given: &Option<PathBuf>) -> Result<PathBuf, u8> {
         shout!("error: neither KEEL_HOME nor HOME is set; choose a directory with --state-dir");
         exit::USAGE
     })
-}
-
-/// A running process of the mesh.
-pub(super) struct Proc {
-    what: String,
-    child: Child,
-}
-
-impl Proc {
-    /// Signals the child's process group, not only the child: each child leads a group of its
-    /// own (`process_group(0)`), and a command run with `sh -c` (`--run`, `keel.dev/run`) has
-    /// children of its own, which a signal to the shell alone left running after `keel down`.
-    fn signal(&self, sig: &str) {
-        signal(&format!("-{}", self.child.id()), sig);
-    }
-
-    /// SIGKILL to the group, and reaps the child.
-    fn kill(&mut self) {
-        self.signal("KILL");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    /// A child still running when its handle goes (an early return, a panic) is killed, so
-    /// `keel up` never leaves processes behind it stopped supervising.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill();
-        }
-    }
 }
 
 pub fn run(args: &UpArgs) -> u8 {
@@ -381,30 +353,18 @@ async fn mesh(
     }
     let mut procs: Vec<Proc> = Vec::new();
     let mut failed = false;
+    let mut counts: Vec<usize> = Vec::new();
     for (r, ports) in replicas.iter().zip(&assigned) {
-        if r.inject {
-            say!(
-                "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
-                r.pod,
-                r.namespace,
-                ports.app,
-                ports.inbound,
-                ports.outbound
-            );
-        } else {
-            say!(
-                "… starting {}.{} (app 127.0.0.1:{}, no sidecar: sidecar.istio.io/inject is false)",
-                r.pod,
-                r.namespace,
-                ports.app
-            );
-        }
+        say!("{}", process::starting(r, *ports));
         if !matches!(r.command.program, Program::Sample(_)) {
             // A command of the user's may bind without SO_REUSEADDR.
             reserved.release(ports.app);
         }
         match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
-            Ok(mut ps) => procs.append(&mut ps),
+            Ok(mut ps) => {
+                counts.push(ps.len());
+                procs.append(&mut ps);
+            }
             Err(e) => {
                 shout!("error: {}: {e}", r.pod);
                 failed = true;
@@ -498,174 +458,42 @@ async fn mesh(
         for line in args.preset.iter().flat_map(Preset::closing) {
             say!("{line}");
         }
-        tokio::select! {
-            s = shutdown_signal() => say!("{s}: shutting down"),
-            what = watch_children(&mut procs) => {
-                shout!("error: {what} exited; shutting down");
-                failed = true;
-            }
+        // From now on the reconciler owns the replicas (`procs` starts with theirs, in order)
+        // and follows the store's Deployments.
+        let mut reconciler = reconcile::Reconciler::new(reconcile::Launch {
+            store: store.clone(),
+            registry: servers.registry.clone(),
+            dir: dir.to_path_buf(),
+            logs: logs.to_path_buf(),
+            xds: xds_addr,
+            bins: bin_dir(args),
+            proxy_bin: proxy_bin.to_path_buf(),
+            runs: args.run.clone(),
+        });
+        let mut theirs = procs.drain(..counts.iter().sum::<usize>());
+        for ((r, p), n) in replicas.iter().zip(&assigned).zip(&counts) {
+            reconciler.adopt(r.clone(), *p, theirs.by_ref().take(*n).collect());
         }
+        drop(theirs);
+        let exited = tokio::select! {
+            s = shutdown_signal() => {
+                say!("{s}: shutting down");
+                None
+            }
+            what = watch_children(&mut procs) => Some(what),
+            what = reconciler.run() => Some(what),
+        };
+        if let Some(what) = exited {
+            shout!("error: {what} exited; shutting down");
+            failed = true;
+        }
+        procs.extend(reconciler.into_procs());
     }
     stop_all(&mut procs).await;
     drop(reserved);
     let _ = servers.stop().await;
     say!("stopped");
     if failed { exit::FAILURE } else { exit::OK }
-}
-
-fn log_file(logs: &Path, name: &str) -> std::io::Result<(std::fs::File, std::fs::File)> {
-    let f = std::fs::File::create(logs.join(name))?;
-    let g = f.try_clone()?;
-    Ok((f, g))
-}
-
-fn start_replica(
-    r: &Replica,
-    ports: Ports,
-    xds: std::net::SocketAddr,
-    logs: &Path,
-    proxy_bin: &Path,
-    sample_bin: Option<&Path>,
-) -> std::io::Result<Vec<Proc>> {
-    use std::os::unix::process::CommandExt;
-    let mut out = Vec::new();
-    if r.inject {
-        let (o, e) = log_file(logs, &format!("{}.proxy.log", r.pod))?;
-        let mut proxy = Command::new(proxy_bin);
-        proxy
-            .arg("sidecar")
-            .args(["--xds", &format!("http://{xds}")])
-            .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
-            .args(["-n", &r.namespace])
-            .args(["--workload", &r.deployment])
-            .args(["--workers", "1"])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--outbound-port", &ports.outbound.to_string()])
-            .args(["--inbound-port", &ports.inbound.to_string()])
-            .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
-            .args(["--stats", "none"])
-            // Istio's demo profile logs every request to the sidecar's stdout, which the
-            // tasks read (response flags such as UO, the Host of mirrored copies).
-            .args(["--access-log", "text"]);
-        let app_port = if r.protocol.is_empty() {
-            ports.app.to_string()
-        } else {
-            format!("{}/{}", ports.app, r.protocol)
-        };
-        proxy.args(["--app-port", &app_port]);
-        for (k, v) in &r.labels {
-            proxy.args(["--label", &format!("{k}={v}")]);
-        }
-        proxy
-            .stdin(Stdio::null())
-            .stdout(o)
-            .stderr(e)
-            .process_group(0);
-        out.push(Proc {
-            what: format!("sidecar of {}", r.pod),
-            child: proxy.spawn()?,
-        });
-    }
-    let (o, e) = log_file(logs, &format!("{}.log", r.pod))?;
-    let port = ports.app.to_string();
-    let mut app = match &r.command.program {
-        Program::Sample(args) => {
-            let Some(bin) = sample_bin else {
-                return Err(std::io::Error::other("keel-sample not found"));
-            };
-            let mut c = Command::new(bin);
-            c.args(args.iter().map(|a| {
-                if a == "$PORT" {
-                    port.as_str()
-                } else {
-                    a.as_str()
-                }
-            }));
-            c
-        }
-        Program::Shell(line) => {
-            let mut c = Command::new("sh");
-            c.args(["-c", line]);
-            c
-        }
-    };
-    if r.inject {
-        let proxy_url = format!("http://127.0.0.1:{}", ports.outbound);
-        app.env("HTTP_PROXY", &proxy_url)
-            .env("http_proxy", &proxy_url)
-            .env("NO_PROXY", "")
-            .env("no_proxy", "");
-    }
-    app.envs(r.command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("PORT", &port)
-        .env("BIND_ADDRESS", "127.0.0.1")
-        .env("HOSTNAME", &r.pod)
-        .env("POD_NAME", &r.pod)
-        .env("POD_NAMESPACE", &r.namespace)
-        .stdin(Stdio::null())
-        .stdout(o)
-        .stderr(e)
-        .process_group(0);
-    match app.spawn() {
-        Ok(child) => out.push(Proc {
-            what: r.pod.clone(),
-            child,
-        }),
-        Err(err) => {
-            // Don't leave the sidecar behind.
-            for p in &mut out {
-                p.kill();
-            }
-            return Err(err);
-        }
-    }
-    Ok(out)
-}
-
-pub(super) fn exited(procs: &mut [Proc]) -> Option<String> {
-    procs.iter_mut().find_map(|p| match p.child.try_wait() {
-        Ok(Some(status)) => Some(format!("{} ({status})", p.what)),
-        _ => None,
-    })
-}
-
-/// Returns when a child exits on its own.
-async fn watch_children(procs: &mut [Proc]) -> String {
-    loop {
-        if let Some(what) = exited(procs) {
-            return what;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// SIGTERM to every child (apps first, then sidecars), SIGKILL after 12 s.
-async fn stop_all(procs: &mut [Proc]) {
-    procs.sort_by_key(|p| p.what.starts_with("sidecar"));
-    for p in procs.iter() {
-        p.signal("TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(12);
-    loop {
-        let mut running: Vec<&mut Proc> = Vec::new();
-        for p in procs.iter_mut() {
-            if !matches!(p.child.try_wait(), Ok(Some(_))) {
-                running.push(p);
-            }
-        }
-        if running.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            for p in running {
-                shout!("warning: {} did not stop within 12 s; killed", p.what);
-                p.kill();
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `keel down`: SIGTERM to the `keel up` of the state directory, then wait for it to stop.

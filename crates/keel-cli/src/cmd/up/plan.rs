@@ -19,7 +19,7 @@ use keel_config::{Resource, Spec};
 use super::image::{AppCommand, RUN_ANNOTATION, map_image};
 
 /// One local "pod".
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Replica {
     /// `<deployment>-<index>`: the pod name (`HOSTNAME`, node id `<pod>.<namespace>`).
     pub pod: String,
