@@ -189,6 +189,11 @@ if [[ -z $KEEL && " $TARGETS " == *" keel-"* ]]; then
         KEEL=""
     fi
 fi
+# keel-proxy's memory depends on its hot-text list still naming the functions it runs
+# (crates/keel-proxy/build.rs); a list gone stale shows here before it shows as RSS.
+if [[ -n $KEEL ]] && command -v nm >/dev/null; then
+    note "keel-proxy hot text: $(python3 bench/proxy/hot_text.py check crates/keel-proxy/hot-text.ld "$KEEL" 2>&1)"
+fi
 OPENLOOP=$WORK/openloop
 if ! rustc --edition 2021 -C opt-level=3 bench/proxy/openloop.rs -o "$OPENLOOP" 2>"$WORK/rustc.log"; then
     cat "$WORK/rustc.log" >&2

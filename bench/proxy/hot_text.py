@@ -10,8 +10,10 @@ dependency update, another toolchain), so a name that identifies one function in
 is written with the hash as a wildcard and survives such changes. Generic functions share
 their name across instantiations (`Arc<T>::drop_slow`, `RawTask::poll`): a wildcard would
 pull in every instantiation, so those are written exactly and fall back to the ordinary
-layout once their hashes change. Order: most instructions first, so the hottest code shares
-the fewest pages.
+layout once their hashes change. The numbers LLVM gives same-named local copies after LTO
+(`name.1234`) are wildcards too, and each entry also matches the `.text.unlikely.` section
+LLVM uses for functions it deems cold. Order: most instructions first, so the hottest code
+shares the fewest pages.
 """
 
 import collections
