@@ -104,20 +104,28 @@ fn find<'a>(
     }
 }
 
-/// `keel logs [-n NS] WORKLOAD [-c proxy] [-f]`.
-pub fn run_logs(args: &LogsArgs) -> u8 {
-    let dir = match state_dir(&args.state_dir) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let pod = match read(&dir)
-        .and_then(|pods| find(&pods, &args.workload, args.namespace.as_deref()).cloned())
-    {
-        Ok(p) => p,
+/// The mesh's state directory and the pod `workload` names there; the exit code on failure
+/// (after saying why).
+fn locate(
+    state: &Option<PathBuf>,
+    workload: &str,
+    namespace: Option<&str>,
+) -> Result<(PathBuf, PodInfo), u8> {
+    let dir = state_dir(state)?;
+    match read(&dir).and_then(|pods| find(&pods, workload, namespace).cloned()) {
+        Ok(p) => Ok((dir, p)),
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::FAILURE;
+            Err(exit::FAILURE)
         }
+    }
+}
+
+/// `keel logs [-n NS] WORKLOAD [-c proxy] [-f]`.
+pub fn run_logs(args: &LogsArgs) -> u8 {
+    let (dir, pod) = match locate(&args.state_dir, &args.workload, args.namespace.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let proxy = match args.container.as_deref() {
         None | Some("app") => false,
@@ -178,18 +186,9 @@ fn print_log(path: &Path, follow: bool) -> std::io::Result<()> {
 /// sidecar's outbound listener as `HTTP_PROXY`, so mesh names resolve and its policies and
 /// metrics apply.
 pub fn run_exec(args: &ExecArgs) -> u8 {
-    let dir = match state_dir(&args.state_dir) {
-        Ok(d) => d,
+    let (_, pod) = match locate(&args.state_dir, &args.workload, args.namespace.as_deref()) {
+        Ok(x) => x,
         Err(code) => return code,
-    };
-    let pod = match read(&dir)
-        .and_then(|pods| find(&pods, &args.workload, args.namespace.as_deref()).cloned())
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILURE;
-        }
     };
     let Some((program, rest)) = args.command.split_first() else {
         eprintln!(
