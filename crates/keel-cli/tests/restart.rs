@@ -197,3 +197,148 @@ spec:
     assert_eq!(failed.load(Ordering::Relaxed), 0, "{failures:#?}");
     drop(cp);
 }
+
+fn proxy_status(api: u16) -> serde_json::Value {
+    let out = Command::new(KEEL)
+        .args(["proxy-status", "-o", "json"])
+        .args(["--server", &format!("http://127.0.0.1:{api}")])
+        .output()
+        .expect("keel proxy-status");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// A Gateway on `ports`, routing everything to httpbin.test.
+fn gateway(ports: &[u16], app: u16) -> String {
+    let servers: String = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "  - {{port: {{number: {p}, name: http-{p}, protocol: HTTP}}, hosts: [\"*\"]}}\n"
+            )
+        })
+        .collect();
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: ingress, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+{servers}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ingress, namespace: default}}
+spec:
+  hosts: [\"*\"]
+  gateways: [istio-system/ingress]
+  http:
+  - route: [{{destination: {{host: httpbin.test}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: httpbin, namespace: default}}
+spec:
+  hosts: [httpbin.test]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {app}}}}}]
+"
+    )
+}
+
+/// A configuration the proxy can't take (a Gateway port another process holds) is NACKed
+/// with the reason, `keel proxy-status` shows it, and the last good configuration keeps
+/// serving; every process real.
+#[test]
+fn a_config_the_gateway_cannot_take_is_nacked_and_the_last_good_one_serves() {
+    if !binaries_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (xds, api, app, admin, good) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let _app = Running(
+        Command::new(bin_dir().join("keel-sample"))
+            .arg("httpbin")
+            .env("PORT", app.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keel-sample"),
+    );
+    let _cp = control_plane(&dir.path().join("config"), xds, api);
+    eventually("the control plane's API", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+    });
+    let apply = |name: &str, yaml: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        let out = Command::new(KEEL)
+            .args(["apply", "-f"])
+            .arg(&path)
+            .args(["--server", &format!("http://127.0.0.1:{api}")])
+            .output()
+            .expect("keel apply");
+        assert!(out.status.success(), "{out:?}");
+    };
+    apply("good.yaml", gateway(&[good], app));
+    let _gw = Running(
+        Command::new(bin_dir().join("keel-proxy"))
+            .arg("gateway")
+            .args(["--xds", &format!("http://127.0.0.1:{xds}")])
+            .args(["--node-id", "ingress-0.istio-system", "-n", "istio-system"])
+            .args(["--label", "istio=ingressgateway", "--workers", "1"])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .args(["--stats", "none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keel-proxy gateway"),
+    );
+    let through = |port: u16| {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get(port, "http://anything/get", &[]).status == 200
+    };
+    eventually("a 200 through the gateway", Duration::from_secs(30), || {
+        through(good)
+    });
+    apply("bad.yaml", gateway(&[good, taken_port], app));
+    let mut reason = String::new();
+    eventually("the NACK in proxy-status", Duration::from_secs(30), || {
+        let status = proxy_status(api);
+        let listeners = &status["proxies"][0]["types"]["listeners"];
+        reason = listeners["nackReason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        listeners["state"] == "NACK"
+    });
+    assert!(reason.contains(&taken_port.to_string()), "{reason}");
+    // The last good configuration still serves.
+    assert!(through(good));
+    // The table says it too, with the reason under it.
+    let out = Command::new(KEEL)
+        .args([
+            "proxy-status",
+            "--server",
+            &format!("http://127.0.0.1:{api}"),
+        ])
+        .output()
+        .expect("keel proxy-status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NACK"), "{text}");
+    assert!(
+        text.contains("ingress-0.istio-system rejected listeners"),
+        "{text}"
+    );
+    drop(taken);
+}
