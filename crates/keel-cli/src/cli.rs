@@ -244,12 +244,9 @@ pub struct ServerArgs {
     pub server: String,
 }
 
-#[derive(Debug, Args)]
-pub struct ControlPlaneArgs {
-    /// The config store's directory [default: $KEEL_HOME/config, else ~/.keel/config]
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: Option<PathBuf>,
-
+/// Where the control plane listens: `keel control-plane`, `keel up` and `keel demo` share it.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ServerListen {
     /// Address of the HTTP API (keel apply, get, delete)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
     pub listen: std::net::SocketAddr,
@@ -260,9 +257,20 @@ pub struct ControlPlaneArgs {
 
     /// Address of the monitoring port: the control plane's metrics at /metrics, under
     /// istiod's names (pilot_xds_pushes, pilot_proxy_convergence_time, ...); `none` to turn it
-    /// off (the API also serves /metrics)
+    /// off. If it is taken, the control plane starts without it: the API's /metrics serves the
+    /// same
     #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
     pub monitoring_listen: OptionalAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// The config store's directory [default: $KEEL_HOME/config, else ~/.keel/config]
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub servers: ServerListen,
 
     /// The mesh's root namespace (where mesh-wide policy lives), for validation
     #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
@@ -580,19 +588,8 @@ pub struct UpArgs {
     #[arg(long = "run", value_name = "IMAGE=COMMAND", value_parser = crate::cmd::up::image::parse_run)]
     pub run: Vec<(String, String)>,
 
-    /// Address of the HTTP API (keel apply, get, delete)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
-    pub listen: std::net::SocketAddr,
-
-    /// Address of the xDS server the sidecars connect to
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
-    pub xds_listen: std::net::SocketAddr,
-
-    /// Address of the control plane's monitoring port (/metrics, istiod's metric names);
-    /// `none` to turn it off. If it is taken (another mesh), the mesh starts without it
-    /// and the API's /metrics still serves the same
-    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
-    pub monitoring_listen: OptionalAddr,
+    #[command(flatten)]
+    pub servers: ServerListen,
 
     /// The mesh's root namespace
     #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
@@ -622,17 +619,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
 
-    /// Address of the HTTP API (keel apply, get, delete)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
-    pub listen: std::net::SocketAddr,
-
-    /// Address of the xDS server the proxies connect to
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15010")]
-    pub xds_listen: std::net::SocketAddr,
-
-    /// Address of the control plane's monitoring port (/metrics); `none` to turn it off
-    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
-    pub monitoring_listen: OptionalAddr,
+    #[command(flatten)]
+    pub servers: ServerListen,
 }
 
 #[derive(Debug, Args)]

@@ -84,39 +84,21 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
             None
         }
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
+    let bound = match super::servers::bind(&args.servers).await {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}: {e} (is another control plane running? choose another address with --listen)",
-                args.listen
-            );
+            eprintln!("error: {e}");
             return exit::FAILURE;
         }
     };
-    let addr = listener.local_addr().map_or(args.listen, |a| a);
+    let (addr, xds_addr, monitoring_addr) = (bound.api_addr, bound.xds_addr, bound.monitoring_addr);
     println!("✔ API on http://{addr} (keel apply, keel get, keel delete)");
     if addr.to_string() != keel_control::api::DEFAULT_ADDR {
         println!("  point the CLI at it with: export KEEL_SERVER=http://{addr}");
     }
-    let xds_listener = match tokio::net::TcpListener::bind(args.xds_listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {} for xDS: {e} (is another control plane running? choose another address with --xds-listen)",
-                args.xds_listen
-            );
-            return exit::FAILURE;
-        }
-    };
-    let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
-    let monitoring = super::servers::bind_monitoring(args.monitoring_listen.0).await;
-    let monitoring_addr = monitoring.as_ref().and_then(|l| l.local_addr().ok());
     let mut servers = start(
         store.clone() as Arc<dyn ConfigStore>,
-        listener,
-        xds_listener,
-        monitoring,
+        bound,
         &args.root_namespace,
     );
     println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");

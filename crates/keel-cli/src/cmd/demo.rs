@@ -131,7 +131,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         ),
         None => "Stop: Ctrl-C, or `keel down` in another terminal.".to_string(),
     });
-    if args.listen.to_string() != "127.0.0.1:15080" {
+    if args.servers.listen.to_string() != "127.0.0.1:15080" {
         epilogue.push(
             "(The API is not on 127.0.0.1:15080: export KEEL_SERVER as shown above first.)"
                 .to_string(),
@@ -142,9 +142,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         state_dir: args.state_dir.clone(),
         bin_dir: bins,
         run: Vec::new(),
-        listen: args.listen,
-        xds_listen: args.xds_listen,
-        monitoring_listen: args.monitoring_listen,
+        servers: args.servers,
         root_namespace: "istio-system".to_string(),
         // Bookinfo's Gateway says 80, Istio's current copy 8080: either lands on the port.
         gateway_ports: vec![(80, port), (8080, port)],

@@ -1,6 +1,7 @@
 //! The control plane's two servers over a config store — the HTTP API and the xDS push —
 //! started and stopped together, as `keel control-plane` and `keel up` run them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use keel_control::xds::{Debounce, ProxyRegistry, XdsServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::cli::ServerListen;
 
 /// The running API and xDS servers.
 pub(crate) struct Servers {
@@ -21,29 +24,63 @@ pub(crate) struct Servers {
     xds: JoinHandle<Result<(), String>>,
 }
 
-/// Binds the monitoring port when one is asked for. Not fatal: the API serves the same
-/// `/metrics`, and a second local mesh on the machine finds 15014 taken.
-pub(crate) async fn bind_monitoring(addr: Option<std::net::SocketAddr>) -> Option<TcpListener> {
-    let addr = addr?;
-    match TcpListener::bind(addr).await {
-        Ok(l) => Some(l),
-        Err(e) => {
-            eprintln!(
-                "warning: cannot listen on {addr} for metrics: {e}; they are still at the API's /metrics (or choose another address with --monitoring-listen)"
-            );
-            None
-        }
-    }
+/// The control plane's listeners, bound.
+pub(crate) struct Bound {
+    pub api: TcpListener,
+    pub xds: TcpListener,
+    pub monitoring: Option<TcpListener>,
+    pub api_addr: SocketAddr,
+    pub xds_addr: SocketAddr,
+    pub monitoring_addr: Option<SocketAddr>,
 }
 
-/// Starts the servers on their listeners: API, xDS and, when given, the monitoring port.
-pub(crate) fn start(
-    store: Arc<dyn ConfigStore>,
-    api: TcpListener,
-    xds: TcpListener,
-    monitoring: Option<TcpListener>,
-    root_namespace: &str,
-) -> Servers {
+/// Binds the API, xDS and monitoring listeners of `keel control-plane`, `keel up` and
+/// `keel demo`. The API and xDS ports must bind (the error says which flag moves them); the
+/// monitoring port need not: the API serves the same `/metrics`, and a second local mesh on
+/// the machine finds 15014 taken.
+pub(crate) async fn bind(at: &ServerListen) -> Result<Bound, String> {
+    let api = TcpListener::bind(at.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {}: {e} (is another control plane running? choose another address with --listen)",
+            at.listen
+        )
+    })?;
+    let xds = TcpListener::bind(at.xds_listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for xDS: {e} (is another control plane running? choose another address with --xds-listen)",
+            at.xds_listen
+        )
+    })?;
+    let monitoring = match at.monitoring_listen.0 {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot listen on {addr} for metrics: {e}; they are still at the API's /metrics (or choose another address with --monitoring-listen)"
+                );
+                None
+            }
+        },
+    };
+    Ok(Bound {
+        api_addr: api.local_addr().unwrap_or(at.listen),
+        xds_addr: xds.local_addr().unwrap_or(at.xds_listen),
+        monitoring_addr: monitoring.as_ref().and_then(|l| l.local_addr().ok()),
+        api,
+        xds,
+        monitoring,
+    })
+}
+
+/// Starts the servers on their listeners: API, xDS and, when bound, the monitoring port.
+pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &str) -> Servers {
+    let Bound {
+        api,
+        xds,
+        monitoring,
+        ..
+    } = bound;
     let server = XdsServer::new(&*store, root_namespace, Debounce::default());
     let registry = server.registry();
     let state = ApiState {

@@ -315,36 +315,19 @@ async fn mesh(
             return exit::FAILURE;
         }
     }
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
+    let bound = match super::servers::bind(&args.servers).await {
+        Ok(b) => b,
         Err(e) => {
-            shout!(
-                "error: cannot listen on {}: {e} (is a control plane already running? choose another address with --listen)",
-                args.listen
-            );
+            shout!("error: {e}");
             return exit::FAILURE;
         }
     };
-    let xds_listener = match tokio::net::TcpListener::bind(args.xds_listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            shout!(
-                "error: cannot listen on {} for xDS: {e} (choose another address with --xds-listen)",
-                args.xds_listen
-            );
-            return exit::FAILURE;
-        }
-    };
-    let api_addr = listener.local_addr().map_or(args.listen, |a| a);
-    let xds_addr = xds_listener.local_addr().map_or(args.xds_listen, |a| a);
+    let (api_addr, xds_addr) = (bound.api_addr, bound.xds_addr);
     let _ = std::fs::write(dir.join("api"), format!("http://{api_addr}\n"));
     say!("✔ control plane: API http://{api_addr}, xDS http://{xds_addr}");
-    let monitoring = super::servers::bind_monitoring(args.monitoring_listen.0).await;
     let servers = super::servers::start(
         store.clone() as Arc<dyn ConfigStore>,
-        listener,
-        xds_listener,
-        monitoring,
+        bound,
         &args.root_namespace,
     );
 
