@@ -101,6 +101,31 @@ struct CompileArgs {
     namespace: String,
 }
 
+/// What every serving mode takes: the admin and metrics ports, logging, draining and threads.
+#[derive(clap::Args)]
+struct ProcessArgs {
+    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
+    /// 15090 and 15020); repeatable; `none` disables
+    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
+    stats: Vec<Option<SocketAddr>>,
+    /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
+    /// open then are closed
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
+    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
+    access_log: String,
+    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
+    #[arg(long, default_value = "info", env = "KEEL_LOG")]
+    log_level: String,
+    /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
+    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+}
+
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files", "xds"])))]
 struct SidecarArgs {
@@ -113,9 +138,6 @@ struct SidecarArgs {
     /// The workload's name, shown by `keel proxy-status` (with --xds)
     #[arg(long, value_name = "NAME", default_value = "")]
     workload: String,
-    /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
-    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
     /// The snapshot to run, as JSON
     #[arg(long, value_name = "FILE")]
     snapshot: Option<PathBuf>,
@@ -147,13 +169,6 @@ struct SidecarArgs {
     /// Print the compiled snapshot as JSON and exit (with -f)
     #[arg(long)]
     print_snapshot: bool,
-    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
-    #[arg(long, default_value = "127.0.0.1:15000")]
-    admin: SocketAddr,
-    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
-    /// 15090 and 15020); repeatable; `none` disables
-    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
-    stats: Vec<Option<SocketAddr>>,
     /// How long a connection on an undeclared port may stay silent before it is treated as
     /// TCP (server-first protocols wait this long); 0s waits for the client indefinitely
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
@@ -162,16 +177,8 @@ struct SidecarArgs {
     /// default); without it they keep the original Host, as Istio 1.28 and later do
     #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
     mirror_shadow_suffix: bool,
-    /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
-    /// open then are closed
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    drain_timeout: Duration,
-    /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
-    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
-    access_log: String,
-    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
-    #[arg(long, default_value = "info", env = "KEEL_LOG")]
-    log_level: String,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
 fn parse_app_port(s: &str) -> Result<InboundPort, String> {
@@ -206,28 +213,11 @@ struct GatewayArgs {
     /// Address the Gateway server ports listen on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
-    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
-    #[arg(long, default_value = "127.0.0.1:15000")]
-    admin: SocketAddr,
-    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
-    /// 15090 and 15020); repeatable; `none` disables
-    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
-    stats: Vec<Option<SocketAddr>>,
     /// This proxy's locality (`region/zone/subzone`), for locality-aware load balancing
     #[arg(long, default_value = "", env = "KEEL_LOCALITY")]
     locality: String,
-    /// How long SIGTERM waits for in-flight requests before exiting
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    drain_timeout: Duration,
-    /// Access log to stdout: off, text (Istio's default format) or json
-    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
-    access_log: String,
-    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
-    #[arg(long, default_value = "info", env = "KEEL_LOG")]
-    log_level: String,
-    /// Worker threads of the async runtime; default: one per core
-    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
 #[derive(clap::Args)]
@@ -238,13 +228,6 @@ struct StandaloneArgs {
     /// Address the Gateway server ports listen on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
-    /// Admin API address (readiness, config_dump, clusters, stats); keep it on localhost
-    #[arg(long, default_value = "127.0.0.1:15000")]
-    admin: SocketAddr,
-    /// Prometheus scrape addresses serving /stats/prometheus and /healthz/ready (Istio's
-    /// 15090 and 15020); repeatable; `none` disables
-    #[arg(long = "stats", default_values = ["0.0.0.0:15090", "0.0.0.0:15020"], value_parser = parse_stats_addr)]
-    stats: Vec<Option<SocketAddr>>,
     /// Serve only these Gateways (`namespace/name`); default: every Gateway in the files
     #[arg(long = "gateway", value_name = "NAMESPACE/NAME")]
     gateways: Vec<String>,
@@ -262,19 +245,8 @@ struct StandaloneArgs {
     /// (`keel-proxy compile`); the child keeps the gateway's memory smaller
     #[arg(long)]
     compile_in_process: bool,
-    /// How long SIGTERM waits for in-flight requests before exiting; TCP connections still
-    /// open then are closed
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    drain_timeout: Duration,
-    /// Access log to stdout: off, text (Istio's default format) or json; changeable at runtime via /access_log?format=
-    #[arg(long, default_value = "off", value_parser = ["off", "text", "json"])]
-    access_log: String,
-    /// Log level (trace, debug, info, warn, error); changeable at runtime via /logging?level=
-    #[arg(long, default_value = "info", env = "KEEL_LOG")]
-    log_level: String,
-    /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
-    #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
-    workers: Option<u16>,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
 fn parse_stats_addr(s: &str) -> Result<Option<SocketAddr>, String> {
@@ -327,9 +299,9 @@ fn main() -> ExitCode {
     // One worker per core unless told otherwise; sidecars and benchmarks pin it to 1 or 2
     // so the proxy's footprint matches what it is given (Envoy's --concurrency).
     let workers = match &cli.command {
-        Command::Standalone(a) => a.workers,
-        Command::Sidecar(a) => a.workers,
-        Command::Gateway(a) => a.workers,
+        Command::Standalone(a) => a.process.workers,
+        Command::Sidecar(a) => a.process.workers,
+        Command::Gateway(a) => a.process.workers,
         Command::Compile(_) => None,
     };
     // One worker is a current-thread runtime: no work-stealing queues or cross-thread wake-ups
@@ -372,7 +344,7 @@ fn init_logging(level: &str) -> reload::Handle<EnvFilter, tracing_subscriber::Re
 }
 
 async fn run_sidecar(args: SidecarArgs) -> ExitCode {
-    let reload = init_logging(&args.log_level);
+    let reload = init_logging(&args.process.log_level);
     let xds = args.xds.as_ref().map(|address| {
         let node = ProxyNode {
             id: args
@@ -452,29 +424,18 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         "",
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
-            drain_timeout: args.drain_timeout,
+            drain_timeout: args.process.drain_timeout,
             ..Default::default()
         },
     );
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    set_access_log(&shared, &args.access_log);
-    serve(
-        shared,
-        snapshot,
-        args.admin,
-        args.stats.iter().flatten().copied().collect(),
-        args.drain_timeout,
-        reload,
-        None,
-        xds,
-    )
-    .await
+    serve(shared, snapshot, &args.process, reload, None, xds).await
 }
 
 async fn run_gateway(args: GatewayArgs) -> ExitCode {
-    let reload = init_logging(&args.log_level);
+    let reload = init_logging(&args.process.log_level);
     let node = ProxyNode {
         id: args
             .node_id
@@ -493,17 +454,14 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
     let shared = Shared::with_l4(
         &args.locality,
         L4Config {
-            drain_timeout: args.drain_timeout,
+            drain_timeout: args.process.drain_timeout,
             ..Default::default()
         },
     );
-    set_access_log(&shared, &args.access_log);
     serve(
         shared,
         Snapshot::default(),
-        args.admin,
-        args.stats.iter().flatten().copied().collect(),
-        args.drain_timeout,
+        &args.process,
         reload,
         None,
         Some(XdsConfig::new(&args.xds, node)),
@@ -539,7 +497,7 @@ fn run_compile(args: CompileArgs) -> ExitCode {
 }
 
 async fn run_standalone(args: StandaloneArgs) -> ExitCode {
-    let reload = init_logging(&args.log_level);
+    let reload = init_logging(&args.process.log_level);
     let cfg = StandaloneConfig {
         paths: args.files.clone(),
         namespace: args.namespace.clone(),
@@ -573,25 +531,14 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     let shared = Shared::with_l4(
         &args.locality,
         L4Config {
-            drain_timeout: args.drain_timeout,
+            drain_timeout: args.process.drain_timeout,
             ..Default::default()
         },
     );
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    set_access_log(&shared, &args.access_log);
-    serve(
-        shared,
-        snapshot,
-        args.admin,
-        args.stats.iter().flatten().copied().collect(),
-        args.drain_timeout,
-        reload,
-        Some(cfg),
-        None,
-    )
-    .await
+    serve(shared, snapshot, &args.process, reload, Some(cfg), None).await
 }
 
 fn set_access_log(shared: &Shared, format: &str) {
@@ -608,13 +555,14 @@ fn set_access_log(shared: &Shared, format: &str) {
 async fn serve(
     shared: Arc<Shared>,
     snapshot: Snapshot,
-    admin_addr: SocketAddr,
-    stats_addrs: Vec<SocketAddr>,
-    drain_timeout: Duration,
+    process: &ProcessArgs,
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     watch: Option<StandaloneConfig>,
     xds: Option<XdsConfig>,
 ) -> ExitCode {
+    set_access_log(&shared, &process.access_log);
+    let (admin_addr, drain_timeout) = (process.admin, process.drain_timeout);
+    let stats_addrs: Vec<SocketAddr> = process.stats.iter().flatten().copied().collect();
     // Series of destinations idle for 10 minutes are dropped, so cardinality stays bounded.
     {
         let telemetry = shared.telemetry.clone();
