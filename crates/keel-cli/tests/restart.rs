@@ -49,6 +49,24 @@ fn control_plane(dir: &std::path::Path, xds: u16, api: u16) -> Running {
     )
 }
 
+fn httpbin(port: u16) -> Running {
+    Running(
+        Command::new(bin_dir().join("keel-sample"))
+            .arg("httpbin")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keel-sample"),
+    )
+}
+
+fn wait_for_api(api: u16) {
+    eventually("the control plane's API", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+    });
+}
+
 fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -58,15 +76,7 @@ fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn synced(api: u16) -> bool {
-    let out = Command::new(KEEL)
-        .args(["proxy-status", "-o", "json"])
-        .args(["--server", &format!("http://127.0.0.1:{api}")])
-        .output()
-        .expect("keel proxy-status");
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return false;
-    };
-    v["proxies"].as_array().is_some_and(|ps| {
+    proxy_status(api)["proxies"].as_array().is_some_and(|ps| {
         ps.iter().any(|p| {
             p["name"] == "client-0.default"
                 && p["types"]["listeners"]["state"] == "SYNCED"
@@ -101,19 +111,9 @@ spec:
         ),
     )
     .unwrap();
-    let _app = Running(
-        Command::new(bin_dir().join("keel-sample"))
-            .arg("httpbin")
-            .env("PORT", app.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("keel-sample"),
-    );
+    let _app = httpbin(app);
     let mut cp = control_plane(&config, xds, api);
-    eventually("the control plane's API", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-    });
+    wait_for_api(api);
     let applied = Command::new(KEEL)
         .args(["apply", "-f"])
         .arg(dir.path().join("httpbin.yaml"))
@@ -265,19 +265,9 @@ fn a_config_the_gateway_cannot_take_is_nacked_and_the_last_good_one_serves() {
     );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    let _app = Running(
-        Command::new(bin_dir().join("keel-sample"))
-            .arg("httpbin")
-            .env("PORT", app.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("keel-sample"),
-    );
+    let _app = httpbin(app);
     let _cp = control_plane(&dir.path().join("config"), xds, api);
-    eventually("the control plane's API", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
-    });
+    wait_for_api(api);
     let apply = |name: &str, yaml: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, yaml).unwrap();
