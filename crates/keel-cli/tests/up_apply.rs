@@ -187,9 +187,26 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     assert_eq!(mesh.app_log("httpbin-v2-0").len(), before);
     assert!(pods(&mesh).iter().all(|(p, _)| !p.starts_with("web-")));
 
-    // Deleting a Namespace stops the pods in it.
+    // Deleting a Namespace deletes what is in it, as Kubernetes does, and stops its pods.
     let ns = mesh.dir.path().join("ns.yaml");
-    keel(&["delete", "-f", ns.to_str().unwrap(), "--server", &mesh.api]);
+    let out = Command::new(KEEL)
+        .args(["delete", "-f", ns.to_str().unwrap(), "--server", &mesh.api])
+        .output()
+        .expect("keel delete");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("deployment.apps \"httpbin-other\" deleted"),
+        "{said}"
+    );
+    let left = Command::new(KEEL)
+        .args(["get", "deploy", "-n", "other", "--server", &mesh.api])
+        .output()
+        .expect("keel get");
+    assert!(
+        String::from_utf8_lossy(&left.stderr).contains("No resources found"),
+        "{left:?}"
+    );
     eventually("httpbin-other-0.other to stop", || {
         let pods = pods(&mesh);
         (!pods.iter().any(|(p, _)| p.ends_with(".other"))).then_some(())

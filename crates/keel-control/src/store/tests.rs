@@ -252,6 +252,51 @@ fn delete_removes_the_file_and_reports_what_was_absent() {
     assert_eq!(again.version, 2);
 }
 
+#[test]
+fn deleting_a_namespace_deletes_everything_in_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\n{}---\n{}---\n{}",
+        VS_V1.replace("name: reviews\n", "name: reviews\n  namespace: shop\n"),
+        DR.replace("name: reviews}", "name: reviews, namespace: shop}"),
+        VS_V1
+    );
+    store
+        .apply(resources(&text), WriteOptions::default())
+        .expect("apply");
+    let ns = ResourceKey::new(Kind::Namespace, "", "shop");
+    let dry = store
+        .delete(&[ns.clone()], WriteOptions { dry_run: true })
+        .expect("dry run");
+    assert_eq!(dry.results.len(), 3, "{:?}", dry.results);
+    assert_eq!(
+        store.snapshot().resources.len(),
+        4,
+        "a dry run changes nothing"
+    );
+    let report = store
+        .delete(&[ns.clone()], WriteOptions::default())
+        .expect("delete");
+    assert_eq!(
+        report.results,
+        vec![
+            (ns, DeleteOutcome::Deleted),
+            (
+                ResourceKey::new(Kind::VirtualService, "shop", "reviews"),
+                DeleteOutcome::Deleted
+            ),
+            (
+                ResourceKey::new(Kind::DestinationRule, "shop", "reviews"),
+                DeleteOutcome::Deleted
+            ),
+        ]
+    );
+    let left: Vec<ResourceKey> = store.snapshot().resources.keys().cloned().collect();
+    assert_eq!(left, vec![vs_key()], "other namespaces keep theirs");
+    assert!(!dir.path().join("shop").exists(), "its directory is gone");
+}
+
 #[tokio::test]
 async fn subscribers_see_each_change_with_a_higher_version() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -218,6 +218,23 @@ impl ConfigStore for DirStore {
             removals.extend(self.own_files(&state, key)?);
             results.push((key.clone(), DeleteOutcome::Deleted));
         }
+        // Deleting a Namespace deletes everything in it, as Kubernetes' namespace controller
+        // does; the report lists each so the user sees what went with it.
+        let contents: Vec<ResourceKey> = results
+            .iter()
+            .filter(|(k, outcome)| k.kind == Kind::Namespace && *outcome == DeleteOutcome::Deleted)
+            .flat_map(|(ns, _)| namespace_contents(&old, &ns.name))
+            .filter(|k| !keys.contains(k))
+            .collect();
+        for key in contents {
+            removals.extend(self.own_files(&state, &key).map_err(|e| {
+                StoreError::Conflict(format!(
+                    "namespace {} can't be deleted with everything in it: {e}",
+                    key.namespace
+                ))
+            })?);
+            results.push((key, DeleteOutcome::Deleted));
+        }
         removals.sort();
         removals.dedup();
         let next = old.version + 1;
@@ -256,4 +273,14 @@ impl ConfigStore for DirStore {
         out.extend(state.duplicates.iter().cloned());
         out
     }
+}
+
+/// The resources that live in namespace `ns`, in key order.
+fn namespace_contents(snapshot: &Snapshot, ns: &str) -> Vec<ResourceKey> {
+    snapshot
+        .resources
+        .keys()
+        .filter(|k| k.kind.info().namespaced && k.namespace == ns)
+        .cloned()
+        .collect()
 }
