@@ -267,7 +267,7 @@ fn deleting_a_namespace_deletes_everything_in_it() {
         .expect("apply");
     let ns = ResourceKey::new(Kind::Namespace, "", "shop");
     let dry = store
-        .delete(&[ns.clone()], WriteOptions { dry_run: true })
+        .delete(std::slice::from_ref(&ns), WriteOptions { dry_run: true })
         .expect("dry run");
     assert_eq!(dry.results.len(), 3, "{:?}", dry.results);
     assert_eq!(
@@ -276,7 +276,7 @@ fn deleting_a_namespace_deletes_everything_in_it() {
         "a dry run changes nothing"
     );
     let report = store
-        .delete(&[ns.clone()], WriteOptions::default())
+        .delete(std::slice::from_ref(&ns), WriteOptions::default())
         .expect("delete");
     assert_eq!(
         report.results,
