@@ -162,52 +162,76 @@ pub(super) fn start(
     })
 }
 
-/// Waits (30 s at most) until the gateway has its configuration (`/healthz/ready` on `admin`)
-/// and accepts connections on every port it serves; fails at once if a process exits or the
-/// gateway rejects its configuration (a port it can't bind).
+/// How long a starting gateway has to become ready.
+pub(super) const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Where a starting gateway is.
+pub(super) enum Probe {
+    Ready,
+    /// Not yet: configured (`/healthz/ready`) but not yet listening on this port, or
+    /// (`None`) not yet configured.
+    Waiting(Option<u16>),
+    /// It can't become ready: a process exited or it rejected its configuration.
+    Failed(String),
+}
+
+/// One look at a starting gateway: configured (`/healthz/ready` on `admin`) and accepting
+/// connections on every port it serves, or failed (a process exited, or the gateway rejected
+/// its configuration: a port it can't bind).
+pub(super) async fn probe(
+    ingress: &Ingress,
+    admin: u16,
+    procs: &mut [Proc],
+    registry: &ProxyRegistry,
+) -> Probe {
+    let node = format!("{NAME}.{NAMESPACE}");
+    if let Some(what) = exited(procs) {
+        return Probe::Failed(format!("{what} exited while starting (see its log)"));
+    }
+    if let Some(reason) = rejected(registry, &node) {
+        return Probe::Failed(format!("{node} rejected its configuration: {reason}"));
+    }
+    if http_status(admin, "/healthz/ready").await != Some(200) {
+        return Probe::Waiting(None);
+    }
+    for s in &ingress.served {
+        if tokio::net::TcpStream::connect(("127.0.0.1", s.local_port))
+            .await
+            .is_err()
+        {
+            return Probe::Waiting(Some(s.local_port));
+        }
+    }
+    Probe::Ready
+}
+
+/// Why a gateway that didn't become ready in time isn't, from its last [`Probe::Waiting`].
+pub(super) fn not_ready(waiting: Option<u16>) -> String {
+    let node = format!("{NAME}.{NAMESPACE}");
+    let secs = READY_WITHIN.as_secs();
+    match waiting {
+        Some(port) => format!(
+            "{node} is configured but not listening on 127.0.0.1:{port} within {secs} s (see its log)"
+        ),
+        None => format!("{node} has no configuration within {secs} s (see its log)"),
+    }
+}
+
+/// Waits ([`READY_WITHIN`] at most) until [`probe`] says ready; fails at once if it fails.
 pub(super) async fn wait_ready(
     ingress: &Ingress,
     admin: u16,
     procs: &mut [Proc],
     registry: &ProxyRegistry,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let node = format!("{NAME}.{NAMESPACE}");
-    let mut configured = false;
+    let deadline = Instant::now() + READY_WITHIN;
     loop {
-        if let Some(what) = exited(procs) {
-            return Err(format!("{what} exited while starting (see its log)"));
+        match probe(ingress, admin, procs, registry).await {
+            Probe::Ready => return Ok(()),
+            Probe::Failed(why) => return Err(why),
+            Probe::Waiting(port) if Instant::now() > deadline => return Err(not_ready(port)),
+            Probe::Waiting(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-        if let Some(reason) = rejected(registry, &node) {
-            return Err(format!("{node} rejected its configuration: {reason}"));
-        }
-        if !configured {
-            configured = http_status(admin, "/healthz/ready").await == Some(200);
-        }
-        let mut waiting = None;
-        if configured {
-            for s in &ingress.served {
-                if tokio::net::TcpStream::connect(("127.0.0.1", s.local_port))
-                    .await
-                    .is_err()
-                {
-                    waiting = Some(s.local_port);
-                    break;
-                }
-            }
-        }
-        if configured && waiting.is_none() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(match waiting {
-                Some(port) => format!(
-                    "{node} is configured but not listening on 127.0.0.1:{port} within 30 s (see its log)"
-                ),
-                None => format!("{node} has no configuration within 30 s (see its log)"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 use keel_config::{LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
 
+use self::gateway_follow::GatewayFollower;
 use self::image::Program;
 use self::plan::{Ports, Replica};
 use self::ports::PortReservation;
 pub use self::preset::Preset;
-use self::process::{Proc, exited, start_replica, stop_all, watch_children};
+use self::process::{Proc, exited, start_replica, stop_all};
 use super::servers::shutdown_signal;
 use crate::cli::{DownArgs, UpArgs};
 use crate::exit;
@@ -45,6 +46,7 @@ macro_rules! shout {
 }
 
 // After the macros, which they use.
+mod gateway_follow;
 mod ports;
 mod process;
 mod ready;
@@ -458,12 +460,26 @@ async fn mesh(
             reconciler.adopt(r.clone(), *p, theirs.by_ref().take(*n).collect());
         }
         drop(theirs);
+        // The gateway (the one process left in `procs`, if it started) and any Gateway
+        // applied later are the follower's.
+        let mut follower = GatewayFollower::new(
+            store.clone(),
+            servers.registry.clone(),
+            args.gateway_ports.clone(),
+            xds_addr,
+            logs.to_path_buf(),
+            proxy_bin.to_path_buf(),
+            args.preset.as_ref().map(|p| p.port_flag),
+        );
+        if let (Some(i), Some(admin), Some(p)) = (ingress, gateway_admin, procs.pop()) {
+            follower.adopt(i, admin, p);
+        }
         let exited = tokio::select! {
             s = shutdown_signal() => {
                 say!("{s}: shutting down");
                 None
             }
-            what = watch_children(&mut procs) => Some(what),
+            () = follower.run() => None,
             what = reconciler.run() => Some(what),
         };
         if let Some(what) = exited {
@@ -471,6 +487,7 @@ async fn mesh(
             failed = true;
         }
         procs.extend(reconciler.into_procs());
+        procs.extend(follower.into_procs());
     }
     stop_all(&mut procs).await;
     drop(reserved);

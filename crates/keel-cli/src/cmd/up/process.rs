@@ -173,16 +173,6 @@ pub(super) fn exited(procs: &mut [Proc]) -> Option<String> {
     })
 }
 
-/// Returns when a child exits on its own.
-pub(super) async fn watch_children(procs: &mut [Proc]) -> String {
-    loop {
-        if let Some(what) = exited(procs) {
-            return what;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// SIGTERM to every child (apps first, then sidecars), SIGKILL after 12 s.
 pub(super) async fn stop_all(procs: &mut [Proc]) {
     procs.sort_by_key(|p| p.what.starts_with("sidecar"));

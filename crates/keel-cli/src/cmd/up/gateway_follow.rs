@@ -1,0 +1,320 @@
+//! The ingress gateway over the mesh's life. Istio installs `istio-ingressgateway` whether or
+//! not a Gateway exists yet; here it costs a process and a port, so it starts with the first
+//! Gateway that selects it — in the manifests `keel up` was given, or applied later
+//! (`keel apply -f httpbin-gateway.yaml`, as Istio's ingress tasks do). Once running it stays,
+//! as Istio's does when the last Gateway goes, and Gateways added later only add listeners,
+//! which it binds from its next xDS push. It is restarted when it exits, with Kubernetes'
+//! back-off, like any other pod.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_config::Resource;
+use keel_control::store::{ConfigStore, DirStore};
+use keel_control::xds::ProxyRegistry;
+
+use super::gateway::{self, Ingress, NAME, NAMESPACE, Probe, Served};
+use super::ports::{PortReservation, SHAREABLE};
+use super::process::{Proc, exited, stop_all};
+
+/// How often a starting or running gateway is looked at.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Kubernetes' crash-loop back-off: 10 s doubling to 5 min, reset after 10 min running.
+/// `KEEL_RESTART_BACKOFF_MS` changes the first delay (tests use a few milliseconds).
+fn backoff(restarts: u32) -> Duration {
+    let base = std::env::var("KEEL_RESTART_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis);
+    let max = Duration::from_secs(300).max(base);
+    base.saturating_mul(1 << restarts.min(16)).min(max)
+}
+
+/// A run that lasted this long resets the back-off.
+const STEADY: Duration = Duration::from_secs(600);
+
+enum State {
+    /// No Gateway selects it yet.
+    Absent,
+    Starting {
+        proc: Proc,
+        since: Instant,
+        waiting: Option<u16>,
+    },
+    Running {
+        proc: Proc,
+        since: Instant,
+    },
+    /// Exited; starts again at `at`.
+    Waiting {
+        at: Instant,
+    },
+}
+
+/// Where the gateway runs from and what it serves.
+pub(super) struct GatewayFollower {
+    store: Arc<DirStore>,
+    registry: Arc<ProxyRegistry>,
+    overrides: Vec<(u16, u16)>,
+    xds: std::net::SocketAddr,
+    logs: PathBuf,
+    proxy_bin: PathBuf,
+    /// The flag that moves the gateway's port, when not `--gateway-port` (`keel demo --port`).
+    port_flag: Option<&'static str>,
+    ingress: Option<Ingress>,
+    admin: Option<u16>,
+    state: State,
+    restarts: u32,
+    reserved: PortReservation,
+    /// The last planning error printed, so it's printed once.
+    reported: Option<String>,
+}
+
+impl GatewayFollower {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<DirStore>,
+        registry: Arc<ProxyRegistry>,
+        overrides: Vec<(u16, u16)>,
+        xds: std::net::SocketAddr,
+        logs: PathBuf,
+        proxy_bin: PathBuf,
+        port_flag: Option<&'static str>,
+    ) -> Self {
+        GatewayFollower {
+            store,
+            registry,
+            overrides,
+            xds,
+            logs,
+            proxy_bin,
+            port_flag,
+            ingress: None,
+            admin: None,
+            state: State::Absent,
+            restarts: 0,
+            reserved: PortReservation::default(),
+            reported: None,
+        }
+    }
+
+    /// Takes over the gateway `keel up` started and saw ready, with its admin port.
+    pub fn adopt(&mut self, ingress: Ingress, admin: u16, proc: Proc) {
+        self.ingress = Some(ingress);
+        self.admin = Some(admin);
+        self.state = State::Running {
+            proc,
+            since: Instant::now(),
+        };
+    }
+
+    /// The gateway's process, if one runs, for the mesh to stop.
+    pub fn into_procs(self) -> Vec<Proc> {
+        match self.state {
+            State::Starting { proc, .. } | State::Running { proc, .. } => vec![proc],
+            State::Absent | State::Waiting { .. } => Vec::new(),
+        }
+    }
+
+    /// Follows the store's Gateways; never returns (the mesh's shutdown ends it).
+    pub async fn run(&mut self) {
+        let mut rx = self.store.subscribe();
+        let mut open = true;
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            let resources: Vec<Resource> = snapshot
+                .resources
+                .values()
+                .map(|s| s.resource.clone())
+                .collect();
+            self.follow(&resources);
+            loop {
+                let changed = if open {
+                    match tokio::time::timeout(TICK, rx.changed()).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(_)) => {
+                            open = false;
+                            false
+                        }
+                        Err(_) => false,
+                    }
+                } else {
+                    tokio::time::sleep(TICK).await;
+                    false
+                };
+                self.check().await;
+                if changed {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Starts the gateway when a Gateway first selects it, and says which ports Gateways
+    /// added while it runs.
+    fn follow(&mut self, resources: &[Resource]) {
+        let Some(planned) = gateway::plan(resources, &self.overrides) else {
+            return;
+        };
+        let Some(running) = &self.ingress else {
+            if let Err(e) = gateway::check_ports(&planned, self.port_flag) {
+                if self.reported.as_deref() != Some(e.as_str()) {
+                    shout!("error: {e}");
+                    self.reported = Some(e);
+                }
+                return;
+            }
+            self.reported = None;
+            self.ingress = Some(planned);
+            self.start();
+            return;
+        };
+        let added: Vec<Served> = planned
+            .served
+            .iter()
+            .filter(|s| !running.served.iter().any(|r| r.local_port == s.local_port))
+            .cloned()
+            .collect();
+        if added.is_empty() && planned.served.len() == running.served.len() {
+            return;
+        }
+        let lines = gateway::summary(
+            &Ingress {
+                ports: planned.ports.clone(),
+                served: added,
+            },
+            &self.logs,
+        );
+        for line in lines {
+            say!("{}", line.trim_start());
+        }
+        self.ingress = Some(planned);
+    }
+
+    fn start(&mut self) {
+        let Some(ingress) = &self.ingress else { return };
+        let admin = match self.admin {
+            Some(a) => a,
+            None => match self.reserved.reserve() {
+                Ok(a) => {
+                    if !SHAREABLE {
+                        // The gateway can't bind a port held this way: hand it over.
+                        self.reserved.release(a);
+                    }
+                    self.admin = Some(a);
+                    a
+                }
+                Err(e) => {
+                    shout!("error: {NAME}: no free loopback port: {e}");
+                    return;
+                }
+            },
+        };
+        say!("{}", gateway::starting(ingress));
+        match gateway::start(ingress, self.xds, admin, &self.logs, &self.proxy_bin) {
+            Ok(proc) => {
+                self.state = State::Starting {
+                    proc,
+                    since: Instant::now(),
+                    waiting: None,
+                };
+            }
+            Err(e) => {
+                shout!("error: {NAME}.{NAMESPACE}: cannot start: {e}");
+                self.crashed(None);
+            }
+        }
+    }
+
+    /// Moves a starting gateway to running once ready; restarts an exited one after its
+    /// back-off.
+    async fn check(&mut self) {
+        let (Some(ingress), Some(admin)) = (&self.ingress, self.admin) else {
+            return;
+        };
+        match &mut self.state {
+            State::Absent => {}
+            State::Waiting { at } => {
+                if Instant::now() >= *at {
+                    self.start();
+                }
+            }
+            State::Running { proc, since } => {
+                if let Some(what) = exited(std::slice::from_mut(proc)) {
+                    if since.elapsed() >= STEADY {
+                        self.restarts = 0;
+                    }
+                    self.crashed(Some(what));
+                }
+            }
+            State::Starting {
+                proc,
+                since,
+                waiting,
+            } => {
+                let probe =
+                    gateway::probe(ingress, admin, std::slice::from_mut(proc), &self.registry)
+                        .await;
+                match probe {
+                    Probe::Ready => {
+                        say!("✔ {NAME}.{NAMESPACE} ready");
+                        for line in gateway::summary(ingress, &self.logs) {
+                            say!("{}", line.trim_start());
+                        }
+                        let since = *since;
+                        if let State::Starting { proc, .. } =
+                            std::mem::replace(&mut self.state, State::Absent)
+                        {
+                            self.state = State::Running { proc, since };
+                        }
+                    }
+                    Probe::Failed(why) => self.crashed(Some(why)),
+                    Probe::Waiting(port) if since.elapsed() > gateway::READY_WITHIN => {
+                        self.crashed(Some(gateway::not_ready(port)));
+                    }
+                    Probe::Waiting(port) => *waiting = port,
+                }
+            }
+        }
+    }
+
+    /// Stops what is left of the gateway and schedules its restart.
+    fn crashed(&mut self, why: Option<String>) {
+        let delay = backoff(self.restarts);
+        self.restarts = self.restarts.saturating_add(1);
+        if let State::Starting { proc, .. } | State::Running { proc, .. } =
+            std::mem::replace(&mut self.state, State::Absent)
+        {
+            let mut procs = vec![proc];
+            // Its process group may still hold the ports; stop it before the next start.
+            tokio::spawn(async move { stop_all(&mut procs).await });
+        }
+        shout!(
+            "↻ {NAME}.{NAMESPACE}: {}; restart {} in {} s (see {}/{NAME}.log)",
+            why.unwrap_or_else(|| "exited".into()),
+            self.restarts,
+            delay.as_secs_f64(),
+            self.logs.display()
+        );
+        self.state = State::Waiting {
+            at: Instant::now() + delay,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_from_ten_seconds_to_five_minutes() {
+        // The test process doesn't set KEEL_RESTART_BACKOFF_MS.
+        if std::env::var_os("KEEL_RESTART_BACKOFF_MS").is_some() {
+            return;
+        }
+        let secs: Vec<u64> = (0..7).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
+    }
+}

@@ -1,0 +1,121 @@
+//! The local mesh's ingress gateway follows the store: a mesh started without a Gateway gets
+//! one when a Gateway selecting `istio: ingressgateway` is applied (as Istio's ingress tasks
+//! apply `httpbin-gateway.yaml` to a running cluster), a Gateway added later adds its port, and
+//! a gateway that dies is restarted like any pod.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Mesh, binaries_built, eventually, get};
+
+const HTTPBIN: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin}
+spec:
+  ports: [{name: http, port: 8000, targetPort: 8080}]
+  selector: {app: httpbin}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  template:
+    metadata: {labels: {app: httpbin}}
+    spec:
+      containers:
+      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
+"#;
+
+/// A Gateway named `name` on `port` and a VirtualService sending its traffic to httpbin.
+fn gateway(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: {name}}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - {{port: {{number: {port}, name: http, protocol: HTTP}}, hosts: [\"*\"]}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {name}}}
+spec:
+  hosts: [\"*\"]
+  gateways: [{name}]
+  http:
+  - route: [{{destination: {{host: httpbin, port: {{number: 8000}}}}}}]
+"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The pid of the process whose stdout is `log` (the gateway writes to its own log file).
+fn writer_of(log: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_link(e.path().join("fd/1")).ok()? == log).then_some(pid)
+    })
+}
+
+fn served_through(port: u16) -> Option<()> {
+    let r = std::panic::catch_unwind(|| get(port, &format!("http://127.0.0.1:{port}/get"), &[]));
+    (r.ok()?.status == 200).then_some(())
+}
+
+#[test]
+fn a_gateway_applied_later_starts_the_ingress_gateway_and_it_is_restarted_when_it_dies() {
+    if !binaries_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("httpbin.yaml");
+    std::fs::write(&manifests, HTTPBIN).unwrap();
+    let mesh = Mesh::up_with(&[&manifests], &[], &[("KEEL_RESTART_BACKOFF_MS", "50")]);
+    let log = mesh.state.join("logs/istio-ingressgateway.log");
+    assert!(!log.exists(), "no Gateway yet, so no ingress gateway");
+
+    let first = free_port();
+    mesh.apply_yaml("gw.yaml", &gateway("first", first));
+    eventually("the ingress gateway to serve the applied Gateway", || {
+        served_through(first)
+    });
+
+    // A second Gateway adds a listener to the running gateway.
+    let second = free_port();
+    mesh.apply_yaml("gw2.yaml", &gateway("second", second));
+    eventually("the second Gateway's port", || served_through(second));
+
+    // Killed, it comes back (after a 50 ms back-off here) and serves again.
+    let pid = writer_of(&log).expect("the gateway's process");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    eventually("the gateway to be restarted", || {
+        writer_of(&log).filter(|p| *p != pid)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    eventually("the restarted gateway to serve both ports", || {
+        served_through(first)?;
+        served_through(second)
+    });
+    let stderr = std::fs::read_to_string(mesh.dir.path().join("keel-up.stderr")).unwrap();
+    assert!(
+        stderr.contains("↻ istio-ingressgateway.istio-system:"),
+        "{stderr}"
+    );
+    mesh.down();
+}
