@@ -12,6 +12,7 @@
 //! ServiceEntries (today the snapshot compilers read them straight from the store).
 
 pub mod api;
+pub mod ca;
 pub mod emit;
 pub mod store;
 pub mod time;

@@ -14,6 +14,8 @@
 //!   their versions (a hash of the encoding, stable across restarts of either side). **For
 //!   now the payload is the JSON of `keel-snapshot`'s types**; the codec is the one place that
 //!   knows, so protobuf messages can replace JSON later without touching either side's logic.
+//! - `pb::istio::v1::auth`: Istio's certificate service (`IstioCertificateService/CreateCertificate`),
+//!   which the control plane's CA serves and the proxy calls for its workload certificate.
 //! - [`node`]: what a proxy tells the control plane about itself (`Node.id` and
 //!   `Node.metadata`: namespace, labels, workload, ports, sidecar or gateway).
 //!
@@ -61,6 +63,13 @@ pub mod pb {
     pub mod google {
         pub mod rpc {
             tonic::include_proto!("google.rpc");
+        }
+    }
+    pub mod istio {
+        pub mod v1 {
+            pub mod auth {
+                tonic::include_proto!("istio.v1.auth");
+            }
         }
     }
 }

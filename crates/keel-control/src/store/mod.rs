@@ -11,7 +11,7 @@
 //! Writes are validated before anything changes: an apply with one invalid resource is
 //! rejected as a whole with every reason ([`StoreError::Rejected`]).
 
-mod atomic;
+pub(crate) mod atomic;
 mod dir;
 mod input;
 mod layout;
