@@ -17,7 +17,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 D=$(mktemp -d /tmp/keel-churn.XXXX)
 trap '"$BIN/keel" down --state-dir "$D/state" >/dev/null 2>&1; rm -rf "$D"' EXIT
 "$BIN/keel" demo --state-dir "$D/state" --ingress-port "$PORT" --listen 127.0.0.1:0 \
-  --xds-listen 127.0.0.1:0 --monitoring-listen none >"$D/demo.out" 2>&1 &
+  --xds-listen 127.0.0.1:0 --monitoring-listen none --ca-listen none >"$D/demo.out" 2>&1 &
 for _ in $(seq 1 600); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/productpage")" = 200 ] && break
   sleep 0.1

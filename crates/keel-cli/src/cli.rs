@@ -245,7 +245,7 @@ pub struct ServerArgs {
 }
 
 /// Where the control plane listens: `keel control-plane`, `keel up` and `keel demo` share it.
-#[derive(Debug, Clone, Copy, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServerListen {
     /// Address of the HTTP API (keel apply, get, delete)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
@@ -261,6 +261,25 @@ pub struct ServerListen {
     /// same
     #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15014", value_parser = parse_optional_addr)]
     pub monitoring_listen: OptionalAddr,
+
+    /// Address of the CA: Istio's certificate API (CreateCertificate) over TLS, as istiod's
+    /// 15012; `none` to turn it off. If it is taken, the control plane starts without it
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:15012", value_parser = parse_optional_addr)]
+    pub ca_listen: OptionalAddr,
+
+    /// Where the CA keeps its self-signed root (root-cert.pem, root-key.pem), created on first
+    /// start [default: keel up/demo: STATE/ca; control-plane: $KEEL_HOME/ca, else ~/.keel/ca]
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<std::path::PathBuf>,
+
+    /// Istio's plug-in CA layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem, as in
+    /// the cacerts secret): sign as that intermediate instead of a self-signed root
+    #[arg(long, value_name = "DIR")]
+    pub ca_plugin_dir: Option<std::path::PathBuf>,
+
+    /// The trust domain of workload identities (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
 }
 
 #[derive(Debug, Args)]

@@ -42,9 +42,13 @@ impl ControlPlane {
                 "127.0.0.1:0",
                 "--monitoring-listen",
                 "127.0.0.1:0",
+                "--ca-listen",
+                "127.0.0.1:0",
                 "--config-dir",
             ])
             .arg(dir.path().join("config"))
+            .arg("--ca-dir")
+            .arg(dir.path().join("ca"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -90,6 +94,27 @@ impl ControlPlane {
             seen.iter()
                 .any(|l| l.starts_with("✔ xDS on http://127.0.0.1:")),
             "{seen:#?}"
+        );
+        // The CA serves from a root it created in --ca-dir.
+        let root = cp.dir.path().join("ca/root-cert.pem");
+        let ca = seen
+            .iter()
+            .find_map(|l| l.strip_prefix("✔ CA on https://"))
+            .unwrap_or_else(|| panic!("CA address printed: {seen:#?}"));
+        assert!(
+            ca.ends_with(&format!(
+                "(trust domain cluster.local; root {})",
+                root.display()
+            )),
+            "{ca}"
+        );
+        let ca_addr = ca.split_whitespace().next().expect("CA address");
+        assert!(std::net::TcpStream::connect(ca_addr).is_ok(), "{ca_addr}");
+        assert!(
+            std::fs::read_to_string(&root)
+                .unwrap_or_default()
+                .starts_with("-----BEGIN CERTIFICATE-----"),
+            "{root:?}"
         );
         cp
     }

@@ -86,7 +86,7 @@ fn start(args: &[&str], state: &Path) -> Mesh {
         .arg("--bin-dir")
         .arg(bin_dir())
         .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
-        .args(["--monitoring-listen", "none"])
+        .args(["--monitoring-listen", "none", "--ca-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         // A file, not the test's own stderr: a keel left running by a failed test must not
         // hold the harness's output open.
@@ -421,7 +421,7 @@ fn a_taken_ingress_port_is_refused_before_anything_starts() {
         .arg("--bin-dir")
         .arg(bin_dir())
         .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
-        .args(["--monitoring-listen", "none"])
+        .args(["--monitoring-listen", "none", "--ca-listen", "127.0.0.1:0"])
         .output()
         .expect("keel demo");
     assert_eq!(out.status.code(), Some(1));

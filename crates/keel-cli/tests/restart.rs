@@ -41,7 +41,7 @@ fn control_plane(dir: &std::path::Path, xds: u16, api: u16) -> Running {
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--xds-listen", &format!("127.0.0.1:{xds}")])
-            .args(["--monitoring-listen", "none"])
+            .args(["--monitoring-listen", "none", "--ca-listen", "none"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

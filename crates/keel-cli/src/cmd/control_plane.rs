@@ -29,16 +29,19 @@ pub fn run(args: &ControlPlaneArgs) -> u8 {
     runtime.block_on(run_async(args, dir))
 }
 
-/// `$KEEL_HOME/config`, else `~/.keel/config`.
-fn default_config_dir() -> Option<PathBuf> {
+/// `$KEEL_HOME`, else `~/.keel`.
+fn keel_home() -> Option<PathBuf> {
     let nonempty = |v: &str| {
         std::env::var_os(v)
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
     };
-    nonempty("KEEL_HOME")
-        .map(|h| h.join("config"))
-        .or_else(|| nonempty("HOME").map(|h| h.join(".keel").join("config")))
+    nonempty("KEEL_HOME").or_else(|| nonempty("HOME").map(|h| h.join(".keel")))
+}
+
+/// `$KEEL_HOME/config`, else `~/.keel/config`.
+fn default_config_dir() -> Option<PathBuf> {
+    keel_home().map(|h| h.join("config"))
 }
 
 async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
@@ -84,7 +87,10 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
             None
         }
     };
-    let bound = match super::servers::bind(&args.servers).await {
+    // The CA's material lives beside the config store's default place, not in it (the store
+    // reads every file of its directory as config).
+    let ca_home = keel_home().map_or_else(|| dir.with_file_name("ca"), |h| h.join("ca"));
+    let bound = match super::servers::bind(&args.servers, &ca_home).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -92,6 +98,7 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
         }
     };
     let (addr, xds_addr, monitoring_addr) = (bound.api_addr, bound.xds_addr, bound.monitoring_addr);
+    let ca_line = bound.ca.as_ref().map(super::servers::ca_summary);
     println!("✔ API on http://{addr} (keel apply, keel get, keel delete)");
     if addr.to_string() != keel_control::api::DEFAULT_ADDR {
         println!("  point the CLI at it with: export KEEL_SERVER=http://{addr}");
@@ -104,6 +111,9 @@ async fn run_async(args: &ControlPlaneArgs, dir: PathBuf) -> u8 {
     println!("✔ xDS on http://{xds_addr} (keel-proxy sidecar --xds http://{xds_addr} ...)");
     if let Some(a) = monitoring_addr {
         println!("✔ metrics on http://{a}/metrics");
+    }
+    if let Some(line) = ca_line {
+        println!("✔ {line}");
     }
     let changes = tokio::spawn(print_changes(store.subscribe()));
     let proxy_events = tokio::spawn(print_proxy_events(servers.registry.clone()));

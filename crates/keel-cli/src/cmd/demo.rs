@@ -142,7 +142,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         state_dir: args.state_dir.clone(),
         bin_dir: bins,
         run: Vec::new(),
-        servers: args.servers,
+        servers: args.servers.clone(),
         root_namespace: "istio-system".to_string(),
         // Bookinfo's Gateway says 80, Istio's current copy 8080: either lands on the port.
         gateway_ports: vec![(80, port), (8080, port)],

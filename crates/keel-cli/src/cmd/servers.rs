@@ -1,11 +1,15 @@
-//! The control plane's two servers over a config store — the HTTP API and the xDS push —
-//! started and stopped together, as `keel control-plane` and `keel up` run them.
+//! The control plane's servers over a config store — the HTTP API, the xDS push, the CA and
+//! the monitoring port — started and stopped together, as `keel control-plane` and `keel up`
+//! run them.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_control::api::server::{ApiState, serve};
+use keel_control::ca::token::{Authenticator, LocalTokens};
+use keel_control::ca::{Ca, CaOptions};
 use keel_control::store::ConfigStore;
 use keel_control::xds::{Debounce, ProxyRegistry, XdsServer};
 use tokio::net::TcpListener;
@@ -32,13 +36,25 @@ pub(crate) struct Bound {
     pub api_addr: SocketAddr,
     pub xds_addr: SocketAddr,
     pub monitoring_addr: Option<SocketAddr>,
+    /// The CA's listener and material, unless turned off or its port was taken.
+    pub ca: Option<BoundCa>,
+}
+
+/// The CA, ready to serve.
+pub(crate) struct BoundCa {
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    pub ca: Arc<Ca>,
+    /// The local mesh's bootstrap tokens (`keel up` gives one to each workload).
+    pub tokens: Arc<LocalTokens>,
 }
 
 /// Binds the API, xDS and monitoring listeners of `keel control-plane`, `keel up` and
 /// `keel demo`. The API and xDS ports must bind (the error says which flag moves them); the
 /// monitoring port need not: the API serves the same `/metrics`, and a second local mesh on
-/// the machine finds 15014 taken.
-pub(crate) async fn bind(at: &ServerListen) -> Result<Bound, String> {
+/// the machine finds 15014 taken. Nor need the CA's: it is reported and left out. Its
+/// material is in `--ca-dir`, else `ca_home`; unreadable material is an error.
+pub(crate) async fn bind(at: &ServerListen, ca_home: &Path) -> Result<Bound, String> {
     let api = TcpListener::bind(at.listen).await.map_err(|e| {
         format!(
             "cannot listen on {}: {e} (is another control plane running? choose another address with --listen)",
@@ -63,7 +79,20 @@ pub(crate) async fn bind(at: &ServerListen) -> Result<Bound, String> {
             }
         },
     };
+    let ca = match at.ca_listen.0 {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(listener) => Some(load_ca(at, ca_home, listener).await?),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot listen on {addr} for the CA: {e}; workloads can't get certificates from this control plane (choose another address with --ca-listen)"
+                );
+                None
+            }
+        },
+    };
     Ok(Bound {
+        ca,
         api_addr: api.local_addr().unwrap_or(at.listen),
         xds_addr: xds.local_addr().unwrap_or(at.xds_listen),
         monitoring_addr: monitoring.as_ref().and_then(|l| l.local_addr().ok()),
@@ -73,12 +102,62 @@ pub(crate) async fn bind(at: &ServerListen) -> Result<Bound, String> {
     })
 }
 
+/// The CA's line in a start-up summary: where it listens and where its root is.
+pub(crate) fn ca_summary(ca: &BoundCa) -> String {
+    let source = match ca.ca.source() {
+        keel_control::ca::CaSource::SelfSigned(dir) => {
+            format!("root {}", dir.join("root-cert.pem").display())
+        }
+        keel_control::ca::CaSource::PlugIn(dir) => {
+            format!("intermediate from {}", dir.display())
+        }
+    };
+    format!(
+        "CA on https://{} (trust domain {}; {source})",
+        ca.addr,
+        ca.ca.trust_domain()
+    )
+}
+
+/// Loads (or, on first start, creates) the CA's material.
+async fn load_ca(
+    at: &ServerListen,
+    ca_home: &Path,
+    listener: TcpListener,
+) -> Result<BoundCa, String> {
+    let dir = at.ca_dir.clone().unwrap_or_else(|| ca_home.to_path_buf());
+    let plugin = at.ca_plugin_dir.clone();
+    let opts = CaOptions {
+        trust_domain: at.trust_domain.clone(),
+        ..CaOptions::default()
+    };
+    let trust_domain = at.trust_domain.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let ca = Ca::load_or_create(&dir, plugin.as_deref(), opts)
+            .map_err(|e| format!("cannot load the CA: {e}"))?;
+        let key = dir.join("token-key");
+        let tokens = LocalTokens::load_or_create(&key, &trust_domain)
+            .map_err(|e| format!("cannot load the CA's token key {}: {e}", key.display()))?;
+        Ok::<_, String>((ca, tokens))
+    })
+    .await
+    .map_err(|e| format!("cannot load the CA: {e}"))??;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok(BoundCa {
+        listener,
+        addr,
+        ca: Arc::new(loaded.0),
+        tokens: Arc::new(loaded.1),
+    })
+}
+
 /// Starts the servers on their listeners: API, xDS and, when bound, the monitoring port.
 pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &str) -> Servers {
     let Bound {
         api,
         xds,
         monitoring,
+        ca,
         ..
     } = bound;
     let server = XdsServer::new(&*store, root_namespace, Debounce::default());
@@ -106,6 +185,33 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
             .await
             .map_err(|e| format!("the xDS server stopped: {e}"))
     });
+    if let Some(BoundCa {
+        listener,
+        addr,
+        ca,
+        tokens,
+    }) = ca
+    {
+        let ip = addr.ip().to_string();
+        match keel_control::ca::service::tls_config(&ca, &[ip.as_str()]) {
+            Ok(config) => {
+                let service = keel_control::ca::service::CertificateService::new(
+                    ca,
+                    tokens as Arc<dyn Authenticator>,
+                );
+                let ca_stopped = stopped(stop_rx.clone());
+                tokio::spawn(async move {
+                    let served =
+                        keel_control::ca::service::serve(listener, config, service, ca_stopped)
+                            .await;
+                    if let Err(e) = served {
+                        eprintln!("warning: the CA stopped: {e}");
+                    }
+                });
+            }
+            Err(e) => eprintln!("warning: the CA can't serve TLS: {e}"),
+        }
+    }
     if let Some(listener) = monitoring {
         let monitoring_stopped = stopped(stop_rx.clone());
         tokio::spawn(async move {

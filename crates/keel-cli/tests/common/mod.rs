@@ -92,6 +92,7 @@ impl Mesh {
             .arg(bin_dir())
             .args(["--listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"])
             .args(["--monitoring-listen", "127.0.0.1:0"])
+            .args(["--ca-listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -317,7 +317,7 @@ async fn mesh(
             return exit::FAILURE;
         }
     }
-    let bound = match super::servers::bind(&args.servers).await {
+    let bound = match super::servers::bind(&args.servers, &dir.join("ca")).await {
         Ok(b) => b,
         Err(e) => {
             shout!("error: {e}");
