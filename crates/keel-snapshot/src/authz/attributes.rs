@@ -26,6 +26,8 @@ pub struct Attributes<'a> {
     /// The TLS server name the client asked for.
     pub sni: Option<&'a str>,
     /// `None`: a plain TCP connection, decided by Istio's rule for HTTP-only attributes.
+    /// Traffic the proxy serves as HTTP is decided per request, never per connection: Istio
+    /// applies only its HTTP RBAC filter there.
     pub http: Option<HttpAttributes<'a>>,
 }
 

@@ -432,6 +432,58 @@ mod tests {
         assert!(PathMatch::parse("/a/{**}/{*}").is_err());
     }
 
+    /// Envoy compiles a URI template to a regex: `*` → `[pchar]+`, `**` → `[pchar/]*`, the
+    /// rest literal. The scan above must agree with it on any path.
+    fn envoy_regex(template: &str) -> regex::Regex {
+        const LIT: &str = r"a-zA-Z0-9\-._~%!$&'()+,;:@=";
+        let mut re = String::from("^");
+        let mut rest = template;
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("{**}") {
+                re.push_str(&format!("[{LIT}/]*"));
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("{*}") {
+                re.push_str(&format!("[{LIT}]+"));
+                rest = r;
+            } else {
+                let c = rest.chars().next().unwrap_or_default();
+                re.push_str(&regex::escape(&c.to_string()));
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).expect("regex")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn templates_agree_with_envoys_regex(
+            head in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "{*}"]), 0..4),
+            many in proptest::bool::ANY,
+            tail in proptest::collection::vec(proptest::sample::select(vec!["a", "b.txt"]), 0..2),
+            path in "(/|a|b|\\.txt|\\?){0,12}",
+        ) {
+            let mut template = String::new();
+            for seg in &head {
+                template.push('/');
+                template.push_str(seg);
+            }
+            if many {
+                template.push_str("/{**}");
+            }
+            for seg in &tail {
+                template.push('/');
+                template.push_str(seg);
+            }
+            if template.is_empty() {
+                template.push('/');
+            }
+            let ours = PathMatch::parse(&template).expect("template");
+            let want = envoy_regex(&template).is_match(&path);
+            proptest::prop_assert_eq!(ours.matches(&path), want, "{} vs {}", template, path);
+        }
+    }
+
     #[test]
     fn cidrs_and_ports() {
         let net = parse_cidr("10.1.0.0/16").expect("cidr");

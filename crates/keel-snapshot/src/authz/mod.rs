@@ -41,6 +41,13 @@ pub struct WorkloadPolicies {
     pub policies: Vec<Policy>,
 }
 
+impl WorkloadPolicies {
+    /// No policy applies: the proxy can skip evaluation (everything is allowed).
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
 /// One AuthorizationPolicy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
