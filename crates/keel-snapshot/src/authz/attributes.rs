@@ -18,7 +18,8 @@ pub struct Attributes<'a> {
     pub remote_ip: Option<IpAddr>,
     /// The local address the connection was accepted on.
     pub destination_ip: IpAddr,
-    /// The port the connection was addressed to (for a sidecar, the application's port).
+    /// The port the connection was addressed to: for a sidecar the application's (target)
+    /// port, for a gateway the port it listens on (8080, not the Service's 80), as in Istio.
     pub destination_port: u16,
     /// The mTLS peer; `None` for plaintext, where principal, namespace and service-account
     /// fields never match (and their `not` forms always do).
