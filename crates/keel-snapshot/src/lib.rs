@@ -6,6 +6,7 @@
 //! serialisable (for `/config_dump` and the push protocol), comparable, and free of runtime
 //! state such as compiled regexes or load-balancer counters, which the proxy derives.
 
+pub mod authz;
 pub mod cluster;
 pub mod compile;
 pub mod listener;

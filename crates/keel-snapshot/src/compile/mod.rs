@@ -9,7 +9,9 @@
 //! - [`gateway`]: a gateway's listeners from Gateway servers.
 //! - [`sidecar`]: a sidecar's outbound (15001) and inbound (15006) listeners.
 //! - [`visibility`]: `exportTo`, which resources a sidecar's namespace sees.
+//! - [`authz`]: the AuthorizationPolicies that apply to a workload, compiled for evaluation.
 
+pub mod authz;
 pub mod delegate;
 pub mod gateway;
 pub mod policy;
@@ -20,6 +22,8 @@ pub mod sidecar;
 mod sidecar_inbound;
 pub mod visibility;
 
+#[cfg(test)]
+mod authz_tests;
 #[cfg(test)]
 mod gateway_tests;
 
