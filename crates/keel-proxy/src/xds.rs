@@ -358,6 +358,7 @@ mod tests {
             http: None,
             tls: Vec::new(),
             tcp: Vec::new(),
+            peer_authn: None,
         }
     }
 

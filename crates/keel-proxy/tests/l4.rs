@@ -27,6 +27,7 @@ fn listener(name: &str, port: u16, kind: ListenerKind, protocol: ListenerProtoco
         http: None,
         tls: Vec::new(),
         tcp: Vec::new(),
+        peer_authn: None,
     }
 }
 

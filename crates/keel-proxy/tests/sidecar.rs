@@ -527,6 +527,7 @@ mod netns {
                     route("7000", Some(7000), "hit"),
                     route("rest", None, "miss"),
                 ],
+                peer_authn: None,
             }],
             clusters: [
                 (

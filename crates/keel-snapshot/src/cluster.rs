@@ -45,9 +45,14 @@ pub struct Endpoint {
     pub workload: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
-    /// `spiffe://...` identity expected behind it (for mTLS, later).
+    /// `spiffe://...` identity expected behind it: its service account's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub identity: String,
+    /// The workload behind it accepts Istio mTLS: it has a sidecar (label
+    /// `security.istio.io/tlsMode: istio`, as Istio's injector sets) and its PeerAuthentication
+    /// for this port is not DISABLE. Auto mTLS sends mTLS to it and plaintext to the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mtls: bool,
 }
 
 /// An IP endpoint, or a DNS name the proxy resolves (ServiceEntry `resolution: DNS`).

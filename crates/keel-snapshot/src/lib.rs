@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{
     Cluster, Endpoint, EndpointAddress, HashKey, LbPolicy, LocalityLb, UpstreamProtocol,
 };
-pub use listener::{Listener, ListenerKind, ListenerProtocol};
+pub use listener::{Listener, ListenerKind, ListenerProtocol, MtlsMode, PeerAuthn};
 pub use route::{
     HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite, RouteAction,
     RoutePolicy, RouteTable, StringMatcher, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,

@@ -22,6 +22,37 @@ pub struct Listener {
     /// Routing of opaque TCP, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpRoute>,
+    /// Which peers the sidecar's inbound listener accepts, from PeerAuthentication. `None`
+    /// on outbound and gateway listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_authn: Option<PeerAuthn>,
+}
+
+/// A workload's effective PeerAuthentication mode, resolved (never UNSET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MtlsMode {
+    /// Plaintext only: a TLS connection is passed to the app as bytes.
+    Disable,
+    /// mTLS and plaintext both accepted (Istio's default).
+    #[default]
+    Permissive,
+    /// mTLS only: plaintext connections are closed.
+    Strict,
+}
+
+/// The mode for the workload, and per-port overrides keyed by the workload's port.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PeerAuthn {
+    pub mode: MtlsMode,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub ports: std::collections::BTreeMap<u16, MtlsMode>,
+}
+
+impl PeerAuthn {
+    pub fn mode_for(&self, port: u16) -> MtlsMode {
+        self.ports.get(&port).copied().unwrap_or(self.mode)
+    }
 }
 
 /// What role a listener plays; it decides defaults such as which `gateways` names match.

@@ -487,3 +487,110 @@ fn a_connection_addressed_to_the_inbound_listener_itself_goes_to_the_first_app_p
                 && r.matches.iter().map(|m| m.port).eq([Some(31001)]))
     );
 }
+
+/// Auto mTLS: endpoints of workloads with a sidecar whose PeerAuthentication is not DISABLE
+/// take mTLS, with their service account's identity; the inbound listener carries the
+/// workload's own PeerAuthentication.
+#[test]
+fn auto_mtls_marks_endpoints_with_sidecars_and_the_inbound_listener_has_peer_authn() {
+    const TEXT: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: httpbin-0, namespace: foo}
+spec:
+  address: 10.0.0.1
+  labels: {app: httpbin, version: v1, security.istio.io/tlsMode: istio}
+  serviceAccount: httpbin
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: httpbin-legacy, namespace: foo}
+spec:
+  address: 10.0.0.2
+  labels: {app: httpbin, version: legacy}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: httpbin-disabled, namespace: foo}
+spec:
+  address: 10.0.0.3
+  labels: {app: httpbin, version: v3, security.istio.io/tlsMode: istio}
+  serviceAccount: httpbin
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: v3-off, namespace: foo}
+spec:
+  selector: {matchLabels: {version: v3}}
+  mtls: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: foo}
+spec:
+  mtls: {mode: STRICT}
+"#;
+    let loaded = keel_config::load_str(TEXT, "mtls.yaml", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let client = SidecarOptions {
+        namespace: "foo".into(),
+        labels: [("app".to_string(), "sleep".to_string())].into(),
+        ..Default::default()
+    };
+    let s = compile(&loaded.resources, &client).snapshot;
+    let cluster = s
+        .clusters
+        .get("outbound|8000||httpbin.foo.svc.cluster.local")
+        .expect("httpbin cluster");
+    let mut eps: Vec<(String, bool, String)> = cluster
+        .endpoints
+        .iter()
+        .map(|e| (e.address.to_string(), e.mtls, e.identity.clone()))
+        .collect();
+    eps.sort();
+    let id = "spiffe://cluster.local/ns/foo/sa/httpbin".to_string();
+    assert_eq!(
+        eps,
+        vec![
+            ("10.0.0.1:8080".into(), true, id.clone()),
+            ("10.0.0.2:8080".into(), false, String::new()),
+            ("10.0.0.3:8080".into(), false, id),
+        ]
+    );
+    // The inbound listener of a workload in foo: the namespace's STRICT, or DISABLE for v3.
+    let inbound = |labels: &[(&str, &str)]| {
+        let opts = SidecarOptions {
+            namespace: "foo".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let s = compile(&loaded.resources, &opts).snapshot;
+        listener(&s, "virtualInbound")
+            .peer_authn
+            .clone()
+            .expect("peer_authn")
+            .mode
+    };
+    assert_eq!(
+        inbound(&[("app", "httpbin"), ("version", "v1")]),
+        keel_snapshot::MtlsMode::Strict
+    );
+    assert_eq!(
+        inbound(&[("app", "httpbin"), ("version", "v3")]),
+        keel_snapshot::MtlsMode::Disable
+    );
+    assert!(
+        listener(&s, "virtualOutbound").peer_authn.is_none(),
+        "outbound listeners take no peer authentication"
+    );
+}

@@ -145,6 +145,7 @@ mod tests {
             http: None,
             tls: Vec::new(),
             tcp: Vec::new(),
+            peer_authn: None,
         }
     }
 
@@ -166,6 +167,7 @@ mod tests {
                 workload: "reviews-v1".into(),
                 namespace: "default".into(),
                 identity: String::new(),
+                mtls: false,
             }],
             traffic_policy: None,
         }

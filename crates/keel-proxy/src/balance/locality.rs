@@ -333,6 +333,7 @@ mod tests {
             workload: String::new(),
             namespace: String::new(),
             identity: String::new(),
+            mtls: false,
         }
     }
 

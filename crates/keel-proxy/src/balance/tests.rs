@@ -19,6 +19,7 @@ fn ep(addr: &str, weight: u32, locality: &str) -> Endpoint {
         workload: String::new(),
         namespace: String::new(),
         identity: String::new(),
+        mtls: false,
     }
 }
 

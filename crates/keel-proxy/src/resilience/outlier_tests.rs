@@ -283,6 +283,7 @@ fn endpoint(ip: &str) -> Endpoint {
         workload: String::new(),
         namespace: String::new(),
         identity: String::new(),
+        mtls: false,
     }
 }
 

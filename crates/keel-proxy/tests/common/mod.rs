@@ -122,6 +122,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], protocol: UpstreamProtocol)
                 workload: String::new(),
                 namespace: String::new(),
                 identity: String::new(),
+                mtls: false,
             })
             .collect(),
         traffic_policy: None,

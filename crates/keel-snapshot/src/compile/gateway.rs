@@ -130,6 +130,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             http: None,
             tls: Vec::new(),
             tcp: Vec::new(),
+            peer_authn: None,
         };
         for (r, v) in &vses {
             if !binding.selected_by(&v.gateways, r.namespace()) {

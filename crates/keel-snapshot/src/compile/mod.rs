@@ -14,6 +14,7 @@
 pub mod authz;
 pub mod delegate;
 pub mod gateway;
+pub mod peer_authn;
 pub mod policy;
 pub mod registry;
 mod route_parts;
@@ -29,6 +30,8 @@ mod gateway_tests;
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const DEFAULT_DOMAIN: &str = "cluster.local";
+/// The mesh's trust domain: workload identities are `spiffe://cluster.local/ns/NS/sa/SA`.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// A problem found while compiling that the proxy can run without (reported to the user,
 /// e.g. a route to a host that is in no registry).

@@ -9,7 +9,7 @@ use keel_config::model::networking::service_entry::{Resolution, ServiceEntry};
 use keel_config::model::networking::workload_entry::WorkloadEntry;
 use keel_config::{Resource, Spec};
 
-use super::{DEFAULT_DOMAIN, fqdn};
+use super::{DEFAULT_DOMAIN, DEFAULT_TRUST_DOMAIN, fqdn};
 use crate::cluster::{Endpoint, EndpointAddress};
 
 /// A port of a service.
@@ -45,6 +45,9 @@ pub struct Instance {
     pub weight: u32,
     pub workload: String,
     pub namespace: String,
+    /// Its Kubernetes service account (WorkloadEntry `serviceAccount`, the Pod's
+    /// `serviceAccountName`): its identity is `spiffe://cluster.local/ns/NS/sa/SA`.
+    pub service_account: String,
 }
 
 impl Service {
@@ -73,7 +76,16 @@ impl Service {
                     weight: i.weight.max(1),
                     workload: i.workload.clone(),
                     namespace: i.namespace.clone(),
-                    identity: String::new(),
+                    identity: if i.service_account.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "spiffe://{DEFAULT_TRUST_DOMAIN}/ns/{}/sa/{}",
+                            i.namespace, i.service_account
+                        )
+                    },
+                    // Decided by the route builder, which knows PeerAuthentications.
+                    mtls: false,
                 })
             })
             .collect()
@@ -163,6 +175,7 @@ impl Registry {
                 weight: w.weight.max(1),
                 workload: name.to_string(),
                 namespace: ns.to_string(),
+                service_account: w.service_account.clone(),
             }
         };
         if let Some(eps) = &se.endpoints {
@@ -202,6 +215,7 @@ impl Registry {
                     weight: 1,
                     workload: String::new(),
                     namespace: r.namespace().to_string(),
+                    service_account: String::new(),
                 }];
             }
             self.services.insert(
@@ -272,14 +286,16 @@ impl Registry {
                         })
                         .collect();
                     for a in &subset.addresses {
+                        let (labels, service_account) = pod_facts(
+                            resources,
+                            a.target_ref.as_ref().map(|t| t.name.as_str()),
+                            r.namespace(),
+                        );
                         instances.push(Instance {
                             address: a.ip.clone(),
                             ports: port_map.clone(),
-                            labels: pod_labels(
-                                resources,
-                                a.target_ref.as_ref().map(|t| t.name.as_str()),
-                                r.namespace(),
-                            ),
+                            labels,
+                            service_account,
                             locality: String::new(),
                             weight: 1,
                             workload: a
@@ -328,6 +344,7 @@ impl Registry {
                         weight: w.weight.max(1),
                         workload: wr.name().to_string(),
                         namespace: wr.namespace().to_string(),
+                        service_account: w.service_account.clone(),
                     });
                 }
             }
@@ -352,17 +369,21 @@ fn target_port_number(p: &keel_config::model::kube::ServicePort) -> u16 {
     }
 }
 
-fn pod_labels(
+fn pod_facts(
     resources: &[Resource],
     pod: Option<&str>,
     namespace: &str,
-) -> BTreeMap<String, String> {
+) -> (BTreeMap<String, String>, String) {
     let Some(name) = pod else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), String::new());
     };
     resources
         .iter()
-        .find(|r| matches!(r.spec, Spec::Pod(_)) && r.name() == name && r.namespace() == namespace)
-        .map(|r| r.meta.labels.clone())
+        .find_map(|r| match &r.spec {
+            Spec::Pod(p) if r.name() == name && r.namespace() == namespace => {
+                Some((r.meta.labels.clone(), p.spec.service_account().to_string()))
+            }
+            _ => None,
+        })
         .unwrap_or_default()
 }

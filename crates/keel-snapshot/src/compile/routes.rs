@@ -7,6 +7,7 @@ use keel_config::model::networking::virtual_service::{
 };
 use keel_config::{Resource, Spec};
 
+use super::peer_authn::PeerAuthnIndex;
 use super::policy::{Client, Policies, lb_policy, merged_policy, subset};
 use super::registry::Registry;
 use super::route_parts::{header_ops, redirect, request_match, rewrite};
@@ -58,10 +59,15 @@ fn gateway_name(g: &str, namespace: &str) -> String {
     }
 }
 
+/// The label Istio's injector puts on pods with a sidecar: their endpoints take mTLS.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
 /// Builds routes and the clusters they need.
 pub struct RouteBuilder<'a> {
     pub registry: &'a Registry,
     pub policies: Policies<'a>,
+    /// For auto mTLS: whether each endpoint's workload accepts it.
+    pub peer_authn: PeerAuthnIndex<'a>,
     pub resources: &'a [Resource],
     pub clusters: BTreeMap<String, Cluster>,
     pub warnings: Vec<Warning>,
@@ -78,8 +84,13 @@ impl<'a> RouteBuilder<'a> {
         resources: &'a [Resource],
         client: Option<Client>,
     ) -> Self {
+        let root = client
+            .as_ref()
+            .map_or("istio-system", |c| c.root_namespace.as_str());
+        let peer_authn = PeerAuthnIndex::new(resources, root);
         RouteBuilder {
             registry,
+            peer_authn,
             policies: Policies::build_for(resources, client),
             resources,
             clusters: BTreeMap::new(),
@@ -150,6 +161,9 @@ impl<'a> RouteBuilder<'a> {
             .as_ref()
             .map(|p| service.endpoints(p))
             .unwrap_or_default();
+        for e in &mut endpoints {
+            e.mtls = self.accepts_mtls(e);
+        }
         if !d.subset.is_empty() {
             let labels = sub.map(|s| s.labels.clone()).unwrap_or_default();
             // An unknown subset selects nothing (Istio: no such cluster, so no endpoints).
@@ -181,6 +195,23 @@ impl<'a> RouteBuilder<'a> {
         };
         self.clusters.insert(name.clone(), cluster);
         name
+    }
+
+    /// Whether auto mTLS may send mTLS to `e`, as Istio decides it: the workload has a
+    /// sidecar (`security.istio.io/tlsMode: istio`, which Istio's injector puts on pods) and
+    /// its PeerAuthentication for the endpoint's port is not DISABLE.
+    fn accepts_mtls(&self, e: &crate::Endpoint) -> bool {
+        if e.labels.get(TLS_MODE_LABEL).map(String::as_str) != Some("istio") {
+            return false;
+        }
+        let port = match &e.address {
+            crate::EndpointAddress::Socket(a) => a.port(),
+            crate::EndpointAddress::Dns { port, .. } => *port,
+        };
+        self.peer_authn
+            .effective(&e.namespace, &e.labels)
+            .mode_for(port)
+            != crate::MtlsMode::Disable
     }
 
     /// The HTTP routes of a VirtualService for a binding (delegates inlined).

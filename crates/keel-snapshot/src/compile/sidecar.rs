@@ -361,6 +361,7 @@ fn outbound(pieces: &[Piece], opts: &SidecarOptions) -> Listener {
         }),
         tls: pieces.iter().flat_map(|p| p.tls.clone()).collect(),
         tcp,
+        peer_authn: None,
     }
 }
 
@@ -388,6 +389,7 @@ fn port_listener(pieces: &[Piece], port: u16, opts: &SidecarOptions) -> Listener
         }),
         tls: on_port.iter().flat_map(|p| p.tls.clone()).collect(),
         tcp,
+        peer_authn: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use keel_config::types::IntOrString;
 use keel_config::{Resource, Spec};
 
+use super::peer_authn::PeerAuthnIndex;
 use super::sidecar::{Class, INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, class};
 use super::{DEFAULT_DOMAIN, fqdn};
 use crate::cluster::{Cluster, Endpoint, EndpointAddress, LbPolicy, UpstreamProtocol};
@@ -98,6 +99,10 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
         }),
         tls: Vec::new(),
         tcp,
+        peer_authn: Some(
+            PeerAuthnIndex::new(resources, &opts.root_namespace)
+                .effective(&opts.namespace, &opts.labels),
+        ),
     };
     (listener, clusters)
 }
@@ -228,6 +233,7 @@ pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
             workload: String::new(),
             namespace: String::new(),
             identity: String::new(),
+            mtls: false,
         }],
         traffic_policy: None,
     }
