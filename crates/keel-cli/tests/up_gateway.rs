@@ -86,6 +86,45 @@ fn a_gateway_applied_later_starts_the_ingress_gateway_and_it_is_restarted_when_i
     let log = mesh.state.join("logs/istio-ingressgateway.log");
     assert!(!log.exists(), "no Gateway yet, so no ingress gateway");
 
+    // `keel get endpoints` shows where a client outside the mesh reaches httpbin: its sidecar's
+    // inbound port, which takes plaintext (PERMISSIVE, the default).
+    let out = std::process::Command::new(common::KEEL)
+        .args([
+            "get",
+            "endpoints",
+            "httpbin",
+            "-o",
+            "json",
+            "--server",
+            &mesh.api,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ep["kind"], "Endpoints", "{ep}");
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1", "{ep}");
+    let port = ep["subsets"][0]["ports"][0]["port"].as_u64().unwrap() as u16;
+    let table = std::process::Command::new(common::KEEL)
+        .args(["get", "ep", "--server", &mesh.api])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("httpbin   127.0.0.1:{port}")),
+        "{table}"
+    );
+    let direct = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /get HTTP/1.1\r\nHost: httpbin:8000\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    assert!(direct.starts_with("HTTP/1.1 200"), "{direct}");
+
     let first = free_port();
     mesh.apply_yaml("gw.yaml", &gateway("first", first));
     eventually("the ingress gateway to serve the applied Gateway", || {

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `POST /apis/apply[?namespace=NS][&dryRun=true]` | create or replace the resources in the body, all or nothing |
 //! | `POST /apis/delete[?namespace=NS][&dryRun=true]` | delete the resources named in the body |
-//! | `GET /apis/resources?kind=K[&namespace=NS][&name=N]` | a `kind: List` of stored objects (JSON) |
+//! | `GET /apis/resources?kind=K[&namespace=NS][&name=N]` | a `kind: List` of stored objects (JSON); for `endpoints`, each Service's endpoints as the registry computes them |
 //! | `GET /apis/problems` | problems in the stored files (invalid edits kept out, duplicates) |
 //! | `GET /apis/proxies` | the connected proxies and their sync state per type ([`crate::xds::ProxiesResponse`]) |
 //! | `GET /version` | `{"version", "gitCommit", "storeVersion"}` |
@@ -25,6 +25,7 @@
 //! a port of its own so that the metrics port 15014 can be exposed without exposing writes).
 
 pub mod client;
+mod endpoints;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

@@ -203,7 +203,11 @@ fn list(state: &ApiState, query: &[(String, String)]) -> Reply {
         name: get("name"),
     };
     let snapshot = state.store.snapshot();
-    let items: Vec<&serde_json::Value> = snapshot.list(&filter).map(|r| &r.object).collect();
+    let items: Vec<serde_json::Value> = if kind == Kind::Endpoints {
+        super::endpoints::list(&snapshot, &filter)
+    } else {
+        snapshot.list(&filter).map(|r| r.object.clone()).collect()
+    };
     if let (Some(name), true) = (&filter.name, items.is_empty()) {
         return error(
             StatusCode::NOT_FOUND,
