@@ -301,7 +301,8 @@ pub struct LogsArgs {
     #[arg(value_name = "WORKLOAD")]
     pub workload: String,
 
-    /// `app` (default) or `proxy` (the sidecar)
+    /// A container of the pod (default: the first, as kubectl's default container), or
+    /// `proxy` (the sidecar)
     #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
     pub container: Option<String>,
 

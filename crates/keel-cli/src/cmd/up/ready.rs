@@ -25,6 +25,19 @@ pub(super) async fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether every port accepts connections.
+pub(super) async fn apps_listen(ports: &[u16]) -> bool {
+    for port in ports {
+        if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Why the sidecar `node` rejected its configuration, if it did. A sidecar that can't bind a
 /// listener rejects the configuration naming it, and would never become ready: this says so
 /// at once, with the reason, instead of after the readiness timeout.
@@ -48,7 +61,7 @@ pub(super) async fn wait_ready(
     let deadline = Instant::now() + READY_WITHIN;
     for (r, p) in replicas.iter().zip(ports) {
         let mut proxy_ready = !r.inject;
-        let mut app_ready = !r.listens;
+        let mut app_ready = false;
         let node = format!("{}.{}", r.pod, r.namespace);
         loop {
             if let Some(what) = exited(procs) {
@@ -64,9 +77,7 @@ pub(super) async fn wait_ready(
                 proxy_ready = http_status(p.admin, "/healthz/ready").await == Some(200);
             }
             if !app_ready {
-                app_ready = tokio::net::TcpStream::connect(("127.0.0.1", p.app))
-                    .await
-                    .is_ok();
+                app_ready = apps_listen(&p.listening(r)).await;
             }
             if proxy_ready && app_ready {
                 say!("✔ {}.{} ready", r.pod, r.namespace);

@@ -24,11 +24,12 @@ use keel_config::{Kind, LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, ResourceKey, Snapshot, WriteOptions};
 use keel_control::xds::ProxyRegistry;
 
-use super::image::Program;
 use super::plan::{self, Ports, Replica};
 use super::ports::{PortReservation, SHAREABLE};
-use super::process::{Proc, exited, start_replica, starting, stop_all};
-use super::ready::{http_status, rejected};
+use super::process::{
+    Binaries, Proc, exited, start_replica, starting, stop_all, unshare_app_ports,
+};
+use super::ready::{apps_listen, http_status, rejected};
 use super::{find_bin, pods};
 
 /// How long a replica started here has to become ready before it is reported.
@@ -221,12 +222,7 @@ impl Reconciler {
             .collect();
         stop_all(&mut procs).await;
         for r in &stopping {
-            for port in [
-                r.ports.app,
-                r.ports.inbound,
-                r.ports.outbound,
-                r.ports.admin,
-            ] {
+            for port in r.ports.all() {
                 self.reserved.release(port);
             }
             say!("✔ {}.{} stopped", r.replica.pod, r.replica.namespace);
@@ -237,7 +233,7 @@ impl Reconciler {
     /// (takes traffic) once ready, as Kubernetes lists only ready pods among a Service's
     /// endpoints; see [`Reconciler::check`].
     async fn start(&mut self, r: Replica) {
-        let ports = match self.reserve() {
+        let ports = match Ports::reserve(&r, &mut self.reserved) {
             Ok(p) => p,
             Err(e) => {
                 shout!(
@@ -248,24 +244,20 @@ impl Reconciler {
                 return;
             }
         };
-        say!("{}", starting(&r, ports));
-        if !matches!(r.command.program, Program::Sample(_)) {
-            // A command of the user's may bind without SO_REUSEADDR.
-            self.reserved.release(ports.app);
-        }
-        let sample_bin = match &r.command.program {
-            Program::Sample(_) => find_bin(&self.launch.bins, "keel-sample").ok(),
-            Program::Shell(_) => None,
-        };
+        say!("{}", starting(&r, &ports));
+        unshare_app_ports(&r, &ports, &mut self.reserved);
+        let sample_bin = r
+            .needs_sample()
+            .then(|| find_bin(&self.launch.bins, "keel-sample").ok())
+            .flatten();
         let l = &self.launch;
-        let started = start_replica(
-            &r,
-            ports,
-            l.xds,
-            &l.logs,
-            &l.proxy_bin,
-            sample_bin.as_deref(),
-        );
+        let bins = Binaries {
+            xds: l.xds,
+            logs: &l.logs,
+            proxy: &l.proxy_bin,
+            sample: sample_bin.as_deref(),
+        };
+        let started = start_replica(&r, &ports, &bins);
         if !SHAREABLE {
             self.reserved.release_all();
         }
@@ -289,22 +281,13 @@ impl Reconciler {
                     r.deployment,
                     r.pod
                 );
-                self.release(ports);
+                self.release(&ports);
             }
         }
     }
 
-    fn reserve(&mut self) -> std::io::Result<Ports> {
-        Ok(Ports {
-            app: self.reserved.reserve()?,
-            inbound: self.reserved.reserve()?,
-            outbound: self.reserved.reserve()?,
-            admin: self.reserved.reserve()?,
-        })
-    }
-
-    fn release(&mut self, p: Ports) {
-        for port in [p.app, p.inbound, p.outbound, p.admin] {
+    fn release(&mut self, p: &Ports) {
+        for port in p.all() {
             self.reserved.release(port);
         }
     }
@@ -351,17 +334,14 @@ impl Reconciler {
             }
             let proxy_ready =
                 !r.inject || http_status(run.ports.admin, "/healthz/ready").await == Some(200);
-            let app_ready = !r.listens
-                || tokio::net::TcpStream::connect(("127.0.0.1", run.ports.app))
-                    .await
-                    .is_ok();
+            let app_ready = apps_listen(&run.ports.listening(r)).await;
             if proxy_ready && app_ready {
                 run.starting = None;
-                ready.push((r.clone(), run.ports));
+                ready.push((r.clone(), run.ports.clone()));
             }
         }
         for (r, ports) in ready {
-            match register(&self.launch.store, &r, ports).await {
+            match register(&self.launch.store, &r, &ports).await {
                 Ok(()) => say!("✔ {}.{} ready", r.pod, r.namespace),
                 Err(e) => shout!(
                     "error: deployment {}/{}: cannot register {}: {e}",
@@ -378,7 +358,7 @@ impl Reconciler {
         let (replicas, ports): (Vec<Replica>, Vec<Ports>) = self
             .running
             .values()
-            .map(|r| (r.replica.clone(), r.ports))
+            .map(|r| (r.replica.clone(), r.ports.clone()))
             .unzip();
         if let Err(e) = pods::write(&self.launch.dir, &replicas, &ports) {
             shout!("warning: cannot write pods.json: {e}");
@@ -387,7 +367,7 @@ impl Reconciler {
 }
 
 /// Applies the replica's WorkloadEntry: from now on it takes traffic.
-async fn register(store: &Arc<DirStore>, r: &Replica, ports: Ports) -> Result<(), String> {
+async fn register(store: &Arc<DirStore>, r: &Replica, ports: &Ports) -> Result<(), String> {
     let text = plan::workload_entry(r, ports).to_string();
     let loaded = load_str(&text, &r.pod, &LoadOptions::default());
     if loaded.has_errors() {
@@ -516,7 +496,7 @@ spec:
         );
         let pods: Vec<&str> = want.keys().map(|(_, p)| p.as_str()).collect();
         assert_eq!(pods, ["httpbin-0", "httpbin-1"]);
-        assert_eq!(want.values().next().unwrap().service_ports, ["http"]);
+        assert_eq!(want.values().next().unwrap().service_ports[0].key, "http");
         assert!(failed.contains(&("web".to_string(), "web".to_string())));
         let gone = BTreeSet::from(["web".to_string()]);
         let Desired {
@@ -537,7 +517,7 @@ spec:
         let before = plan(MANIFESTS);
         assert_eq!(plan(MANIFESTS)[&key], before[&key]);
         let after = plan(&MANIFESTS.replace("name: http, port", "name: grpc, port"));
-        assert_eq!(after[&key].service_ports, ["grpc"]);
+        assert_eq!(after[&key].service_ports[0].key, "grpc");
         assert_ne!(after[&key], before[&key]);
     }
 }
