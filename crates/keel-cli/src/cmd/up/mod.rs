@@ -48,6 +48,8 @@ mod ports;
 mod process;
 mod ready;
 mod reconcile;
+mod restart;
+mod supervise;
 
 const PID_FILE: &str = "keel-up.pid";
 
@@ -436,7 +438,7 @@ async fn mesh(
                 None
             }
             what = watch_children(&mut procs) => Some(what),
-            what = reconciler.run() => Some(what),
+            never = reconciler.run() => match never {},
         };
         if let Some(what) = exited {
             shout!("error: {what} exited; shutting down");

@@ -29,6 +29,9 @@ pub struct PodInfo {
     /// The sidecar's outbound listener (the app's `HTTP_PROXY`); 0 without a sidecar.
     pub outbound_port: u16,
     pub admin_port: u16,
+    /// How many times its sidecar was restarted.
+    #[serde(default)]
+    pub sidecar_restarts: u32,
     /// The pod's containers, in order (the first is `keel logs`' default).
     #[serde(default)]
     pub containers: Vec<ContainerInfo>,
@@ -43,6 +46,9 @@ pub struct ContainerInfo {
     pub name: String,
     /// Its log file, in the logs directory.
     pub log: String,
+    /// How many times it was restarted (Kubernetes' `restartCount`).
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// A port of a pod.
@@ -57,45 +63,57 @@ pub struct PortInfo {
     pub inbound_port: u16,
 }
 
-/// Writes `pods.json` (temp file and rename, so readers never see half of it).
+/// Writes `pods.json` for pods just started (no restarts yet).
 pub fn write(dir: &Path, replicas: &[Replica], ports: &[Ports]) -> std::io::Result<()> {
     let pods: Vec<PodInfo> = replicas
         .iter()
         .zip(ports)
-        .map(|(r, p)| PodInfo {
-            pod: r.pod.clone(),
-            namespace: r.namespace.clone(),
-            deployment: r.deployment.clone(),
-            sidecar: r.inject,
-            app_port: p.port_of(r, 0).unwrap_or(0),
-            outbound_port: if r.inject { p.outbound } else { 0 },
-            admin_port: if r.inject { p.admin } else { 0 },
-            containers: r
-                .containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ContainerInfo {
-                    name: c.name.clone(),
-                    log: r.log_file(i),
-                })
-                .collect(),
-            ports: r
-                .ports
-                .iter()
-                .zip(&p.app)
-                .map(|(port, local)| PortInfo {
-                    container_port: port.port,
-                    app_port: *local,
-                    inbound_port: if r.inject && port.targeted {
-                        p.endpoint(r, port.port).unwrap_or(0)
-                    } else {
-                        0
-                    },
-                })
-                .collect(),
-        })
+        .map(|(r, p)| info(r, p, 0, &[]))
         .collect();
-    let text = serde_json::to_vec_pretty(&pods).map_err(std::io::Error::other)?;
+    write_infos(dir, &pods)
+}
+
+/// What `pods.json` says of a pod, with the restarts of its sidecar and of each container.
+pub fn info(r: &Replica, p: &Ports, sidecar_restarts: u32, restarts: &[u32]) -> PodInfo {
+    PodInfo {
+        pod: r.pod.clone(),
+        namespace: r.namespace.clone(),
+        deployment: r.deployment.clone(),
+        sidecar: r.inject,
+        app_port: p.port_of(r, 0).unwrap_or(0),
+        outbound_port: if r.inject { p.outbound } else { 0 },
+        admin_port: if r.inject { p.admin } else { 0 },
+        sidecar_restarts,
+        containers: r
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerInfo {
+                name: c.name.clone(),
+                log: r.log_file(i),
+                restarts: restarts.get(i).copied().unwrap_or(0),
+            })
+            .collect(),
+        ports: r
+            .ports
+            .iter()
+            .zip(&p.app)
+            .map(|(port, local)| PortInfo {
+                container_port: port.port,
+                app_port: *local,
+                inbound_port: if r.inject && port.targeted {
+                    p.endpoint(r, port.port).unwrap_or(0)
+                } else {
+                    0
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Writes `pods.json` (temp file and rename, so readers never see half of it).
+pub fn write_infos(dir: &Path, pods: &[PodInfo]) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(pods).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{PODS_FILE}.tmp"));
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, dir.join(PODS_FILE))
@@ -308,14 +326,17 @@ mod tests {
             app_port: 1,
             outbound_port: 2,
             admin_port: 3,
+            sidecar_restarts: 0,
             containers: vec![
                 ContainerInfo {
                     name: "main".into(),
                     log: format!("{name}.log"),
+                    restarts: 0,
                 },
                 ContainerInfo {
                     name: "helper".into(),
                     log: format!("{name}.helper.log"),
+                    restarts: 0,
                 },
             ],
             ports: Vec::new(),

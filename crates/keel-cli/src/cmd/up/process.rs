@@ -111,8 +111,13 @@ pub(super) fn summary(r: &Replica, p: &Ports, logs: &Path) -> String {
     )
 }
 
+/// A log file opened for appending (a restarted process adds to what it wrote before, as
+/// `kubectl logs --previous` would show), for stdout and stderr.
 pub(super) fn log_file(logs: &Path, name: &str) -> std::io::Result<(std::fs::File, std::fs::File)> {
-    let f = std::fs::File::create(logs.join(name))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(name))?;
     let g = f.try_clone()?;
     Ok((f, g))
 }
@@ -131,6 +136,12 @@ pub(super) fn start_replica(
     ports: &Ports,
     bins: &Binaries,
 ) -> std::io::Result<Vec<Proc>> {
+    // A new pod starts with empty logs (a pod name can be used again).
+    let mut files: Vec<String> = (0..r.containers.len()).map(|i| r.log_file(i)).collect();
+    files.push(format!("{}.proxy.log", r.pod));
+    for f in files {
+        std::fs::File::create(bins.logs.join(f))?;
+    }
     let mut out = Vec::new();
     if r.inject {
         out.push(start_sidecar(r, ports, bins)?);

@@ -1,10 +1,12 @@
 //! Keeps the running replicas in step with the store, as Kubernetes' controllers do: once the
 //! mesh is up, every change of a Deployment, Service or Namespace (`keel apply -f`,
 //! `keel delete -f`) is planned again with [`plan::plan`] and compared with what runs, by
-//! namespace and pod name. New replicas start (ports reserved, app and sidecar started,
-//! readiness awaited in the background, registered once ready), removed ones stop (registration deleted first
-//! so no new traffic reaches them, then SIGTERM to their process groups), and a replica whose
-//! plan changed (its pod template, or the ports and protocol its Services give it) is replaced.
+//! namespace and pod name. New replicas start (ports reserved, sidecar and containers started,
+//! readiness awaited in the background, registered once ready), removed ones stop (registration
+//! deleted first so no new traffic reaches them, then SIGTERM to their process groups), and a
+//! replica whose plan changed (its pod template, or the ports and protocol its Services give
+//! it) is replaced. Between changes it keeps the pods running: each [`Pod`] restarts processes
+//! that exit, deregistered until ready again ([`super::supervise`]).
 //!
 //! Replacing is stop-then-start, not Kubernetes' surge: a replica keeps its pod name
 //! (`httpbin-0`), which names its log files, its sidecar's node id and its WorkloadEntry, so the
@@ -15,39 +17,28 @@
 //! feed back.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_config::{Kind, LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, ResourceKey, Snapshot, WriteOptions};
 use keel_control::xds::ProxyRegistry;
 
+use super::find_bin;
 use super::plan::{self, Ports, Replica};
+use super::pods::{self, PodInfo};
 use super::ports::{PortReservation, SHAREABLE};
-use super::process::{
-    Binaries, Proc, exited, start_replica, starting, stop_all, unshare_app_ports,
-};
-use super::ready::{apps_listen, http_status, rejected};
-use super::{find_bin, pods};
+use super::process::{Binaries, Proc, start_replica, starting, stop_all, unshare_app_ports};
+use super::supervise::Pod;
 
-/// How long a replica started here has to become ready before it is reported.
-const READY_WITHIN: Duration = Duration::from_secs(60);
-
-/// How often started replicas are checked for readiness and exits.
+/// How often pods are checked for readiness and exits.
 const TICK: Duration = Duration::from_millis(100);
 
 /// (namespace, pod name).
 type PodKey = (String, String);
-
-struct Running {
-    replica: Replica,
-    ports: Ports,
-    procs: Vec<Proc>,
-    /// Still starting: when it started. `None` once ready, or once given up on.
-    starting: Option<Instant>,
-}
 
 /// Where and how replicas start.
 pub(super) struct Launch {
@@ -65,7 +56,9 @@ pub(super) struct Launch {
 pub(super) struct Reconciler {
     launch: Launch,
     reserved: PortReservation,
-    running: BTreeMap<PodKey, Running>,
+    running: BTreeMap<PodKey, Pod>,
+    /// `keel-sample`, when found.
+    sample_bin: Option<PathBuf>,
     /// The Deployments, Services and Namespaces (key and generation) last reconciled.
     last: Vec<(ResourceKey, i64)>,
     /// Namespaces that existed as resources: a Deployment in one deleted since stops.
@@ -77,6 +70,7 @@ pub(super) struct Reconciler {
 impl Reconciler {
     pub fn new(launch: Launch) -> Self {
         Reconciler {
+            sample_bin: find_bin(&launch.bins, "keel-sample").ok(),
             launch,
             reserved: PortReservation::default(),
             running: BTreeMap::new(),
@@ -90,24 +84,21 @@ impl Reconciler {
     /// `keel up`'s own reservation until the mesh stops.
     pub fn adopt(&mut self, replica: Replica, ports: Ports, procs: Vec<Proc>) {
         let key = (replica.namespace.clone(), replica.pod.clone());
-        self.running.insert(
-            key,
-            Running {
-                replica,
-                ports,
-                procs,
-                starting: None,
-            },
-        );
+        self.running
+            .insert(key, Pod::new(replica, ports, procs, true));
     }
 
     /// Every process still held, for the mesh to stop.
     pub fn into_procs(self) -> Vec<Proc> {
-        self.running.into_values().flat_map(|r| r.procs).collect()
+        self.running
+            .into_values()
+            .flat_map(|mut p| p.take_procs())
+            .collect()
     }
 
-    /// Follows the store until a ready replica's process exits; returns which.
-    pub async fn run(&mut self) -> String {
+    /// Follows the store, and restarts processes that exit, until the mesh stops (the future
+    /// is dropped).
+    pub async fn run(&mut self) -> Infallible {
         let mut rx = self.launch.store.subscribe();
         let mut open = true;
         loop {
@@ -127,9 +118,7 @@ impl Reconciler {
                     tokio::time::sleep(TICK).await;
                     false
                 };
-                if let Some(what) = self.check().await {
-                    return what;
-                }
+                self.check().await;
                 if changed {
                     break;
                 }
@@ -197,29 +186,18 @@ impl Reconciler {
 
     /// Deregisters, then stops, the replicas `keys` name.
     async fn stop(&mut self, keys: &[PodKey]) {
-        let mut stopping: Vec<Running> =
-            keys.iter().filter_map(|k| self.running.remove(k)).collect();
+        let mut stopping: Vec<Pod> = keys.iter().filter_map(|k| self.running.remove(k)).collect();
         if stopping.is_empty() {
             return;
         }
-        let entries: Vec<ResourceKey> = stopping
-            .iter()
-            .map(|r| ResourceKey::new(Kind::WorkloadEntry, &r.replica.namespace, &r.replica.pod))
-            .collect();
-        let store = self.launch.store.clone();
-        let deleted =
-            tokio::task::spawn_blocking(move || store.delete(&entries, WriteOptions::default()))
-                .await;
-        if let Ok(Err(e)) = deleted {
+        let replicas: Vec<&Replica> = stopping.iter().map(|p| &p.replica).collect();
+        if let Err(e) = deregister(&self.launch.store, &replicas).await {
             shout!("warning: cannot deregister stopped replicas: {e}");
         }
         for r in &stopping {
             say!("… stopping {}.{}", r.replica.pod, r.replica.namespace);
         }
-        let mut procs: Vec<Proc> = stopping
-            .iter_mut()
-            .flat_map(|r| r.procs.drain(..))
-            .collect();
+        let mut procs: Vec<Proc> = stopping.iter_mut().flat_map(Pod::take_procs).collect();
         stop_all(&mut procs).await;
         for r in &stopping {
             for port in r.ports.all() {
@@ -246,33 +224,24 @@ impl Reconciler {
         };
         say!("{}", starting(&r, &ports));
         unshare_app_ports(&r, &ports, &mut self.reserved);
-        let sample_bin = r
-            .needs_sample()
-            .then(|| find_bin(&self.launch.bins, "keel-sample").ok())
-            .flatten();
-        let l = &self.launch;
-        let bins = Binaries {
-            xds: l.xds,
-            logs: &l.logs,
-            proxy: &l.proxy_bin,
-            sample: sample_bin.as_deref(),
-        };
-        let started = start_replica(&r, &ports, &bins);
+        if r.needs_sample() && self.sample_bin.is_none() {
+            shout!(
+                "error: deployment {}/{}: cannot start {}: keel-sample not found beside keel (pass --bin-dir)",
+                r.namespace,
+                r.deployment,
+                r.pod
+            );
+            self.release(&ports);
+            return;
+        }
+        let started = start_replica(&r, &ports, &self.binaries());
         if !SHAREABLE {
             self.reserved.release_all();
         }
         match started {
             Ok(procs) => {
                 let key = (r.namespace.clone(), r.pod.clone());
-                self.running.insert(
-                    key,
-                    Running {
-                        replica: r,
-                        ports,
-                        procs,
-                        starting: Some(Instant::now()),
-                    },
-                );
+                self.running.insert(key, Pod::new(r, ports, procs, false));
             }
             Err(e) => {
                 shout!(
@@ -292,52 +261,43 @@ impl Reconciler {
         }
     }
 
-    /// Reports replicas that became ready, and those that failed while starting (their
-    /// processes are stopped; they stay stopped until their Deployment changes). Returns which
-    /// process of a ready replica exited, if one did.
-    async fn check(&mut self) -> Option<String> {
+    fn binaries(&self) -> Binaries<'_> {
+        let l = &self.launch;
+        Binaries {
+            xds: l.xds,
+            logs: &l.logs,
+            proxy: &l.proxy_bin,
+            sample: self.sample_bin.as_deref(),
+        }
+    }
+
+    /// Restarts processes that exited (their pod is deregistered meanwhile, as Kubernetes
+    /// drops an unready pod from its Services' endpoints) and registers pods that became ready.
+    async fn check(&mut self) {
+        let l = &self.launch;
+        let bins = Binaries {
+            xds: l.xds,
+            logs: &l.logs,
+            proxy: &l.proxy_bin,
+            sample: self.sample_bin.as_deref(),
+        };
+        let mut lost = Vec::new();
+        let mut changed = false;
         let mut ready = Vec::new();
-        for run in self.running.values_mut() {
-            let r = &run.replica;
-            let Some(since) = run.starting else {
-                if let Some(what) = exited(&mut run.procs) {
-                    return Some(what);
-                }
-                continue;
-            };
-            let failure = if let Some(what) = exited(&mut run.procs) {
-                Some(format!("{what} exited while starting (see its log)"))
-            } else if let Some(reason) = r
-                .inject
-                .then(|| rejected(&self.launch.registry, &format!("{}.{}", r.pod, r.namespace)))
-                .flatten()
-            {
-                Some(format!(
-                    "the sidecar of {} rejected its configuration: {reason}",
-                    r.pod
-                ))
-            } else if since.elapsed() > READY_WITHIN {
-                Some(format!(
-                    "{} not ready within {} s",
-                    r.pod,
-                    READY_WITHIN.as_secs()
-                ))
-            } else {
-                None
-            };
-            if let Some(why) = failure {
-                shout!("error: deployment {}/{}: {why}", r.namespace, r.deployment);
-                run.starting = None;
-                stop_all(&mut run.procs).await;
-                run.procs.clear();
-                continue;
+        for pod in self.running.values_mut() {
+            let seen = pod.supervise(&bins);
+            changed |= seen.changed;
+            if seen.lost_ready {
+                lost.push(pod.replica.clone());
             }
-            let proxy_ready =
-                !r.inject || http_status(run.ports.admin, "/healthz/ready").await == Some(200);
-            let app_ready = apps_listen(&run.ports.listening(r)).await;
-            if proxy_ready && app_ready {
-                run.starting = None;
-                ready.push((r.clone(), run.ports.clone()));
+            if pod.became_ready(&self.launch.registry).await {
+                ready.push((pod.replica.clone(), pod.ports.clone()));
+            }
+        }
+        if !lost.is_empty() {
+            let replicas: Vec<&Replica> = lost.iter().collect();
+            if let Err(e) = deregister(&self.launch.store, &replicas).await {
+                shout!("warning: cannot deregister pods whose process exited: {e}");
             }
         }
         for (r, ports) in ready {
@@ -351,16 +311,21 @@ impl Reconciler {
                 ),
             }
         }
-        None
+        if changed {
+            self.write_pods();
+        }
     }
 
     fn write_pods(&self) {
-        let (replicas, ports): (Vec<Replica>, Vec<Ports>) = self
+        let infos: Vec<PodInfo> = self
             .running
             .values()
-            .map(|r| (r.replica.clone(), r.ports.clone()))
-            .unzip();
-        if let Err(e) = pods::write(&self.launch.dir, &replicas, &ports) {
+            .map(|p| {
+                let (sidecar, containers) = p.restarts();
+                pods::info(&p.replica, &p.ports, sidecar, &containers)
+            })
+            .collect();
+        if let Err(e) = pods::write_infos(&self.launch.dir, &infos) {
             shout!("warning: cannot write pods.json: {e}");
         }
     }
@@ -379,6 +344,21 @@ async fn register(store: &Arc<DirStore>, r: &Replica, ports: &Ports) -> Result<(
         store.apply(loaded.resources, WriteOptions::default())
     })
     .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Deletes the WorkloadEntries of `replicas`: they take no more traffic.
+async fn deregister(store: &Arc<DirStore>, replicas: &[&Replica]) -> Result<(), String> {
+    let entries: Vec<ResourceKey> = replicas
+        .iter()
+        .map(|r| ResourceKey::new(Kind::WorkloadEntry, &r.namespace, &r.pod))
+        .collect();
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.delete(&entries, WriteOptions::default())).await
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
