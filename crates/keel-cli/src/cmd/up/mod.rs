@@ -49,6 +49,7 @@ mod process;
 mod ready;
 mod reconcile;
 mod restart;
+mod rollout;
 mod supervise;
 
 const PID_FILE: &str = "keel-up.pid";

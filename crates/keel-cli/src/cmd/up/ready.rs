@@ -38,6 +38,25 @@ pub(super) async fn apps_listen(ports: &[u16]) -> bool {
     true
 }
 
+/// Waits (at most `within`) until every connected proxy has acknowledged a configuration from
+/// store version `version` or later, or rejected one: a pod deregistered at `version` then
+/// gets no new connections, as Kubernetes waits out endpoint propagation before a pod's
+/// processes stop (its sidecar's drain, its `terminationGracePeriodSeconds`).
+pub(super) async fn wait_for_proxies(registry: &ProxyRegistry, version: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    let settled = |p: &keel_control::xds::ProxyStatus| {
+        let from = p
+            .control_plane_version
+            .parse::<u64>()
+            .is_ok_and(|v| v >= version);
+        from && (p.types.values().all(|t| t.state == SyncState::Synced)
+            || p.types.values().any(|t| t.state == SyncState::Nack))
+    };
+    while Instant::now() < deadline && !registry.list().iter().all(settled) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Why the sidecar `node` rejected its configuration, if it did. A sidecar that can't bind a
 /// listener rejects the configuration naming it, and would never become ready: this says so
 /// at once, with the reason, instead of after the readiness timeout.

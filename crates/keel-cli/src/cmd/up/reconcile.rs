@@ -1,16 +1,20 @@
 //! Keeps the running replicas in step with the store, as Kubernetes' controllers do: once the
 //! mesh is up, every change of a Deployment, Service or Namespace (`keel apply -f`,
-//! `keel delete -f`) is planned again with [`plan::plan`] and compared with what runs, by
-//! namespace and pod name. New replicas start (ports reserved, sidecar and containers started,
-//! readiness awaited in the background, registered once ready), removed ones stop (registration
-//! deleted first so no new traffic reaches them, then SIGTERM to their process groups), and a
-//! replica whose plan changed (its pod template, or the ports and protocol its Services give
-//! it) is replaced. Between changes it keeps the pods running: each [`Pod`] restarts processes
-//! that exit, deregistered until ready again ([`super::supervise`]).
+//! `keel delete -f`) is planned again with [`plan::plan`] into what each Deployment wants (a pod
+//! template, a replica count, a strategy), and each Deployment is moved towards it one
+//! [`rollout::step`] at a time, again on every tick as pods become ready. New pods start (ports
+//! reserved, sidecar and containers started, registered once ready); pods no Deployment wants
+//! stop (registration deleted first, then, once every proxy has that change or 5 s have passed,
+//! SIGTERM to their process groups, as Kubernetes waits out endpoint propagation).
 //!
-//! Replacing is stop-then-start, not Kubernetes' surge: a replica keeps its pod name
-//! (`httpbin-0`), which names its log files, its sidecar's node id and its WorkloadEntry, so the
-//! old and the new can't run side by side. A replaced single replica is briefly unavailable.
+//! A Deployment whose pod template changed (image, env, labels, args, annotations; or the ports
+//! and protocols its Services give it) rolls as Kubernetes' `RollingUpdate` does by default:
+//! new pods start beside the old ones under new names (`<deployment>-<n>`, the lowest `n` not
+//! in use), within `maxSurge`, and an old pod stops only once enough new ones are ready
+//! (`maxUnavailable`), so a one-replica Deployment keeps serving throughout. A new pod that
+//! never becomes ready leaves the old ones serving; that is reported once. `strategy.type:
+//! Recreate` stops every old pod first. Between changes each [`Pod`] restarts processes that
+//! exit, deregistered until ready again ([`super::supervise`]).
 //!
 //! Writes of its own (the WorkloadEntries) change the store too; snapshots whose Deployments,
 //! Services and Namespaces are unchanged (same keys and generations) are ignored, so they don't
@@ -32,7 +36,14 @@ use super::plan::{self, Ports, Replica};
 use super::pods::{self, PodInfo};
 use super::ports::{PortReservation, SHAREABLE};
 use super::process::{Binaries, Proc, start_replica, starting, stop_all, unshare_app_ports};
+use super::ready::wait_for_proxies;
+use super::rollout::{
+    self, DeploymentKey, Desired, PodState, Want, desired, pod_index, runs_template,
+};
 use super::supervise::Pod;
+
+/// How long a ready pod being stopped waits for the proxies to stop sending it traffic.
+const DRAIN_WITHIN: Duration = Duration::from_secs(5);
 
 /// How often pods are checked for readiness and exits.
 const TICK: Duration = Duration::from_millis(100);
@@ -65,6 +76,14 @@ pub(super) struct Reconciler {
     namespaces_seen: BTreeSet<String>,
     /// The planning errors last printed: each is printed once, not on every change.
     reported: BTreeSet<String>,
+    /// What each Deployment wants, as last planned.
+    wants: BTreeMap<DeploymentKey, Want>,
+    /// Deployments that can't be planned: their pods are left as they are.
+    failed: BTreeSet<DeploymentKey>,
+    /// Deployments whose stuck rollout was reported.
+    stuck: BTreeSet<DeploymentKey>,
+    /// Deployments whose new pod could not start: tried again when they change.
+    unstartable: BTreeSet<DeploymentKey>,
 }
 
 impl Reconciler {
@@ -77,6 +96,10 @@ impl Reconciler {
             last: Vec::new(),
             namespaces_seen: BTreeSet::new(),
             reported: BTreeSet::new(),
+            wants: BTreeMap::new(),
+            failed: BTreeSet::new(),
+            stuck: BTreeSet::new(),
+            unstartable: BTreeSet::new(),
         }
     }
 
@@ -119,6 +142,8 @@ impl Reconciler {
                     false
                 };
                 self.check().await;
+                // Rollouts move on as new pods become ready.
+                self.converge().await;
                 if changed {
                     break;
                 }
@@ -147,7 +172,7 @@ impl Reconciler {
             .map(|s| s.resource.clone())
             .collect();
         let Desired {
-            replicas: desired,
+            deployments,
             failed,
             errors,
         } = desired(&resources, &self.launch.runs, &gone);
@@ -155,31 +180,78 @@ impl Reconciler {
             shout!("error: {e}");
         }
         self.reported = errors;
-        // A Deployment that can't be planned keeps the replicas it has.
-        let stop: Vec<PodKey> = self
-            .running
-            .iter()
-            .filter(|(key, r)| match desired.get(*key) {
-                Some(want) => *want != r.replica,
-                None => !failed.contains(&(key.0.clone(), r.replica.deployment.clone())),
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
-        let start: Vec<Replica> = desired
-            .iter()
-            .filter(|(key, want)| {
-                self.running
-                    .get(*key)
-                    .is_none_or(|r| stop.contains(key) || r.replica != **want)
-            })
-            .map(|(_, want)| want.clone())
-            .collect();
+        if deployments != self.wants {
+            // A changed Deployment may get further than last time.
+            self.stuck.clear();
+            self.unstartable.clear();
+        }
+        self.wants = deployments;
+        self.failed = failed;
+        self.converge().await;
+    }
+
+    /// Takes one step of each Deployment towards what it wants (see [`rollout::step`]):
+    /// scaling, rolling to a new template, stopping what no Deployment wants any more.
+    async fn converge(&mut self) {
+        let mut stop: Vec<PodKey> = Vec::new();
+        let mut start: Vec<Replica> = Vec::new();
+        let mut by_deployment: BTreeMap<DeploymentKey, Vec<&Pod>> = BTreeMap::new();
+        for pod in self.running.values() {
+            let r = &pod.replica;
+            by_deployment
+                .entry((r.namespace.clone(), r.deployment.clone()))
+                .or_default()
+                .push(pod);
+        }
+        for key in self.wants.keys() {
+            by_deployment.entry(key.clone()).or_default();
+        }
+        for (key, pods) in &by_deployment {
+            if self.failed.contains(key) {
+                continue;
+            }
+            let Some(want) = self.wants.get(key) else {
+                // Deleted (or its Namespace was): every pod stops.
+                stop.extend(pods.iter().map(|p| (key.0.clone(), p.replica.pod.clone())));
+                continue;
+            };
+            let states: Vec<PodState> = pods
+                .iter()
+                .map(|p| PodState {
+                    name: p.replica.pod.clone(),
+                    index: pod_index(&p.replica.pod, &key.1),
+                    current: want
+                        .template
+                        .as_ref()
+                        .is_some_and(|t| runs_template(&p.replica, t)),
+                    ready: p.ready,
+                })
+                .collect();
+            let step = rollout::step(want.replicas, want.strategy, &states);
+            report_stuck(&mut self.stuck, key, pods, &states);
+            stop.extend(step.stop.into_iter().map(|pod| (key.0.clone(), pod)));
+            let (Some(template), false) = (&want.template, self.unstartable.contains(key)) else {
+                continue;
+            };
+            let mut used: Vec<usize> = states.iter().map(|s| s.index).collect();
+            for _ in 0..step.start {
+                let index = rollout::free_index(&used);
+                used.push(index);
+                let mut r = template.clone();
+                r.pod = format!("{}-{index}", key.1);
+                start.push(r);
+            }
+        }
         if stop.is_empty() && start.is_empty() {
             return;
         }
         self.stop(&stop).await;
         for r in start {
-            self.start(r).await;
+            let key = (r.namespace.clone(), r.deployment.clone());
+            if !self.start(r).await {
+                // Tried again once the Deployment changes, not on every tick.
+                self.unstartable.insert(key);
+            }
         }
         self.write_pods();
     }
@@ -191,8 +263,12 @@ impl Reconciler {
             return;
         }
         let replicas: Vec<&Replica> = stopping.iter().map(|p| &p.replica).collect();
-        if let Err(e) = deregister(&self.launch.store, &replicas).await {
-            shout!("warning: cannot deregister stopped replicas: {e}");
+        match deregister(&self.launch.store, &replicas).await {
+            Ok(version) if stopping.iter().any(|p| p.ready) => {
+                wait_for_proxies(&self.launch.registry, version, DRAIN_WITHIN).await
+            }
+            Ok(_) => {}
+            Err(e) => shout!("warning: cannot deregister stopped replicas: {e}"),
         }
         for r in &stopping {
             say!("… stopping {}.{}", r.replica.pod, r.replica.namespace);
@@ -207,10 +283,10 @@ impl Reconciler {
         }
     }
 
-    /// Reserves ports for `r` and starts its processes; errors are printed. It is registered
-    /// (takes traffic) once ready, as Kubernetes lists only ready pods among a Service's
-    /// endpoints; see [`Reconciler::check`].
-    async fn start(&mut self, r: Replica) {
+    /// Reserves ports for `r` and starts its processes; errors are printed (false). It is
+    /// registered (takes traffic) once ready, as Kubernetes lists only ready pods among a
+    /// Service's endpoints; see [`Reconciler::check`].
+    async fn start(&mut self, r: Replica) -> bool {
         let ports = match Ports::reserve(&r, &mut self.reserved) {
             Ok(p) => p,
             Err(e) => {
@@ -219,7 +295,7 @@ impl Reconciler {
                     r.namespace,
                     r.deployment
                 );
-                return;
+                return false;
             }
         };
         say!("{}", starting(&r, &ports));
@@ -232,7 +308,7 @@ impl Reconciler {
                 r.pod
             );
             self.release(&ports);
-            return;
+            return false;
         }
         let started = start_replica(&r, &ports, &self.binaries());
         if !SHAREABLE {
@@ -242,6 +318,7 @@ impl Reconciler {
             Ok(procs) => {
                 let key = (r.namespace.clone(), r.pod.clone());
                 self.running.insert(key, Pod::new(r, ports, procs, false));
+                true
             }
             Err(e) => {
                 shout!(
@@ -251,6 +328,7 @@ impl Reconciler {
                     r.pod
                 );
                 self.release(&ports);
+                false
             }
         }
     }
@@ -331,6 +409,34 @@ impl Reconciler {
     }
 }
 
+/// Says once per rollout that a Deployment's new pods don't become ready while old ones
+/// still serve (Kubernetes' stuck rollout).
+fn report_stuck(
+    reported: &mut BTreeSet<DeploymentKey>,
+    key: &DeploymentKey,
+    pods: &[&Pod],
+    states: &[PodState],
+) {
+    if !states.iter().any(|s| !s.current) || reported.contains(key) {
+        return;
+    }
+    let Some((pod, why)) = pods
+        .iter()
+        .zip(states)
+        .filter(|(p, s)| s.current && !p.ready)
+        .find_map(|(p, _)| Some((p, p.trouble.clone()?)))
+    else {
+        return;
+    };
+    reported.insert(key.clone());
+    shout!(
+        "error: deployment {}/{}: rollout stuck: new pod {} is not ready ({why}); the old pods keep serving",
+        key.0,
+        key.1,
+        pod.replica.pod
+    );
+}
+
 /// Applies the replica's WorkloadEntry: from now on it takes traffic.
 async fn register(store: &Arc<DirStore>, r: &Replica, ports: &Ports) -> Result<(), String> {
     let text = plan::workload_entry(r, ports).to_string();
@@ -351,8 +457,9 @@ async fn register(store: &Arc<DirStore>, r: &Replica, ports: &Ports) -> Result<(
     }
 }
 
-/// Deletes the WorkloadEntries of `replicas`: they take no more traffic.
-async fn deregister(store: &Arc<DirStore>, replicas: &[&Replica]) -> Result<(), String> {
+/// Deletes the WorkloadEntries of `replicas`, so they take no more traffic; the store's
+/// version after it.
+async fn deregister(store: &Arc<DirStore>, replicas: &[&Replica]) -> Result<u64, String> {
     let entries: Vec<ResourceKey> = replicas
         .iter()
         .map(|r| ResourceKey::new(Kind::WorkloadEntry, &r.namespace, &r.pod))
@@ -360,7 +467,7 @@ async fn deregister(store: &Arc<DirStore>, replicas: &[&Replica]) -> Result<(), 
     let store = store.clone();
     match tokio::task::spawn_blocking(move || store.delete(&entries, WriteOptions::default())).await
     {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(report)) => Ok(report.version),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     }
@@ -375,129 +482,4 @@ fn workload_kinds(snapshot: &Snapshot) -> Vec<(ResourceKey, i64)> {
         .filter(|(k, _)| matches!(k.kind, Kind::Deployment | Kind::Service | Kind::Namespace))
         .map(|(k, s)| (k.clone(), s.generation))
         .collect()
-}
-
-/// What the store's Deployments ask for.
-struct Desired {
-    replicas: BTreeMap<PodKey, Replica>,
-    /// Deployments (namespace, name) that can't be planned: they keep the replicas they have.
-    failed: BTreeSet<(String, String)>,
-    /// Why, one line each.
-    errors: BTreeSet<String>,
-}
-
-/// The replicas `resources` plan, by namespace and pod, skipping Deployments in the `gone`
-/// namespaces; the Deployments (namespace, name) that can't be planned; and why. Each Deployment is planned on its own, so one unknown image stops only its own.
-fn desired(resources: &[Resource], runs: &[(String, String)], gone: &BTreeSet<String>) -> Desired {
-    let mut others: Vec<Resource> = resources
-        .iter()
-        .filter(|r| r.kind() != Kind::Deployment)
-        .cloned()
-        .collect();
-    let mut out = BTreeMap::new();
-    let mut failed = BTreeSet::new();
-    let mut errors = BTreeSet::new();
-    for d in resources.iter().filter(|r| r.kind() == Kind::Deployment) {
-        if gone.contains(d.namespace()) {
-            continue;
-        }
-        others.push(d.clone());
-        match plan::plan(&others, runs) {
-            Ok(replicas) => {
-                for r in replicas {
-                    out.insert((r.namespace.clone(), r.pod.clone()), r);
-                }
-            }
-            Err(e) => {
-                errors.extend(e);
-                failed.insert((d.namespace().to_string(), d.name().to_string()));
-            }
-        }
-        others.pop();
-    }
-    Desired {
-        replicas: out,
-        failed,
-        errors,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin, namespace: web}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 8080}]
-  selector: {app: httpbin}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin, namespace: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin}}
-    spec:
-      containers:
-      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: web}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: nginx:1.25}]
-"#;
-
-    #[test]
-    fn one_unplannable_deployment_leaves_the_others_planned() {
-        let loaded = load_str(MANIFESTS, "t.yaml", &LoadOptions::default());
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let Desired {
-            replicas: want,
-            failed,
-            errors,
-        } = desired(&loaded.resources, &[], &BTreeSet::new());
-        assert!(
-            errors
-                .iter()
-                .next()
-                .unwrap()
-                .starts_with("deployment web/web: no local command")
-        );
-        let pods: Vec<&str> = want.keys().map(|(_, p)| p.as_str()).collect();
-        assert_eq!(pods, ["httpbin-0", "httpbin-1"]);
-        assert_eq!(want.values().next().unwrap().service_ports[0].key, "http");
-        assert!(failed.contains(&("web".to_string(), "web".to_string())));
-        let gone = BTreeSet::from(["web".to_string()]);
-        let Desired {
-            replicas: want,
-            failed,
-            errors,
-        } = desired(&loaded.resources, &[], &gone);
-        assert!(want.is_empty() && failed.is_empty() && errors.is_empty());
-    }
-
-    #[test]
-    fn a_changed_service_port_changes_the_replicas_it_selects() {
-        let plan = |text: &str| {
-            let loaded = load_str(text, "t.yaml", &LoadOptions::default());
-            desired(&loaded.resources, &[], &BTreeSet::new()).replicas
-        };
-        let key = ("web".to_string(), "httpbin-0".to_string());
-        let before = plan(MANIFESTS);
-        assert_eq!(plan(MANIFESTS)[&key], before[&key]);
-        let after = plan(&MANIFESTS.replace("name: http, port", "name: grpc, port"));
-        assert_eq!(after[&key].service_ports[0].key, "grpc");
-        assert_ne!(after[&key], before[&key]);
-    }
 }
