@@ -1,7 +1,7 @@
 //! Containers restart as Kubernetes' `restartPolicy: Always` restarts them: a killed app comes
 //! back after its back-off (shortened here with `KEEL_RESTART_BACKOFF_MS`), its pod leaves the
 //! Service's endpoints while it is down and serves again once ready, and `pods.json` counts
-//! the restart.
+//! the restart; a killed sidecar restarts the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -117,6 +117,43 @@ fn a_killed_app_is_restarted_after_its_back_off_and_serves_again() {
         (r.status == 200 && registered(&mesh).contains("httpbin-0")).then_some(())
     });
     assert!(mesh.app_log("httpbin-0").contains("GET /get"));
+
+    // A killed sidecar restarts the same way (found by its admin port, unique to this mesh).
+    let admin = mesh.pod("httpbin-0").admin;
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("sidecar .*admin 127.0.0.1:{admin} ")])
+        .output()
+        .expect("pgrep");
+    let sidecar = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !sidecar.is_empty() && !sidecar.contains('\n'),
+        "{sidecar:?}"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-9", &sidecar])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let line = eventually("the sidecar's restart line", || {
+        mesh.printed("sidecar exited").into_iter().next()
+    });
+    assert!(
+        line.contains("restart 1 in 1.5 s — see keel logs httpbin-0 -c proxy"),
+        "{line}"
+    );
+    eventually("the sidecar's restart in pods.json", || {
+        let text = std::fs::read_to_string(mesh.state.join("pods.json")).ok()?;
+        text.contains("\"sidecar_restarts\": 1").then_some(())
+    });
+    eventually(
+        "httpbin-0 to serve again after its sidecar restarted",
+        || {
+            let r = get(sleep, "http://httpbin:8000/get", &[]);
+            (r.status == 200 && registered(&mesh).contains("httpbin-0")).then_some(())
+        },
+    );
 
     // keel down still stops everything, restarted processes included.
     let app = mesh.apps["httpbin-0.default"];
