@@ -102,8 +102,8 @@ keel proxy-status -o json"
 
     /// Print a workload's log on the local mesh, or its sidecar's (-c proxy)
     #[command(
-        long_about = "Print the log of a workload running on the local mesh (`keel up`, `keel demo`), or of its \
-sidecar with -c proxy (Istio's default access-log lines are there), like `kubectl logs`. WORKLOAD is a pod \
+        long_about = "Print the log of a workload running on the local mesh (`keel up`, `keel demo`): its first \
+container's, another's with -c CONTAINER, or its sidecar's with -c proxy (Istio's default access-log lines are there), like `kubectl logs`. WORKLOAD is a pod \
 (reviews-v2-0), a Deployment (reviews-v2: its first replica) or a unique prefix; NAME.NAMESPACE or -n \
 picks the namespace.",
         after_help = "Examples:\n  \
@@ -166,7 +166,10 @@ keel down"
 in-process (API and xDS as `keel control-plane`), and each Deployment's replicas run as local processes, each \
 with its own keel-proxy sidecar. Images map to local commands: Istio's sample images (examples-bookinfo-*, \
 httpbin, sleep/curl, tcp-echo) run as keel-sample; anything else needs the pod-template annotation \
-keel.dev/run: \"COMMAND\" or --run IMAGE=COMMAND (the app must listen on $PORT).\n\n\
+keel.dev/run: \"COMMAND\" (keel.dev/run.CONTAINER for a later container) or --run IMAGE=COMMAND (the app \
+must listen on $PORT, its first containerPort; PORT_<containerPort> names the local port of each). Every \
+container of a pod runs, each port a Service targets gets its own sidecar inbound listener, exited processes \
+restart with Kubernetes' back-off, and a changed Deployment rolls to new pods with a surge.\n\n\
 Each app gets HTTP_PROXY pointing at its sidecar's outbound listener, and is registered (a WorkloadEntry) at \
 its sidecar's inbound listener, so calls such as http://httpbin:8000/get go through both sidecars.\n\n\
 A Gateway selecting Istio's ingress gateway (istio: ingressgateway, as Bookinfo's does) gets one: a \
@@ -320,7 +323,8 @@ pub struct LogsArgs {
     #[arg(value_name = "WORKLOAD")]
     pub workload: String,
 
-    /// `app` (default) or `proxy` (the sidecar)
+    /// A container of the pod (default: the first, as kubectl's default container), or
+    /// `proxy` (the sidecar)
     #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
     pub container: Option<String>,
 

@@ -1,11 +1,14 @@
 //! A running `keel up` follows `keel apply`/`keel delete` of Deployments as a cluster would: a
-//! new Deployment starts and serves, a scaled one gets more replicas, a changed one is replaced,
-//! a deleted one (or one whose Namespace is deleted) stops.
+//! new Deployment starts and serves, a scaled one gets more replicas, a changed one rolls to new
+//! pods (with a surge: no request fails meanwhile), a deleted one (or one whose Namespace is
+//! deleted) stops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{KEEL, Mesh, binaries_built, eventually, get};
 
@@ -120,7 +123,7 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     });
     assert!(pods(&mesh).contains(&("httpbin-0.default".to_string(), v1)));
 
-    // A changed pod template replaces the pods (new processes, new ports), which serve again.
+    // A changed pod template replaces the pods (new pods, new ports), which serve again.
     let changed = MANIFESTS.replace("REPLICAS", "2").replace(
         "ports: [{containerPort: 8080}]}",
         "ports: [{containerPort: 8080}], env: [{name: GREETING, value: hi}]}",
@@ -128,8 +131,15 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
     mesh.apply_yaml("changed.yaml", &changed);
     eventually("httpbin-0 to be replaced", || {
         let pods = pods(&mesh);
-        let p = pods.iter().find(|(p, _)| p == "httpbin-0.default")?;
-        (p.1 != v1 && std::net::TcpStream::connect(("127.0.0.1", v1)).is_err()).then_some(())
+        // httpbin's own pods (httpbin-v2 is another Deployment).
+        let httpbin: Vec<_> = pods
+            .iter()
+            .filter(|(p, _)| p.starts_with("httpbin-") && !p.starts_with("httpbin-v2"))
+            .collect();
+        (httpbin.len() == 2
+            && httpbin.iter().all(|(_, port)| *port != v1)
+            && std::net::TcpStream::connect(("127.0.0.1", v1)).is_err())
+        .then_some(())
     });
     eventually("the replaced httpbin to serve", || {
         let r = get(sleep, "http://httpbin:8000/get", &[]);
@@ -211,5 +221,96 @@ fn applied_deployments_start_scale_and_stop_on_a_running_mesh() {
         let pods = pods(&mesh);
         (!pods.iter().any(|(p, _)| p.ends_with(".other"))).then_some(())
     });
+    mesh.down();
+}
+
+#[test]
+fn a_changed_deployment_rolls_with_a_surge_and_no_request_fails() {
+    if !binaries_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("mesh.yaml");
+    std::fs::write(&manifests, MANIFESTS.replace("REPLICAS", "1")).unwrap();
+    let mesh = Mesh::up(&[&manifests]);
+    let sleep = mesh.pod("sleep-0.default").proxy;
+    let old = mesh.apps["httpbin-0.default"];
+
+    // A steady stream of requests through sleep's sidecar while the Deployment changes.
+    let done = Arc::new(AtomicBool::new(false));
+    let client = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let mut statuses = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let r = get(sleep, "http://httpbin:8000/get", &[]);
+                statuses.push((r.status, r.text.lines().next().unwrap_or("").to_string()));
+            }
+            statuses
+        }
+    });
+    let changed = MANIFESTS.replace("REPLICAS", "1").replace(
+        "ports: [{containerPort: 8080}]}",
+        "ports: [{containerPort: 8080}], env: [{name: GREETING, value: hi}]}",
+    );
+    mesh.apply_yaml("changed.yaml", &changed);
+    // The new pod takes the lowest free name; the old one stops once it is ready.
+    eventually("httpbin-0 to be replaced by httpbin-1", || {
+        let pods = pods(&mesh);
+        let httpbin: Vec<&str> = pods
+            .iter()
+            .filter(|(p, _)| p.starts_with("httpbin-"))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        (httpbin == ["httpbin-1.default"]
+            && std::net::TcpStream::connect(("127.0.0.1", old)).is_err())
+        .then_some(())
+    });
+    let before = mesh.app_log("httpbin-1").matches("GET /get").count();
+    for _ in 0..5 {
+        let r = get(sleep, "http://httpbin:8000/get", &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    done.store(true, Ordering::Relaxed);
+    let statuses = client.join().unwrap();
+    println!("{} requests during the rollout", statuses.len());
+    assert!(!statuses.is_empty());
+    let failed: Vec<_> = statuses.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rollout: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
+    // The new pod answers (its own log shows the requests sent after the rollout).
+    eventually("httpbin-1 to log the requests", || {
+        (mesh.app_log("httpbin-1").matches("GET /get").count() >= before + 5).then_some(())
+    });
+    let started = mesh.printed("… starting httpbin-1.default");
+    let stopped = mesh.printed("… stopping httpbin-0.default");
+    assert_eq!((started.len(), stopped.len()), (1, 1));
+
+    // A new pod that can't start leaves the old one serving, and is reported once.
+    let broken = changed.replace(
+        "metadata: {labels: {app: httpbin, version: v1}}",
+        "metadata: {labels: {app: httpbin, version: v1}, annotations: {keel.dev/run: 'exit 3'}}",
+    );
+    mesh.apply_yaml("broken.yaml", &broken);
+    let stderr = mesh.dir.path().join("keel-up.stderr");
+    let stuck = || {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .matches("deployment default/httpbin: rollout stuck: new pod httpbin-0 is not ready (app exited (status 3))")
+            .count()
+    };
+    eventually("the stuck rollout reported", || {
+        (stuck() == 1).then_some(())
+    });
+    for _ in 0..5 {
+        let r = get(sleep, "http://httpbin:8000/get", &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert_eq!(stuck(), 1);
+    assert!(pods(&mesh).iter().any(|(p, _)| p == "httpbin-1.default"));
     mesh.down();
 }

@@ -153,9 +153,11 @@ struct SidecarArgs {
     /// Outbound capture port (with -f)
     #[arg(long, default_value_t = 15001)]
     outbound_port: u16,
-    /// Inbound capture port (with -f)
-    #[arg(long, default_value_t = 15006)]
-    inbound_port: u16,
+    /// Inbound capture port (with -f). Repeated, each further one is a listener of its own for
+    /// a proxy no iptables redirects to: a connection addressed to it goes to the --app-port
+    /// in the same position (one addressed to the first, to the first --app-port)
+    #[arg(long = "inbound-port", value_name = "PORT", default_values_t = [15006u16])]
+    inbound_ports: Vec<u16>,
     /// A service port that also gets its own outbound listener; repeatable (with -f)
     #[arg(long = "outbound-listener", value_name = "PORT")]
     outbound_listeners: Vec<u16>,
@@ -179,6 +181,18 @@ struct SidecarArgs {
     mirror_shadow_suffix: bool,
     #[command(flatten)]
     process: ProcessArgs,
+}
+
+impl SidecarArgs {
+    /// The first `--inbound-port`: the capture port.
+    fn inbound_port(&self) -> u16 {
+        self.inbound_ports.first().copied().unwrap_or(15006)
+    }
+
+    /// The further `--inbound-port`s.
+    fn direct_inbound_ports(&self) -> Vec<u16> {
+        self.inbound_ports.iter().skip(1).copied().collect()
+    }
 }
 
 fn parse_app_port(s: &str) -> Result<InboundPort, String> {
@@ -357,7 +371,8 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             workload: args.workload.clone(),
             bind: args.bind,
             outbound_port: args.outbound_port,
-            inbound_port: args.inbound_port,
+            inbound_port: args.inbound_port(),
+            direct_inbound_ports: args.direct_inbound_ports(),
             outbound_listeners: args.outbound_listeners.clone(),
             app_ports: args.app_ports.clone(),
             gateways: Vec::new(),
@@ -381,7 +396,8 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
                 namespace: args.namespace.clone(),
                 labels: args.labels.iter().cloned().collect(),
                 outbound_port: args.outbound_port,
-                inbound_port: args.inbound_port,
+                inbound_port: args.inbound_port(),
+                direct_inbound_ports: args.direct_inbound_ports(),
                 outbound_ports: args.outbound_listeners.clone(),
                 inbound_ports: args.app_ports.clone(),
                 bind: args.bind,

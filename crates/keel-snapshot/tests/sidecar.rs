@@ -594,3 +594,50 @@ spec:
         "outbound listeners take no peer authentication"
     );
 }
+
+#[test]
+fn each_direct_inbound_port_is_a_listener_forwarding_to_the_app_port_in_its_position() {
+    // The local mesh registers one sidecar port per Service target port (tcp-echo's 9000 and
+    // 9001): a connection addressed to the second goes to the second app port.
+    let s = snapshot(SidecarOptions {
+        inbound_port: 20006,
+        direct_inbound_ports: vec![20007],
+        inbound_ports: vec![
+            InboundPort {
+                port: 31000,
+                protocol: "HTTP".into(),
+            },
+            InboundPort {
+                port: 31001,
+                protocol: "TCP".into(),
+            },
+        ],
+        ..productpage()
+    });
+    let first = listener(&s, "virtualInbound");
+    let second = listener(&s, "virtualInbound_20007");
+    assert_eq!(first.address.port(), 20006);
+    assert_eq!(second.address.port(), 20007);
+    assert_eq!(second.kind, first.kind);
+    for l in [first, second] {
+        let tcp = l
+            .tcp
+            .iter()
+            .find(|r| r.name == "inbound|31001||")
+            .expect("tcp route");
+        let ports: Vec<_> = tcp.matches.iter().map(|m| m.port).collect();
+        assert_eq!(ports, vec![Some(31001), Some(20007)]);
+        let routes = &l.http.as_ref().unwrap().virtual_hosts[0].routes;
+        let http = routes.iter().find(|r| r.name == "inbound|31000||").unwrap();
+        let ports: Vec<_> = http.matches.iter().map(|m| m.port).collect();
+        assert_eq!(ports, vec![Some(31000), Some(20006)]);
+    }
+    // Without direct ports (iptables), one inbound listener as before.
+    let s = snapshot(productpage());
+    let inbound: Vec<_> = s
+        .listeners
+        .iter()
+        .filter(|l| l.name.starts_with("virtualInbound"))
+        .collect();
+    assert_eq!(inbound.len(), 1);
+}

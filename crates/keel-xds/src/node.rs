@@ -57,6 +57,9 @@ pub struct ProxyNode {
     pub bind: IpAddr,
     pub outbound_port: u16,
     pub inbound_port: u16,
+    /// Further inbound listeners, each for the app port in its position (see
+    /// [`SidecarOptions::direct_inbound_ports`]).
+    pub direct_inbound_ports: Vec<u16>,
     pub outbound_listeners: Vec<u16>,
     pub app_ports: Vec<InboundPort>,
     pub gateways: Vec<String>,
@@ -80,6 +83,7 @@ impl Default for ProxyNode {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             outbound_port: 15001,
             inbound_port: 15006,
+            direct_inbound_ports: Vec::new(),
             outbound_listeners: Vec::new(),
             app_ports: Vec::new(),
             gateways: Vec::new(),
@@ -126,6 +130,12 @@ impl ProxyNode {
             number_value(self.outbound_port),
         );
         fields.insert("KEEL_INBOUND_PORT".into(), number_value(self.inbound_port));
+        if !self.direct_inbound_ports.is_empty() {
+            fields.insert(
+                "KEEL_DIRECT_INBOUND_PORTS".into(),
+                list_value(self.direct_inbound_ports.iter().map(|p| number_value(*p))),
+            );
+        }
         fields.insert(
             "KEEL_OUTBOUND_LISTENERS".into(),
             list_value(self.outbound_listeners.iter().map(|p| number_value(*p))),
@@ -227,6 +237,11 @@ impl ProxyNode {
                 "KEEL_INBOUND_PORT" => {
                     p.inbound_port = as_port(value).ok_or_else(|| bad("a port number"))?
                 }
+                "KEEL_DIRECT_INBOUND_PORTS" => {
+                    p.direct_inbound_ports = as_list(value)
+                        .and_then(|l| l.iter().map(as_port).collect())
+                        .ok_or_else(|| bad("a list of port numbers"))?
+                }
                 "KEEL_OUTBOUND_LISTENERS" => {
                     p.outbound_listeners = as_list(value)
                         .and_then(|l| l.iter().map(as_port).collect())
@@ -276,6 +291,7 @@ impl ProxyNode {
             labels: self.labels.clone(),
             outbound_port: self.outbound_port,
             inbound_port: self.inbound_port,
+            direct_inbound_ports: self.direct_inbound_ports.clone(),
             outbound_ports: self.outbound_listeners.clone(),
             inbound_ports: self.app_ports.clone(),
             bind: self.bind,
@@ -378,6 +394,7 @@ mod tests {
             bind: "127.0.0.1".parse().expect("ip"),
             outbound_port: 1,
             inbound_port: 2,
+            direct_inbound_ports: vec![3, 4],
             outbound_listeners: vec![9080],
             app_ports: vec![parse_app_port("9080/http").expect("port")],
             gateways: vec!["istio-system/ingress".into()],
@@ -389,6 +406,7 @@ mod tests {
         let opts = p.sidecar_options("7", "istio-system");
         assert_eq!(opts.inbound_ports[0].protocol, "HTTP");
         assert_eq!(opts.outbound_ports, vec![9080]);
+        assert_eq!(opts.direct_inbound_ports, vec![3, 4]);
         let opts = p.gateway_options("7");
         assert_eq!(opts.listen_port(80), 8080);
         assert_eq!(opts.listen_port(443), 443);

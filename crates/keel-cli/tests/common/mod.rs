@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub const KEEL: &str = env!("CARGO_BIN_EXE_keel");
@@ -67,6 +67,8 @@ pub struct Mesh {
     pub pods: BTreeMap<String, Pod>,
     /// Each pod's app port, by pod name and namespace.
     pub apps: BTreeMap<String, u16>,
+    /// Every line `keel up` printed so far.
+    printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Mesh {
@@ -103,9 +105,14 @@ impl Mesh {
             .expect("keel up");
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = up.stdout.take().expect("stdout");
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let lines = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 println!("keel up: {line}");
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line.clone());
+                }
                 // Keep reading after the test stops listening: keel up must not see a closed
                 // pipe.
                 let _ = tx.send(line);
@@ -163,7 +170,16 @@ impl Mesh {
             api,
             pods,
             apps,
+            printed,
         }
+    }
+
+    /// The lines `keel up` printed so far that contain `needle`.
+    pub fn printed(&self, needle: &str) -> Vec<String> {
+        self.printed
+            .lock()
+            .map(|l| l.iter().filter(|l| l.contains(needle)).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The pod whose name starts with `prefix` (`sleep` finds `sleep-0.default`).

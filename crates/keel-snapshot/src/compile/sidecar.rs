@@ -1,6 +1,7 @@
 //! A sidecar's snapshot: the outbound capture listener (15001) with a virtual host per mesh
 //! service port and TCP routes by service address, optional per-port outbound listeners, and
-//! the inbound listener (15006) forwarding to the local application.
+//! the inbound listener (15006, and one per direct inbound port) forwarding to the local
+//! application.
 //!
 //! Routing follows Istio's sidecar model: VirtualServices bound to `mesh` (no `gateways`, or
 //! `mesh` listed) replace a service's default route; `sourceLabels`/`sourceNamespace` are
@@ -49,6 +50,10 @@ pub struct SidecarOptions {
     pub outbound_port: u16,
     /// The inbound capture port (Istio: 15006).
     pub inbound_port: u16,
+    /// Further inbound listeners, for a sidecar no iptables redirects to (the local mesh
+    /// registers one per port its Services target): a connection addressed to the n-th goes to
+    /// the (n+1)-th of `inbound_ports`, as one addressed to `inbound_port` goes to the first.
+    pub direct_inbound_ports: Vec<u16>,
     /// Service ports that also get an outbound listener of their own on `bind` (Istio's
     /// `0.0.0.0_<port>`), for applications that call the proxy directly instead of being
     /// redirected by iptables.
@@ -72,6 +77,7 @@ impl Default for SidecarOptions {
             labels: BTreeMap::new(),
             outbound_port: 15001,
             inbound_port: 15006,
+            direct_inbound_ports: Vec::new(),
             outbound_ports: Vec::new(),
             inbound_ports: Vec::new(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -161,7 +167,7 @@ pub fn compile(resources: &[Resource], opts: &SidecarOptions) -> Compiled {
         listeners.push(port_listener(&pieces, *port, opts));
     }
     let (inbound, inbound_clusters) = super::sidecar_inbound::inbound(resources, opts);
-    listeners.push(inbound);
+    listeners.extend(inbound);
     let mut clusters = b.clusters;
     for c in inbound_clusters {
         clusters.insert(c.name.clone(), c);

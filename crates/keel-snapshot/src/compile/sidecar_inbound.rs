@@ -1,6 +1,11 @@
 //! The sidecar's inbound listener (15006): connections iptables redirected to the workload
 //! are forwarded to the application on 127.0.0.1, chosen by the port they were addressed to
 //! (`inbound|<port>||`); ports no Service declares go to their original destination.
+//!
+//! Without iptables (the local mesh, `keel up`) connections arrive addressed to the sidecar's
+//! own listener ports instead: each of `inbound_port` and `direct_inbound_ports` stands for the
+//! application port in the same position, and every further one is a listener of its own with
+//! the same routes (they match the port a connection was addressed to, so one table serves all).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,8 +24,12 @@ use crate::route::{
     WeightedCluster,
 };
 
-/// The inbound listener and the clusters for the application's ports.
-pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listener, Vec<Cluster>) {
+/// The inbound listeners (`virtualInbound`, then one per direct inbound port) and the
+/// clusters for the application's ports.
+pub(super) fn inbound(
+    resources: &[Resource],
+    opts: &SidecarOptions,
+) -> (Vec<Listener>, Vec<Cluster>) {
     let ports: Vec<(InboundPort, String)> = if opts.inbound_ports.is_empty() {
         selecting_services(resources, opts)
     } else {
@@ -32,18 +41,19 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
     let mut routes = Vec::new();
     let mut tcp = Vec::new();
     let mut clusters = Vec::new();
-    // A connection addressed to the inbound listener itself was not redirected: the local
-    // mesh (`keel up`) registers this port as the workload's endpoint and has no iptables.
-    // It goes to the application's first port (passthrough would dial the listener again).
-    let direct =
-        (!ports.iter().any(|(p, _)| p.port == opts.inbound_port)).then_some(opts.inbound_port);
+    // A connection addressed to an inbound listener itself was not redirected: the local mesh
+    // (`keel up`) registers these ports as the workload's endpoints and has no iptables. It
+    // goes to the application port in the same position (passthrough would dial the listener
+    // again), unless the listener's port is itself an application port.
+    let listening: Vec<u16> = std::iter::once(opts.inbound_port)
+        .chain(opts.direct_inbound_ports.iter().copied())
+        .collect();
+    let declared: BTreeSet<u16> = ports.iter().map(|(p, _)| p.port).collect();
     for (i, (port, service)) in ports.iter().enumerate() {
         let cluster = inbound_cluster(port, service);
         let (http, l4, opaque) = inbound_handling(&port.protocol);
         let mut numbers = vec![port.port];
-        if i == 0 {
-            numbers.extend(direct);
-        }
+        numbers.extend(listening.get(i).filter(|l| !declared.contains(l)));
         if http {
             routes.push(HttpRoute {
                 name: cluster.name.clone(),
@@ -85,26 +95,29 @@ pub(super) fn inbound(resources: &[Resource], opts: &SidecarOptions) -> (Listene
         clusters: vec![weighted(INBOUND_PASSTHROUGH_CLUSTER)],
         opaque: false,
     });
-    let listener = Listener {
-        name: "virtualInbound".into(),
-        address: SocketAddr::new(opts.bind, opts.inbound_port),
+    let peer_authn = PeerAuthnIndex::new(resources, &opts.root_namespace)
+        .effective(&opts.namespace, &opts.labels);
+    let listener = |name: String, port: u16| Listener {
+        name,
+        address: SocketAddr::new(opts.bind, port),
         kind: ListenerKind::SidecarInbound,
         protocol: ListenerProtocol::Auto,
         http: Some(RouteTable {
             virtual_hosts: vec![VirtualHost {
                 name: "inbound".into(),
                 domains: vec!["*".into()],
-                routes,
+                routes: routes.clone(),
             }],
         }),
         tls: Vec::new(),
-        tcp,
-        peer_authn: Some(
-            PeerAuthnIndex::new(resources, &opts.root_namespace)
-                .effective(&opts.namespace, &opts.labels),
-        ),
+        tcp: tcp.clone(),
+        peer_authn: Some(peer_authn.clone()),
     };
-    (listener, clusters)
+    let mut listeners = vec![listener("virtualInbound".into(), opts.inbound_port)];
+    for port in &opts.direct_inbound_ports {
+        listeners.push(listener(format!("virtualInbound_{port}"), *port));
+    }
+    (listeners, clusters)
 }
 
 /// The target ports of the Services in the workload's namespace whose selector its labels

@@ -17,23 +17,10 @@ use keel_control::xds::ProxyRegistry;
 use super::gateway::{self, Ingress, NAME, NAMESPACE, Probe, Served};
 use super::ports::{PortReservation, SHAREABLE};
 use super::process::{Proc, exited, stop_all};
+use super::restart::{Backoff, seconds};
 
 /// How often a starting or running gateway is looked at.
 const TICK: Duration = Duration::from_millis(100);
-
-/// Kubernetes' crash-loop back-off: 10 s doubling to 5 min, reset after 10 min running.
-/// `KEEL_RESTART_BACKOFF_MS` changes the first delay (tests use a few milliseconds).
-fn backoff(restarts: u32) -> Duration {
-    let base = std::env::var("KEEL_RESTART_BACKOFF_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis);
-    let max = Duration::from_secs(300).max(base);
-    base.saturating_mul(1 << restarts.min(16)).min(max)
-}
-
-/// A run that lasted this long resets the back-off.
-const STEADY: Duration = Duration::from_secs(600);
 
 enum State {
     /// No Gateway selects it yet.
@@ -67,6 +54,7 @@ pub(super) struct GatewayFollower {
     admin: Option<u16>,
     state: State,
     restarts: u32,
+    backoff: Backoff,
     reserved: PortReservation,
     /// The last planning error printed, so it's printed once.
     reported: Option<String>,
@@ -95,6 +83,7 @@ impl GatewayFollower {
             admin: None,
             state: State::Absent,
             restarts: 0,
+            backoff: Backoff::from_env(),
             reserved: PortReservation::default(),
             reported: None,
         }
@@ -223,7 +212,7 @@ impl GatewayFollower {
             }
             Err(e) => {
                 shout!("error: {NAME}.{NAMESPACE}: cannot start: {e}");
-                self.crashed(None);
+                self.crashed(None, Instant::now());
             }
         }
     }
@@ -243,10 +232,8 @@ impl GatewayFollower {
             }
             State::Running { proc, since } => {
                 if let Some(what) = exited(std::slice::from_mut(proc)) {
-                    if since.elapsed() >= STEADY {
-                        self.restarts = 0;
-                    }
-                    self.crashed(Some(what));
+                    let since = *since;
+                    self.crashed(Some(what), since);
                 }
             }
             State::Starting {
@@ -270,9 +257,13 @@ impl GatewayFollower {
                             self.state = State::Running { proc, since };
                         }
                     }
-                    Probe::Failed(why) => self.crashed(Some(why)),
+                    Probe::Failed(why) => {
+                        let since = *since;
+                        self.crashed(Some(why), since);
+                    }
                     Probe::Waiting(port) if since.elapsed() > gateway::READY_WITHIN => {
-                        self.crashed(Some(gateway::not_ready(port)));
+                        let since = *since;
+                        self.crashed(Some(gateway::not_ready(port)), since);
                     }
                     Probe::Waiting(port) => *waiting = port,
                 }
@@ -280,9 +271,9 @@ impl GatewayFollower {
         }
     }
 
-    /// Stops what is left of the gateway and schedules its restart.
-    fn crashed(&mut self, why: Option<String>) {
-        let delay = backoff(self.restarts);
+    /// Stops what is left of the gateway (started at `started`) and schedules its restart.
+    fn crashed(&mut self, why: Option<String>, started: Instant) {
+        let delay = self.backoff.next(started, Instant::now());
         self.restarts = self.restarts.saturating_add(1);
         if let State::Starting { proc, .. } | State::Running { proc, .. } =
             std::mem::replace(&mut self.state, State::Absent)
@@ -292,29 +283,14 @@ impl GatewayFollower {
             tokio::spawn(async move { stop_all(&mut procs).await });
         }
         shout!(
-            "↻ {NAME}.{NAMESPACE}: {}; restart {} in {} s (see {}/{NAME}.log)",
+            "↻ {NAME}.{NAMESPACE}: {}; restart {} in {} (see {}/{NAME}.log)",
             why.unwrap_or_else(|| "exited".into()),
             self.restarts,
-            delay.as_secs_f64(),
+            seconds(delay),
             self.logs.display()
         );
         self.state = State::Waiting {
             at: Instant::now() + delay,
         };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn back_off_doubles_from_ten_seconds_to_five_minutes() {
-        // The test process doesn't set KEEL_RESTART_BACKOFF_MS.
-        if std::env::var_os("KEEL_RESTART_BACKOFF_MS").is_some() {
-            return;
-        }
-        let secs: Vec<u64> = (0..7).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(secs, vec![10, 20, 40, 80, 160, 300, 300]);
     }
 }

@@ -1,8 +1,41 @@
 //! Container image → local command: the built-in sample images, `--run IMAGE=COMMAND`, and the
-//! pod-template annotation `keel.dev/run`.
+//! pod-template annotations `keel.dev/run` (the first container) and `keel.dev/run.CONTAINER`.
 
-/// The pod-template annotation that names the local command for a workload's container.
+/// The pod-template annotation that names the local command for a workload's first container;
+/// `keel.dev/run.CONTAINER` names one container's.
 pub const RUN_ANNOTATION: &str = "keel.dev/run";
+
+/// A `keel-sample` argument standing for the container's `PORT`.
+pub const PORT_ARG: &str = "$PORT";
+
+/// The prefix of a `keel-sample` argument that is a list of the pod's ports (tcp-echo's
+/// `9000,9001,9002`); see [`expand_arg`].
+const PORT_LIST_ARG: &str = "$PORTS=";
+
+/// A `keel-sample` argument with the local ports in: [`PORT_ARG`] becomes `port`, and each
+/// port of a port list that `local` knows (a declared `containerPort`) becomes its local port.
+/// The others are left out: a fixed port would collide between replicas, and no Service can
+/// reach a port the pod doesn't declare. A list left empty becomes `port`.
+pub fn expand_arg(arg: &str, port: Option<u16>, local: impl Fn(u16) -> Option<u16>) -> String {
+    let port = port.map(|p| p.to_string()).unwrap_or_default();
+    if arg == PORT_ARG {
+        return port;
+    }
+    let Some(list) = arg.strip_prefix(PORT_LIST_ARG) else {
+        return arg.to_string();
+    };
+    let mapped: Vec<String> = list
+        .split(',')
+        .filter_map(|p| p.trim().parse::<u16>().ok())
+        .filter_map(&local)
+        .map(|p| p.to_string())
+        .collect();
+    if mapped.is_empty() {
+        port
+    } else {
+        mapped.join(",")
+    }
+}
 
 /// What to run in place of a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +110,8 @@ pub fn map_image(
         format!(
             "no local command for image \"{image}\": Keel runs Istio's sample images itself \
 (examples-bookinfo-*, httpbin, sleep/curl, tcp-echo); for anything else add the pod-template \
-annotation {RUN_ANNOTATION}: \"COMMAND\" or pass --run {}=COMMAND (the app listens on $PORT)",
+annotation {RUN_ANNOTATION}: \"COMMAND\" ({RUN_ANNOTATION}.CONTAINER for a container after the first) \
+or pass --run {}=COMMAND (the app listens on $PORT, or $PORT_<containerPort> for each port)",
             untagged(image)
         )
     })
@@ -132,10 +166,13 @@ fn builtin(image: &str, args: &[String]) -> Option<AppCommand> {
         "httpbin" | "go-httpbin" => Some(sample(&["httpbin"], &[])),
         "curl" | "sleep" => Some(sample(&["sleep"], &[])),
         "tcp-echo-server" | "tcp-echo" => {
-            // Istio's tcp-echo takes "PORTS PREFIX"; the ports are replaced by the assigned one.
+            // Istio's tcp-echo takes "PORTS PREFIX"; each declared port becomes its local one.
+            let ports = args
+                .first()
+                .map_or_else(|| PORT_ARG.to_string(), |l| format!("{PORT_LIST_ARG}{l}"));
             let prefix = args.get(1).cloned().unwrap_or_else(|| "hello".into());
             Some(AppCommand {
-                program: Program::Sample(vec!["tcp-echo".into(), "$PORT".into(), prefix]),
+                program: Program::Sample(vec!["tcp-echo".into(), ports, prefix]),
                 env: Vec::new(),
             })
         }
@@ -145,7 +182,7 @@ fn builtin(image: &str, args: &[String]) -> Option<AppCommand> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn env(c: &AppCommand, k: &str) -> Option<String> {
@@ -201,13 +238,34 @@ mod tests {
                 .program,
             Program::Sample(vec!["sleep".into()])
         );
-        let args = vec!["9000,9001".to_string(), "hi".to_string()];
-        assert_eq!(
+        let args = vec!["9000,9001,9002".to_string(), "hi".to_string()];
+        let Program::Sample(args) =
             map_image("docker.io/istio/tcp-echo-server:1.3", None, &[], &args)
                 .unwrap()
-                .program,
-            Program::Sample(vec!["tcp-echo".into(), "$PORT".into(), "hi".into()])
-        );
+                .program
+        else {
+            panic!("a sample");
+        };
+        assert_eq!(args[0], "tcp-echo");
+        assert_eq!(args[2], "hi");
+        // 9000 and 9001 are declared container ports; 9002 is not.
+        let local = |p: u16| {
+            [(9000, 41000), (9001, 41001)]
+                .into_iter()
+                .find(|(c, _)| *c == p)
+                .map(|(_, l)| l)
+        };
+        assert_eq!(expand_arg(&args[1], Some(41000), local), "41000,41001");
+        assert_eq!(expand_arg("$PORTS=9002", Some(41000), local), "41000");
+        assert_eq!(expand_arg(PORT_ARG, Some(41000), local), "41000");
+        assert_eq!(expand_arg("hi", Some(41000), local), "hi");
+        let Program::Sample(args) = map_image("istio/tcp-echo-server", None, &[], &[])
+            .unwrap()
+            .program
+        else {
+            panic!("a sample");
+        };
+        assert_eq!(args, ["tcp-echo", PORT_ARG, "hello"]);
     }
 
     #[test]

@@ -20,7 +20,6 @@ use keel_config::{LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, DirStoreOptions, WriteOptions};
 
 use self::gateway_follow::GatewayFollower;
-use self::image::Program;
 use self::plan::{Ports, Replica};
 use self::ports::PortReservation;
 pub use self::preset::Preset;
@@ -51,6 +50,9 @@ mod ports;
 mod process;
 mod ready;
 mod reconcile;
+mod restart;
+mod rollout;
+mod supervise;
 
 const PID_FILE: &str = "keel-up.pid";
 
@@ -172,9 +174,7 @@ async fn run_async(args: &UpArgs, dir: PathBuf) -> u8 {
             return exit::FAILURE;
         }
     };
-    let needs_sample = replicas
-        .iter()
-        .any(|r| matches!(r.command.program, Program::Sample(_)));
+    let needs_sample = replicas.iter().any(Replica::needs_sample);
     let sample_bin = if needs_sample {
         match find_bin(&bins, "keel-sample") {
             Ok(b) => Some(b),
@@ -265,21 +265,14 @@ async fn mesh(
     let mut reserved = PortReservation::default();
     let mut all = resources.to_vec();
     for r in replicas {
-        let ports = match (|| -> std::io::Result<Ports> {
-            Ok(Ports {
-                app: reserved.reserve()?,
-                inbound: reserved.reserve()?,
-                outbound: reserved.reserve()?,
-                admin: reserved.reserve()?,
-            })
-        })() {
+        let ports = match Ports::reserve(r, &mut reserved) {
             Ok(p) => p,
             Err(e) => {
                 shout!("error: no free loopback port: {e}");
                 return exit::FAILURE;
             }
         };
-        let text = plan::workload_entry(r, ports).to_string();
+        let text = plan::workload_entry(r, &ports).to_string();
         let l = load_str(&text, &r.pod, &LoadOptions::default());
         if l.has_errors() {
             for d in &l.diagnostics {
@@ -340,12 +333,15 @@ async fn mesh(
     let mut failed = false;
     let mut counts: Vec<usize> = Vec::new();
     for (r, ports) in replicas.iter().zip(&assigned) {
-        say!("{}", process::starting(r, *ports));
-        if !matches!(r.command.program, Program::Sample(_)) {
-            // A command of the user's may bind without SO_REUSEADDR.
-            reserved.release(ports.app);
-        }
-        match start_replica(r, *ports, xds_addr, logs, proxy_bin, sample_bin) {
+        say!("{}", process::starting(r, ports));
+        process::unshare_app_ports(r, ports, &mut reserved);
+        let bins = process::Binaries {
+            xds: xds_addr,
+            logs,
+            proxy: proxy_bin,
+            sample: sample_bin,
+        };
+        match start_replica(r, ports, &bins) {
             Ok(mut ps) => {
                 counts.push(ps.len());
                 procs.append(&mut ps);
@@ -414,28 +410,7 @@ async fn mesh(
         );
         say!("  API: export KEEL_SERVER=http://{api_addr}");
         for (r, p) in replicas.iter().zip(&assigned) {
-            if !r.inject {
-                say!(
-                    "  {}.{}: no sidecar, app on 127.0.0.1:{} (logs: {}/{}.log)",
-                    r.pod,
-                    r.namespace,
-                    p.app,
-                    logs.display(),
-                    r.pod
-                );
-                continue;
-            }
-            say!(
-                "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (admin http://127.0.0.1:{}; logs: {}/{}.log, {}/{}.proxy.log)",
-                r.pod,
-                r.namespace,
-                p.outbound,
-                p.admin,
-                logs.display(),
-                r.pod,
-                logs.display(),
-                r.pod
-            );
+            say!("{}", process::summary(r, p, logs));
         }
         for line in ingress.iter().flat_map(|i| gateway::summary(i, logs)) {
             say!("{line}");
@@ -457,7 +432,7 @@ async fn mesh(
         });
         let mut theirs = procs.drain(..counts.iter().sum::<usize>());
         for ((r, p), n) in replicas.iter().zip(&assigned).zip(&counts) {
-            reconciler.adopt(r.clone(), *p, theirs.by_ref().take(*n).collect());
+            reconciler.adopt(r.clone(), p.clone(), theirs.by_ref().take(*n).collect());
         }
         drop(theirs);
         // The gateway (the one process left in `procs`, if it started) and any Gateway
@@ -474,17 +449,11 @@ async fn mesh(
         if let (Some(i), Some(admin), Some(p)) = (ingress, gateway_admin, procs.pop()) {
             follower.adopt(i, admin, p);
         }
-        let exited = tokio::select! {
-            s = shutdown_signal() => {
-                say!("{s}: shutting down");
-                None
-            }
-            () = follower.run() => None,
-            what = reconciler.run() => Some(what),
-        };
-        if let Some(what) = exited {
-            shout!("error: {what} exited; shutting down");
-            failed = true;
+        // Neither follower returns: the mesh runs until it is told to stop.
+        tokio::select! {
+            s = shutdown_signal() => say!("{s}: shutting down"),
+            () = follower.run() => {}
+            never = reconciler.run() => match never {},
         }
         procs.extend(reconciler.into_procs());
         procs.extend(follower.into_procs());

@@ -24,28 +24,96 @@ pub struct PodInfo {
     pub deployment: String,
     /// Runs with a sidecar.
     pub sidecar: bool,
+    /// The first container's `PORT`.
     pub app_port: u16,
     /// The sidecar's outbound listener (the app's `HTTP_PROXY`); 0 without a sidecar.
     pub outbound_port: u16,
     pub admin_port: u16,
+    /// How many times its sidecar was restarted.
+    #[serde(default)]
+    pub sidecar_restarts: u32,
+    /// The pod's containers, in order (the first is `keel logs`' default).
+    #[serde(default)]
+    pub containers: Vec<ContainerInfo>,
+    /// Each port of the pod.
+    #[serde(default)]
+    pub ports: Vec<PortInfo>,
 }
 
-/// Writes `pods.json` (temp file and rename, so readers never see half of it).
+/// A container of a pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub name: String,
+    /// Its log file, in the logs directory.
+    pub log: String,
+    /// How many times it was restarted (Kubernetes' `restartCount`).
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// A port of a pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// As the manifests number it (`containerPort`, or a Service's `targetPort`); 0 for the
+    /// spare `PORT` of a pod that declares none.
+    pub container_port: u16,
+    /// Where the app listens for it (`PORT_<container_port>`).
+    pub app_port: u16,
+    /// The sidecar's inbound listener for it; 0 when no Service targets it.
+    pub inbound_port: u16,
+}
+
+/// Writes `pods.json` for pods just started (no restarts yet).
 pub fn write(dir: &Path, replicas: &[Replica], ports: &[Ports]) -> std::io::Result<()> {
     let pods: Vec<PodInfo> = replicas
         .iter()
         .zip(ports)
-        .map(|(r, p)| PodInfo {
-            pod: r.pod.clone(),
-            namespace: r.namespace.clone(),
-            deployment: r.deployment.clone(),
-            sidecar: r.inject,
-            app_port: p.app,
-            outbound_port: if r.inject { p.outbound } else { 0 },
-            admin_port: if r.inject { p.admin } else { 0 },
-        })
+        .map(|(r, p)| info(r, p, 0, &[]))
         .collect();
-    let text = serde_json::to_vec_pretty(&pods).map_err(std::io::Error::other)?;
+    write_infos(dir, &pods)
+}
+
+/// What `pods.json` says of a pod, with the restarts of its sidecar and of each container.
+pub fn info(r: &Replica, p: &Ports, sidecar_restarts: u32, restarts: &[u32]) -> PodInfo {
+    PodInfo {
+        pod: r.pod.clone(),
+        namespace: r.namespace.clone(),
+        deployment: r.deployment.clone(),
+        sidecar: r.inject,
+        app_port: p.port_of(r, 0).unwrap_or(0),
+        outbound_port: if r.inject { p.outbound } else { 0 },
+        admin_port: if r.inject { p.admin } else { 0 },
+        sidecar_restarts,
+        containers: r
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerInfo {
+                name: c.name.clone(),
+                log: r.log_file(i),
+                restarts: restarts.get(i).copied().unwrap_or(0),
+            })
+            .collect(),
+        ports: r
+            .ports
+            .iter()
+            .zip(&p.app)
+            .map(|(port, local)| PortInfo {
+                container_port: port.port,
+                app_port: *local,
+                inbound_port: if r.inject && port.targeted {
+                    p.endpoint(r, port.port).unwrap_or(0)
+                } else {
+                    0
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Writes `pods.json` (temp file and rename, so readers never see half of it).
+pub fn write_infos(dir: &Path, pods: &[PodInfo]) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(pods).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{PODS_FILE}.tmp"));
     std::fs::write(&tmp, text)?;
     std::fs::rename(tmp, dir.join(PODS_FILE))
@@ -127,19 +195,14 @@ pub fn run_logs(args: &LogsArgs) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let proxy = match args.container.as_deref() {
-        None | Some("app") => false,
-        Some("proxy" | "istio-proxy" | "sidecar") if pod.sidecar => true,
-        Some("proxy" | "istio-proxy" | "sidecar") => {
-            eprintln!("error: {} runs without a sidecar", pod.pod);
+    let file = match log_file(&pod, args.container.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
             return exit::FAILURE;
         }
-        Some(other) => {
-            eprintln!("error: no container \"{other}\" (use app, the default, or proxy)");
-            return exit::USAGE;
-        }
     };
-    let path = log_path(&dir, &pod.pod, proxy);
+    let path = dir.join("logs").join(file);
     match print_log(&path, args.follow) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -149,9 +212,39 @@ pub fn run_logs(args: &LogsArgs) -> u8 {
     }
 }
 
-fn log_path(dir: &Path, pod: &str, proxy: bool) -> PathBuf {
-    let suffix = if proxy { ".proxy.log" } else { ".log" };
-    dir.join("logs").join(format!("{pod}{suffix}"))
+/// The log file of `container` in `pod`, as `kubectl logs -c` picks one: the first container
+/// by default; `proxy` (or `istio-proxy`, `sidecar`) is the sidecar; `app` the first container
+/// unless one is called so.
+fn log_file(pod: &PodInfo, container: Option<&str>) -> Result<String, String> {
+    let first = || {
+        pod.containers
+            .first()
+            .map_or_else(|| format!("{}.log", pod.pod), |c| c.log.clone())
+    };
+    match container {
+        None => Ok(first()),
+        Some("proxy" | "istio-proxy" | "sidecar") if pod.sidecar => {
+            Ok(format!("{}.proxy.log", pod.pod))
+        }
+        Some(name) => match pod.containers.iter().find(|c| c.name == name) {
+            Some(c) => Ok(c.log.clone()),
+            None if name == "app" => Ok(first()),
+            None if matches!(name, "proxy" | "istio-proxy" | "sidecar") => {
+                Err(format!("{} runs without a sidecar", pod.pod))
+            }
+            None => {
+                let mut names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                if pod.sidecar {
+                    names.push("proxy");
+                }
+                Err(format!(
+                    "{} has no container \"{name}\" (it has: {})",
+                    pod.pod,
+                    names.join(", ")
+                ))
+            }
+        },
+    }
 }
 
 fn print_log(path: &Path, follow: bool) -> std::io::Result<()> {
@@ -233,7 +326,44 @@ mod tests {
             app_port: 1,
             outbound_port: 2,
             admin_port: 3,
+            sidecar_restarts: 0,
+            containers: vec![
+                ContainerInfo {
+                    name: "main".into(),
+                    log: format!("{name}.log"),
+                    restarts: 0,
+                },
+                ContainerInfo {
+                    name: "helper".into(),
+                    log: format!("{name}.helper.log"),
+                    restarts: 0,
+                },
+            ],
+            ports: Vec::new(),
         }
+    }
+
+    #[test]
+    fn logs_pick_the_first_container_by_default_and_proxy_is_the_sidecar() {
+        let mut p = pod("tcp-echo-0", "tcp-echo", "default");
+        assert_eq!(log_file(&p, None).unwrap(), "tcp-echo-0.log");
+        assert_eq!(log_file(&p, Some("app")).unwrap(), "tcp-echo-0.log");
+        assert_eq!(
+            log_file(&p, Some("helper")).unwrap(),
+            "tcp-echo-0.helper.log"
+        );
+        assert_eq!(log_file(&p, Some("proxy")).unwrap(), "tcp-echo-0.proxy.log");
+        let e = log_file(&p, Some("nope")).unwrap_err();
+        assert!(e.contains("it has: main, helper, proxy"), "{e}");
+        p.sidecar = false;
+        assert!(
+            log_file(&p, Some("proxy"))
+                .unwrap_err()
+                .contains("without a sidecar")
+        );
+        // A pods.json from before containers were listed.
+        p.containers.clear();
+        assert_eq!(log_file(&p, None).unwrap(), "tcp-echo-0.log");
     }
 
     #[test]

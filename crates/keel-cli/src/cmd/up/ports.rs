@@ -1,5 +1,5 @@
-//! Loopback ports for the mesh's processes, reserved from the moment they are chosen until the
-//! mesh stops.
+//! Loopback ports for the mesh's processes ([`Ports`]: those of one replica), reserved from
+//! the moment they are chosen until the mesh stops.
 //!
 //! The ports must be known before anything starts: the app's `PORT`, its `HTTP_PROXY`, the
 //! sidecar's listener ports (which it sends the control plane as node metadata) and the
@@ -33,6 +33,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use tokio::net::TcpSocket;
 
+use super::plan::Replica;
+
 /// Whether a child can bind a port while [`PortReservation`] holds it (see the module docs).
 pub const SHAREABLE: bool = cfg!(target_os = "linux");
 
@@ -61,6 +63,83 @@ impl PortReservation {
     /// Stops holding every port.
     pub fn release_all(&mut self) {
         self.held.clear();
+    }
+}
+
+/// The loopback ports one replica was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports {
+    /// The local port of each of the replica's `ports`, in order.
+    pub app: Vec<u16>,
+    /// The sidecar's inbound listener for each of [`Replica::inbound_targets`], in order.
+    pub inbound: Vec<u16>,
+    pub outbound: u16,
+    pub admin: u16,
+}
+
+impl Ports {
+    /// Reserves the ports `r` needs.
+    pub fn reserve(r: &Replica, reserved: &mut PortReservation) -> std::io::Result<Ports> {
+        let mut take = |n: usize| {
+            (0..n)
+                .map(|_| reserved.reserve())
+                .collect::<std::io::Result<Vec<u16>>>()
+        };
+        Ok(Ports {
+            app: take(r.ports.len())?,
+            inbound: take(r.inbound_targets().len())?,
+            outbound: reserved.reserve()?,
+            admin: reserved.reserve()?,
+        })
+    }
+
+    /// Every port, for releasing them.
+    pub fn all(&self) -> impl Iterator<Item = u16> + '_ {
+        self.app
+            .iter()
+            .chain(&self.inbound)
+            .copied()
+            .chain([self.outbound, self.admin])
+    }
+
+    /// Container `i`'s `PORT`.
+    pub fn port_of(&self, r: &Replica, i: usize) -> Option<u16> {
+        r.port_of(i).and_then(|k| self.app.get(k).copied())
+    }
+
+    /// The local port of the pod port numbered `n`.
+    pub fn local(&self, r: &Replica, n: u16) -> Option<u16> {
+        let k = r.ports.iter().position(|p| p.port == n)?;
+        self.app.get(k).copied()
+    }
+
+    /// Where the containers that declare ports are expected to listen: each one's first port.
+    pub fn listening(&self, r: &Replica) -> Vec<u16> {
+        (0..r.containers.len())
+            .filter(|i| !r.containers[*i].ports.is_empty())
+            .filter_map(|i| self.port_of(r, i))
+            .collect()
+    }
+
+    /// `PORT_<containerPort>` for every numbered port of the pod.
+    pub fn env(&self, r: &Replica) -> Vec<(String, String)> {
+        r.ports
+            .iter()
+            .zip(&self.app)
+            .filter(|(p, _)| p.port != 0)
+            .map(|(p, local)| (format!("PORT_{}", p.port), local.to_string()))
+            .collect()
+    }
+
+    /// Where the Services' traffic for pod port `n` arrives: its sidecar inbound listener, or
+    /// the app's own port without a sidecar.
+    pub fn endpoint(&self, r: &Replica, n: u16) -> Option<u16> {
+        if !r.inject {
+            return self.local(r, n);
+        }
+        let k = r.ports.iter().position(|p| p.port == n)?;
+        let at = r.inbound_targets().iter().position(|t| *t == k)?;
+        self.inbound.get(at).copied()
     }
 }
 

@@ -1,12 +1,13 @@
-//! The processes of the mesh: starting a replica (its app and its sidecar), noticing one that
-//! exits, and stopping them.
+//! The processes of the mesh: starting a replica (its sidecar and a process per container),
+//! noticing one that exits, and stopping them.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::image::Program;
+use super::image::{Program, expand_arg};
 use super::plan::{Ports, Replica};
+use super::ports::PortReservation;
 use super::signal;
 
 /// A running process of the mesh.
@@ -41,95 +42,204 @@ impl Drop for Proc {
     }
 }
 
-/// The line announcing that a replica starts (the tests read its app port).
-pub(super) fn starting(r: &Replica, ports: Ports) -> String {
-    if r.inject {
-        format!(
-            "… starting {}.{} (app 127.0.0.1:{}, sidecar inbound {}, outbound {})",
-            r.pod, r.namespace, ports.app, ports.inbound, ports.outbound
-        )
-    } else {
-        format!(
-            "… starting {}.{} (app 127.0.0.1:{}, no sidecar: sidecar.istio.io/inject is false)",
-            r.pod, r.namespace, ports.app
-        )
+/// The line announcing that a replica starts (the tests read its app port, the first one).
+/// A pod with one port and one container reads as it always did; more show as
+/// `containerPort→local`.
+pub(super) fn starting(r: &Replica, ports: &Ports) -> String {
+    let first = ports.port_of(r, 0).map_or("-".into(), |p| p.to_string());
+    let mut app = format!("app 127.0.0.1:{first}");
+    if r.containers.len() > 1 {
+        let names: Vec<&str> = r.containers.iter().map(|c| c.name.as_str()).collect();
+        app.push_str(&format!(", containers {}", names.join("+")));
     }
+    let numbered = r.ports.iter().filter(|p| p.port != 0).count();
+    if numbered > 1 {
+        let each: Vec<String> = r
+            .ports
+            .iter()
+            .zip(&ports.app)
+            .filter(|(p, _)| p.port != 0)
+            .map(|(p, l)| format!("{}→{l}", p.port))
+            .collect();
+        app.push_str(&format!(", ports {}", each.join(" ")));
+    }
+    if !r.inject {
+        return format!(
+            "… starting {}.{} ({app}, no sidecar: sidecar.istio.io/inject is false)",
+            r.pod, r.namespace
+        );
+    }
+    let targets = r.inbound_targets();
+    let inbound = if ports.inbound.len() == 1 {
+        ports.inbound[0].to_string()
+    } else {
+        targets
+            .iter()
+            .zip(&ports.inbound)
+            .map(|(k, l)| format!("{}→{l}", r.ports[*k].port))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "… starting {}.{} ({app}, sidecar inbound {inbound}, outbound {})",
+        r.pod, r.namespace, ports.outbound
+    )
 }
 
+/// The summary line of a ready replica: where its app calls out, its admin port, its logs.
+pub(super) fn summary(r: &Replica, p: &Ports, logs: &Path) -> String {
+    let mut files: Vec<String> = (0..r.containers.len())
+        .map(|i| format!("{}/{}", logs.display(), r.log_file(i)))
+        .collect();
+    if !r.inject {
+        let app = p.port_of(r, 0).map_or("-".into(), |p| p.to_string());
+        return format!(
+            "  {}.{}: no sidecar, app on 127.0.0.1:{app} (logs: {})",
+            r.pod,
+            r.namespace,
+            files.join(", ")
+        );
+    }
+    files.push(format!("{}/{}.proxy.log", logs.display(), r.pod));
+    format!(
+        "  {}.{}: HTTP_PROXY=http://127.0.0.1:{} (admin http://127.0.0.1:{}; logs: {})",
+        r.pod,
+        r.namespace,
+        p.outbound,
+        p.admin,
+        files.join(", ")
+    )
+}
+
+/// A log file opened for appending (a restarted process adds to what it wrote before, as
+/// `kubectl logs --previous` would show), for stdout and stderr.
 pub(super) fn log_file(logs: &Path, name: &str) -> std::io::Result<(std::fs::File, std::fs::File)> {
-    let f = std::fs::File::create(logs.join(name))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(name))?;
     let g = f.try_clone()?;
     Ok((f, g))
 }
 
+/// Where and with what a pod's processes start.
+pub(super) struct Binaries<'a> {
+    pub xds: std::net::SocketAddr,
+    pub logs: &'a Path,
+    pub proxy: &'a Path,
+    pub sample: Option<&'a Path>,
+}
+
+/// Starts a replica: its sidecar (if injected), then each container, in this order.
 pub(super) fn start_replica(
     r: &Replica,
-    ports: Ports,
-    xds: std::net::SocketAddr,
-    logs: &Path,
-    proxy_bin: &Path,
-    sample_bin: Option<&Path>,
+    ports: &Ports,
+    bins: &Binaries,
 ) -> std::io::Result<Vec<Proc>> {
-    use std::os::unix::process::CommandExt;
+    // A new pod starts with empty logs (a pod name can be used again).
+    let mut files: Vec<String> = (0..r.containers.len()).map(|i| r.log_file(i)).collect();
+    files.push(format!("{}.proxy.log", r.pod));
+    for f in files {
+        std::fs::File::create(bins.logs.join(f))?;
+    }
     let mut out = Vec::new();
     if r.inject {
-        let (o, e) = log_file(logs, &format!("{}.proxy.log", r.pod))?;
-        let mut proxy = Command::new(proxy_bin);
-        proxy
-            .arg("sidecar")
-            .args(["--xds", &format!("http://{xds}")])
-            .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
-            .args(["-n", &r.namespace])
-            .args(["--workload", &r.deployment])
-            .args(["--workers", "1"])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--outbound-port", &ports.outbound.to_string()])
-            .args(["--inbound-port", &ports.inbound.to_string()])
-            .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
-            .args(["--stats", "none"])
-            // Istio's demo profile logs every request to the sidecar's stdout, which the
-            // tasks read (response flags such as UO, the Host of mirrored copies).
-            .args(["--access-log", "text"]);
-        let app_port = if r.protocol.is_empty() {
-            ports.app.to_string()
-        } else {
-            format!("{}/{}", ports.app, r.protocol)
-        };
-        proxy.args(["--app-port", &app_port]);
-        for (k, v) in &r.labels {
-            proxy.args(["--label", &format!("{k}={v}")]);
-        }
-        proxy
-            .stdin(Stdio::null())
-            .stdout(o)
-            .stderr(e)
-            .process_group(0);
-        out.push(Proc {
-            what: format!("sidecar of {}", r.pod),
-            child: proxy.spawn()?,
-        });
+        out.push(start_sidecar(r, ports, bins)?);
     }
-    let (o, e) = log_file(logs, &format!("{}.log", r.pod))?;
-    let port = ports.app.to_string();
-    let mut app = match &r.command.program {
+    for i in 0..r.containers.len() {
+        match start_container(r, i, ports, bins) {
+            Ok(p) => out.push(p),
+            Err(err) => {
+                // Don't leave the others behind.
+                for p in &mut out {
+                    p.kill();
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Starts a replica's sidecar: one inbound listener per port its Services target, each
+/// paired (`--inbound-port`, `--app-port` in the same position) with that port's local port.
+pub(super) fn start_sidecar(r: &Replica, ports: &Ports, bins: &Binaries) -> std::io::Result<Proc> {
+    use std::os::unix::process::CommandExt;
+    let (o, e) = log_file(bins.logs, &format!("{}.proxy.log", r.pod))?;
+    let mut proxy = Command::new(bins.proxy);
+    proxy
+        .arg("sidecar")
+        .args(["--xds", &format!("http://{}", bins.xds)])
+        .args(["--node-id", &format!("{}.{}", r.pod, r.namespace)])
+        .args(["-n", &r.namespace])
+        .args(["--workload", &r.deployment])
+        .args(["--workers", "1"])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--outbound-port", &ports.outbound.to_string()])
+        .args(["--admin", &format!("127.0.0.1:{}", ports.admin)])
+        .args(["--stats", "none"])
+        // Istio's demo profile logs every request to the sidecar's stdout, which the
+        // tasks read (response flags such as UO, the Host of mirrored copies).
+        .args(["--access-log", "text"]);
+    for (k, inbound) in r.inbound_targets().into_iter().zip(&ports.inbound) {
+        let (Some(port), Some(local)) = (r.ports.get(k), ports.app.get(k)) else {
+            continue;
+        };
+        let app_port = if port.protocol.is_empty() {
+            local.to_string()
+        } else {
+            format!("{local}/{}", port.protocol)
+        };
+        proxy
+            .args(["--inbound-port", &inbound.to_string()])
+            .args(["--app-port", &app_port]);
+    }
+    for (k, v) in &r.labels {
+        proxy.args(["--label", &format!("{k}={v}")]);
+    }
+    proxy
+        .stdin(Stdio::null())
+        .stdout(o)
+        .stderr(e)
+        .process_group(0);
+    Ok(Proc {
+        what: format!("sidecar of {}", r.pod),
+        child: proxy.spawn()?,
+    })
+}
+
+/// Starts container `i` of a replica, with the pod's environment and its own.
+pub(super) fn start_container(
+    r: &Replica,
+    i: usize,
+    ports: &Ports,
+    bins: &Binaries,
+) -> std::io::Result<Proc> {
+    use std::os::unix::process::CommandExt;
+    let Some(c) = r.containers.get(i) else {
+        return Err(std::io::Error::other(format!(
+            "{} has no container {i}",
+            r.pod
+        )));
+    };
+    let (o, e) = log_file(bins.logs, &r.log_file(i))?;
+    let port = ports.port_of(r, i);
+    let mut app = match &c.command.program {
         Program::Sample(args) => {
-            let Some(bin) = sample_bin else {
+            let Some(bin) = bins.sample else {
                 return Err(std::io::Error::other("keel-sample not found"));
             };
-            let mut c = Command::new(bin);
-            c.args(args.iter().map(|a| {
-                if a == "$PORT" {
-                    port.as_str()
-                } else {
-                    a.as_str()
-                }
-            }));
-            c
+            let mut cmd = Command::new(bin);
+            cmd.args(
+                args.iter()
+                    .map(|a| expand_arg(a, port, |n| ports.local(r, n))),
+            );
+            cmd
         }
         Program::Shell(line) => {
-            let mut c = Command::new("sh");
-            c.args(["-c", line]);
-            c
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", line]);
+            cmd
         }
     };
     if r.inject {
@@ -139,10 +249,14 @@ pub(super) fn start_replica(
             .env("NO_PROXY", "")
             .env("no_proxy", "");
     }
-    app.envs(r.command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .envs(r.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("PORT", &port)
-        .env("BIND_ADDRESS", "127.0.0.1")
+    app.env_remove("PORT")
+        .envs(c.command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(c.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(ports.env(r));
+    if let Some(port) = port {
+        app.env("PORT", port.to_string());
+    }
+    app.env("BIND_ADDRESS", "127.0.0.1")
         .env("HOSTNAME", &r.pod)
         .env("POD_NAME", &r.pod)
         .env("POD_NAMESPACE", &r.namespace)
@@ -150,20 +264,28 @@ pub(super) fn start_replica(
         .stdout(o)
         .stderr(e)
         .process_group(0);
-    match app.spawn() {
-        Ok(child) => out.push(Proc {
-            what: r.pod.clone(),
-            child,
-        }),
-        Err(err) => {
-            // Don't leave the sidecar behind.
-            for p in &mut out {
-                p.kill();
-            }
-            return Err(err);
+    let what = if i == 0 {
+        r.pod.clone()
+    } else {
+        format!("{} container {}", r.pod, c.name)
+    };
+    Ok(Proc {
+        what,
+        child: app.spawn()?,
+    })
+}
+
+/// Releases the app ports of a replica whose commands are the user's (`--run`,
+/// `keel.dev/run`): they may bind without `SO_REUSEADDR`.
+pub(super) fn unshare_app_ports(r: &Replica, ports: &Ports, reserved: &mut PortReservation) {
+    if r.containers
+        .iter()
+        .any(|c| matches!(c.command.program, Program::Shell(_)))
+    {
+        for p in &ports.app {
+            reserved.release(*p);
         }
     }
-    Ok(out)
 }
 
 pub(super) fn exited(procs: &mut [Proc]) -> Option<String> {

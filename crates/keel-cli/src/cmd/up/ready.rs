@@ -25,6 +25,38 @@ pub(super) async fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Whether every port accepts connections.
+pub(super) async fn apps_listen(ports: &[u16]) -> bool {
+    for port in ports {
+        if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Waits (at most `within`) until every connected proxy has acknowledged a configuration from
+/// store version `version` or later, or rejected one: a pod deregistered at `version` then
+/// gets no new connections, as Kubernetes waits out endpoint propagation before a pod's
+/// processes stop (its sidecar's drain, its `terminationGracePeriodSeconds`).
+pub(super) async fn wait_for_proxies(registry: &ProxyRegistry, version: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    let settled = |p: &keel_control::xds::ProxyStatus| {
+        let from = p
+            .control_plane_version
+            .parse::<u64>()
+            .is_ok_and(|v| v >= version);
+        from && (p.types.values().all(|t| t.state == SyncState::Synced)
+            || p.types.values().any(|t| t.state == SyncState::Nack))
+    };
+    while Instant::now() < deadline && !registry.list().iter().all(settled) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Why the sidecar `node` rejected its configuration, if it did. A sidecar that can't bind a
 /// listener rejects the configuration naming it, and would never become ready: this says so
 /// at once, with the reason, instead of after the readiness timeout.
@@ -48,7 +80,7 @@ pub(super) async fn wait_ready(
     let deadline = Instant::now() + READY_WITHIN;
     for (r, p) in replicas.iter().zip(ports) {
         let mut proxy_ready = !r.inject;
-        let mut app_ready = !r.listens;
+        let mut app_ready = false;
         let node = format!("{}.{}", r.pod, r.namespace);
         loop {
             if let Some(what) = exited(procs) {
@@ -64,9 +96,7 @@ pub(super) async fn wait_ready(
                 proxy_ready = http_status(p.admin, "/healthz/ready").await == Some(200);
             }
             if !app_ready {
-                app_ready = tokio::net::TcpStream::connect(("127.0.0.1", p.app))
-                    .await
-                    .is_ok();
+                app_ready = apps_listen(&p.listening(r)).await;
             }
             if proxy_ready && app_ready {
                 say!("✔ {}.{} ready", r.pod, r.namespace);

@@ -1,52 +1,55 @@
 //! Keeps the running replicas in step with the store, as Kubernetes' controllers do: once the
 //! mesh is up, every change of a Deployment, Service or Namespace (`keel apply -f`,
-//! `keel delete -f`) is planned again with [`plan::plan`] and compared with what runs, by
-//! namespace and pod name. New replicas start (ports reserved, app and sidecar started,
-//! readiness awaited in the background, registered once ready), removed ones stop (registration deleted first
-//! so no new traffic reaches them, then SIGTERM to their process groups), and a replica whose
-//! plan changed (its pod template, or the ports and protocol its Services give it) is replaced.
+//! `keel delete -f`) is planned again with [`plan::plan`] into what each Deployment wants (a pod
+//! template, a replica count, a strategy), and each Deployment is moved towards it one
+//! [`rollout::step`] at a time, again on every tick as pods become ready. New pods start (ports
+//! reserved, sidecar and containers started, registered once ready); pods no Deployment wants
+//! stop (registration deleted first, then, once every proxy has that change or 5 s have passed,
+//! SIGTERM to their process groups, as Kubernetes waits out endpoint propagation).
 //!
-//! Replacing is stop-then-start, not Kubernetes' surge: a replica keeps its pod name
-//! (`httpbin-0`), which names its log files, its sidecar's node id and its WorkloadEntry, so the
-//! old and the new can't run side by side. A replaced single replica is briefly unavailable.
+//! A Deployment whose pod template changed (image, env, labels, args, annotations; or the ports
+//! and protocols its Services give it) rolls as Kubernetes' `RollingUpdate` does by default:
+//! new pods start beside the old ones under new names (`<deployment>-<n>`, the lowest `n` not
+//! in use), within `maxSurge`, and an old pod stops only once enough new ones are ready
+//! (`maxUnavailable`), so a one-replica Deployment keeps serving throughout. A new pod that
+//! never becomes ready leaves the old ones serving; that is reported once. `strategy.type:
+//! Recreate` stops every old pod first. Between changes each [`Pod`] restarts processes that
+//! exit, deregistered until ready again ([`super::supervise`]).
 //!
 //! Writes of its own (the WorkloadEntries) change the store too; snapshots whose Deployments,
 //! Services and Namespaces are unchanged (same keys and generations) are ignored, so they don't
 //! feed back.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_config::{Kind, LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, ResourceKey, Snapshot, WriteOptions};
 use keel_control::xds::ProxyRegistry;
 
-use super::image::Program;
+use super::find_bin;
 use super::plan::{self, Ports, Replica};
+use super::pods::{self, PodInfo};
 use super::ports::{PortReservation, SHAREABLE};
-use super::process::{Proc, exited, start_replica, starting, stop_all};
-use super::ready::{http_status, rejected};
-use super::{find_bin, pods};
+use super::process::{Binaries, Proc, start_replica, starting, stop_all, unshare_app_ports};
+use super::ready::wait_for_proxies;
+use super::rollout::{
+    self, DeploymentKey, Desired, PodState, Want, desired, pod_index, runs_template,
+};
+use super::supervise::Pod;
 
-/// How long a replica started here has to become ready before it is reported.
-const READY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a ready pod being stopped waits for the proxies to stop sending it traffic.
+const DRAIN_WITHIN: Duration = Duration::from_secs(5);
 
-/// How often started replicas are checked for readiness and exits.
+/// How often pods are checked for readiness and exits.
 const TICK: Duration = Duration::from_millis(100);
 
 /// (namespace, pod name).
 type PodKey = (String, String);
-
-struct Running {
-    replica: Replica,
-    ports: Ports,
-    procs: Vec<Proc>,
-    /// Still starting: when it started. `None` once ready, or once given up on.
-    starting: Option<Instant>,
-}
 
 /// Where and how replicas start.
 pub(super) struct Launch {
@@ -64,24 +67,39 @@ pub(super) struct Launch {
 pub(super) struct Reconciler {
     launch: Launch,
     reserved: PortReservation,
-    running: BTreeMap<PodKey, Running>,
+    running: BTreeMap<PodKey, Pod>,
+    /// `keel-sample`, when found.
+    sample_bin: Option<PathBuf>,
     /// The Deployments, Services and Namespaces (key and generation) last reconciled.
     last: Vec<(ResourceKey, i64)>,
     /// Namespaces that existed as resources: a Deployment in one deleted since stops.
     namespaces_seen: BTreeSet<String>,
     /// The planning errors last printed: each is printed once, not on every change.
     reported: BTreeSet<String>,
+    /// What each Deployment wants, as last planned.
+    wants: BTreeMap<DeploymentKey, Want>,
+    /// Deployments that can't be planned: their pods are left as they are.
+    failed: BTreeSet<DeploymentKey>,
+    /// Deployments whose stuck rollout was reported.
+    stuck: BTreeSet<DeploymentKey>,
+    /// Deployments whose new pod could not start: tried again when they change.
+    unstartable: BTreeSet<DeploymentKey>,
 }
 
 impl Reconciler {
     pub fn new(launch: Launch) -> Self {
         Reconciler {
+            sample_bin: find_bin(&launch.bins, "keel-sample").ok(),
             launch,
             reserved: PortReservation::default(),
             running: BTreeMap::new(),
             last: Vec::new(),
             namespaces_seen: BTreeSet::new(),
             reported: BTreeSet::new(),
+            wants: BTreeMap::new(),
+            failed: BTreeSet::new(),
+            stuck: BTreeSet::new(),
+            unstartable: BTreeSet::new(),
         }
     }
 
@@ -89,24 +107,21 @@ impl Reconciler {
     /// `keel up`'s own reservation until the mesh stops.
     pub fn adopt(&mut self, replica: Replica, ports: Ports, procs: Vec<Proc>) {
         let key = (replica.namespace.clone(), replica.pod.clone());
-        self.running.insert(
-            key,
-            Running {
-                replica,
-                ports,
-                procs,
-                starting: None,
-            },
-        );
+        self.running
+            .insert(key, Pod::new(replica, ports, procs, true));
     }
 
     /// Every process still held, for the mesh to stop.
     pub fn into_procs(self) -> Vec<Proc> {
-        self.running.into_values().flat_map(|r| r.procs).collect()
+        self.running
+            .into_values()
+            .flat_map(|mut p| p.take_procs())
+            .collect()
     }
 
-    /// Follows the store until a ready replica's process exits; returns which.
-    pub async fn run(&mut self) -> String {
+    /// Follows the store, and restarts processes that exit, until the mesh stops (the future
+    /// is dropped).
+    pub async fn run(&mut self) -> Infallible {
         let mut rx = self.launch.store.subscribe();
         let mut open = true;
         loop {
@@ -126,9 +141,9 @@ impl Reconciler {
                     tokio::time::sleep(TICK).await;
                     false
                 };
-                if let Some(what) = self.check().await {
-                    return what;
-                }
+                self.check().await;
+                // Rollouts move on as new pods become ready.
+                self.converge().await;
                 if changed {
                     break;
                 }
@@ -157,7 +172,7 @@ impl Reconciler {
             .map(|s| s.resource.clone())
             .collect();
         let Desired {
-            replicas: desired,
+            deployments,
             failed,
             errors,
         } = desired(&resources, &self.launch.runs, &gone);
@@ -165,79 +180,114 @@ impl Reconciler {
             shout!("error: {e}");
         }
         self.reported = errors;
-        // A Deployment that can't be planned keeps the replicas it has.
-        let stop: Vec<PodKey> = self
-            .running
-            .iter()
-            .filter(|(key, r)| match desired.get(*key) {
-                Some(want) => *want != r.replica,
-                None => !failed.contains(&(key.0.clone(), r.replica.deployment.clone())),
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
-        let start: Vec<Replica> = desired
-            .iter()
-            .filter(|(key, want)| {
-                self.running
-                    .get(*key)
-                    .is_none_or(|r| stop.contains(key) || r.replica != **want)
-            })
-            .map(|(_, want)| want.clone())
-            .collect();
+        if deployments != self.wants {
+            // A changed Deployment may get further than last time.
+            self.stuck.clear();
+            self.unstartable.clear();
+        }
+        self.wants = deployments;
+        self.failed = failed;
+        self.converge().await;
+    }
+
+    /// Takes one step of each Deployment towards what it wants (see [`rollout::step`]):
+    /// scaling, rolling to a new template, stopping what no Deployment wants any more.
+    async fn converge(&mut self) {
+        let mut stop: Vec<PodKey> = Vec::new();
+        let mut start: Vec<Replica> = Vec::new();
+        let mut by_deployment: BTreeMap<DeploymentKey, Vec<&Pod>> = BTreeMap::new();
+        for pod in self.running.values() {
+            let r = &pod.replica;
+            by_deployment
+                .entry((r.namespace.clone(), r.deployment.clone()))
+                .or_default()
+                .push(pod);
+        }
+        for key in self.wants.keys() {
+            by_deployment.entry(key.clone()).or_default();
+        }
+        for (key, pods) in &by_deployment {
+            if self.failed.contains(key) {
+                continue;
+            }
+            let Some(want) = self.wants.get(key) else {
+                // Deleted (or its Namespace was): every pod stops.
+                stop.extend(pods.iter().map(|p| (key.0.clone(), p.replica.pod.clone())));
+                continue;
+            };
+            let states: Vec<PodState> = pods
+                .iter()
+                .map(|p| PodState {
+                    name: p.replica.pod.clone(),
+                    index: pod_index(&p.replica.pod, &key.1),
+                    current: want
+                        .template
+                        .as_ref()
+                        .is_some_and(|t| runs_template(&p.replica, t)),
+                    ready: p.ready,
+                })
+                .collect();
+            let step = rollout::step(want.replicas, want.strategy, &states);
+            report_stuck(&mut self.stuck, key, pods, &states);
+            stop.extend(step.stop.into_iter().map(|pod| (key.0.clone(), pod)));
+            let (Some(template), false) = (&want.template, self.unstartable.contains(key)) else {
+                continue;
+            };
+            let mut used: Vec<usize> = states.iter().map(|s| s.index).collect();
+            for _ in 0..step.start {
+                let index = rollout::free_index(&used);
+                used.push(index);
+                let mut r = template.clone();
+                r.pod = format!("{}-{index}", key.1);
+                start.push(r);
+            }
+        }
         if stop.is_empty() && start.is_empty() {
             return;
         }
         self.stop(&stop).await;
         for r in start {
-            self.start(r).await;
+            let key = (r.namespace.clone(), r.deployment.clone());
+            if !self.start(r).await {
+                // Tried again once the Deployment changes, not on every tick.
+                self.unstartable.insert(key);
+            }
         }
         self.write_pods();
     }
 
     /// Deregisters, then stops, the replicas `keys` name.
     async fn stop(&mut self, keys: &[PodKey]) {
-        let mut stopping: Vec<Running> =
-            keys.iter().filter_map(|k| self.running.remove(k)).collect();
+        let mut stopping: Vec<Pod> = keys.iter().filter_map(|k| self.running.remove(k)).collect();
         if stopping.is_empty() {
             return;
         }
-        let entries: Vec<ResourceKey> = stopping
-            .iter()
-            .map(|r| ResourceKey::new(Kind::WorkloadEntry, &r.replica.namespace, &r.replica.pod))
-            .collect();
-        let store = self.launch.store.clone();
-        let deleted =
-            tokio::task::spawn_blocking(move || store.delete(&entries, WriteOptions::default()))
-                .await;
-        if let Ok(Err(e)) = deleted {
-            shout!("warning: cannot deregister stopped replicas: {e}");
+        let replicas: Vec<&Replica> = stopping.iter().map(|p| &p.replica).collect();
+        match deregister(&self.launch.store, &replicas).await {
+            Ok(version) if stopping.iter().any(|p| p.ready) => {
+                wait_for_proxies(&self.launch.registry, version, DRAIN_WITHIN).await
+            }
+            Ok(_) => {}
+            Err(e) => shout!("warning: cannot deregister stopped replicas: {e}"),
         }
         for r in &stopping {
             say!("… stopping {}.{}", r.replica.pod, r.replica.namespace);
         }
-        let mut procs: Vec<Proc> = stopping
-            .iter_mut()
-            .flat_map(|r| r.procs.drain(..))
-            .collect();
+        let mut procs: Vec<Proc> = stopping.iter_mut().flat_map(Pod::take_procs).collect();
         stop_all(&mut procs).await;
         for r in &stopping {
-            for port in [
-                r.ports.app,
-                r.ports.inbound,
-                r.ports.outbound,
-                r.ports.admin,
-            ] {
+            for port in r.ports.all() {
                 self.reserved.release(port);
             }
             say!("✔ {}.{} stopped", r.replica.pod, r.replica.namespace);
         }
     }
 
-    /// Reserves ports for `r` and starts its processes; errors are printed. It is registered
-    /// (takes traffic) once ready, as Kubernetes lists only ready pods among a Service's
-    /// endpoints; see [`Reconciler::check`].
-    async fn start(&mut self, r: Replica) {
-        let ports = match self.reserve() {
+    /// Reserves ports for `r` and starts its processes; errors are printed (false). It is
+    /// registered (takes traffic) once ready, as Kubernetes lists only ready pods among a
+    /// Service's endpoints; see [`Reconciler::check`].
+    async fn start(&mut self, r: Replica) -> bool {
+        let ports = match Ports::reserve(&r, &mut self.reserved) {
             Ok(p) => p,
             Err(e) => {
                 shout!(
@@ -245,42 +295,30 @@ impl Reconciler {
                     r.namespace,
                     r.deployment
                 );
-                return;
+                return false;
             }
         };
-        say!("{}", starting(&r, ports));
-        if !matches!(r.command.program, Program::Sample(_)) {
-            // A command of the user's may bind without SO_REUSEADDR.
-            self.reserved.release(ports.app);
+        say!("{}", starting(&r, &ports));
+        unshare_app_ports(&r, &ports, &mut self.reserved);
+        if r.needs_sample() && self.sample_bin.is_none() {
+            shout!(
+                "error: deployment {}/{}: cannot start {}: keel-sample not found beside keel (pass --bin-dir)",
+                r.namespace,
+                r.deployment,
+                r.pod
+            );
+            self.release(&ports);
+            return false;
         }
-        let sample_bin = match &r.command.program {
-            Program::Sample(_) => find_bin(&self.launch.bins, "keel-sample").ok(),
-            Program::Shell(_) => None,
-        };
-        let l = &self.launch;
-        let started = start_replica(
-            &r,
-            ports,
-            l.xds,
-            &l.logs,
-            &l.proxy_bin,
-            sample_bin.as_deref(),
-        );
+        let started = start_replica(&r, &ports, &self.binaries());
         if !SHAREABLE {
             self.reserved.release_all();
         }
         match started {
             Ok(procs) => {
                 let key = (r.namespace.clone(), r.pod.clone());
-                self.running.insert(
-                    key,
-                    Running {
-                        replica: r,
-                        ports,
-                        procs,
-                        starting: Some(Instant::now()),
-                    },
-                );
+                self.running.insert(key, Pod::new(r, ports, procs, false));
+                true
             }
             Err(e) => {
                 shout!(
@@ -289,79 +327,59 @@ impl Reconciler {
                     r.deployment,
                     r.pod
                 );
-                self.release(ports);
+                self.release(&ports);
+                false
             }
         }
     }
 
-    fn reserve(&mut self) -> std::io::Result<Ports> {
-        Ok(Ports {
-            app: self.reserved.reserve()?,
-            inbound: self.reserved.reserve()?,
-            outbound: self.reserved.reserve()?,
-            admin: self.reserved.reserve()?,
-        })
-    }
-
-    fn release(&mut self, p: Ports) {
-        for port in [p.app, p.inbound, p.outbound, p.admin] {
+    fn release(&mut self, p: &Ports) {
+        for port in p.all() {
             self.reserved.release(port);
         }
     }
 
-    /// Reports replicas that became ready, and those that failed while starting (their
-    /// processes are stopped; they stay stopped until their Deployment changes). Returns which
-    /// process of a ready replica exited, if one did.
-    async fn check(&mut self) -> Option<String> {
+    fn binaries(&self) -> Binaries<'_> {
+        let l = &self.launch;
+        Binaries {
+            xds: l.xds,
+            logs: &l.logs,
+            proxy: &l.proxy_bin,
+            sample: self.sample_bin.as_deref(),
+        }
+    }
+
+    /// Restarts processes that exited (their pod is deregistered meanwhile, as Kubernetes
+    /// drops an unready pod from its Services' endpoints) and registers pods that became ready.
+    async fn check(&mut self) {
+        let l = &self.launch;
+        let bins = Binaries {
+            xds: l.xds,
+            logs: &l.logs,
+            proxy: &l.proxy_bin,
+            sample: self.sample_bin.as_deref(),
+        };
+        let mut lost = Vec::new();
+        let mut changed = false;
         let mut ready = Vec::new();
-        for run in self.running.values_mut() {
-            let r = &run.replica;
-            let Some(since) = run.starting else {
-                if let Some(what) = exited(&mut run.procs) {
-                    return Some(what);
-                }
-                continue;
-            };
-            let failure = if let Some(what) = exited(&mut run.procs) {
-                Some(format!("{what} exited while starting (see its log)"))
-            } else if let Some(reason) = r
-                .inject
-                .then(|| rejected(&self.launch.registry, &format!("{}.{}", r.pod, r.namespace)))
-                .flatten()
-            {
-                Some(format!(
-                    "the sidecar of {} rejected its configuration: {reason}",
-                    r.pod
-                ))
-            } else if since.elapsed() > READY_WITHIN {
-                Some(format!(
-                    "{} not ready within {} s",
-                    r.pod,
-                    READY_WITHIN.as_secs()
-                ))
-            } else {
-                None
-            };
-            if let Some(why) = failure {
-                shout!("error: deployment {}/{}: {why}", r.namespace, r.deployment);
-                run.starting = None;
-                stop_all(&mut run.procs).await;
-                run.procs.clear();
-                continue;
+        for pod in self.running.values_mut() {
+            let seen = pod.supervise(&bins);
+            changed |= seen.changed;
+            if seen.lost_ready {
+                lost.push(pod.replica.clone());
             }
-            let proxy_ready =
-                !r.inject || http_status(run.ports.admin, "/healthz/ready").await == Some(200);
-            let app_ready = !r.listens
-                || tokio::net::TcpStream::connect(("127.0.0.1", run.ports.app))
-                    .await
-                    .is_ok();
-            if proxy_ready && app_ready {
-                run.starting = None;
-                ready.push((r.clone(), run.ports));
+            if pod.became_ready(&self.launch.registry).await {
+                ready.push((pod.replica.clone(), pod.ports.clone()));
+            }
+        }
+        if !lost.is_empty() {
+            let replicas: Vec<&Replica> = lost.iter().collect();
+            if let Err(e) = deregister(&self.launch.store, &replicas).await {
+                shout!("warning: cannot deregister pods whose process exited: {e}");
             }
         }
         for (r, ports) in ready {
-            match register(&self.launch.store, &r, ports).await {
+            match register(&self.launch.store, &r, &ports).await {
                 Ok(()) => say!("✔ {}.{} ready", r.pod, r.namespace),
                 Err(e) => shout!(
                     "error: deployment {}/{}: cannot register {}: {e}",
@@ -371,23 +389,56 @@ impl Reconciler {
                 ),
             }
         }
-        None
+        if changed {
+            self.write_pods();
+        }
     }
 
     fn write_pods(&self) {
-        let (replicas, ports): (Vec<Replica>, Vec<Ports>) = self
+        let infos: Vec<PodInfo> = self
             .running
             .values()
-            .map(|r| (r.replica.clone(), r.ports))
-            .unzip();
-        if let Err(e) = pods::write(&self.launch.dir, &replicas, &ports) {
+            .map(|p| {
+                let (sidecar, containers) = p.restarts();
+                pods::info(&p.replica, &p.ports, sidecar, &containers)
+            })
+            .collect();
+        if let Err(e) = pods::write_infos(&self.launch.dir, &infos) {
             shout!("warning: cannot write pods.json: {e}");
         }
     }
 }
 
+/// Says once per rollout that a Deployment's new pods don't become ready while old ones
+/// still serve (Kubernetes' stuck rollout).
+fn report_stuck(
+    reported: &mut BTreeSet<DeploymentKey>,
+    key: &DeploymentKey,
+    pods: &[&Pod],
+    states: &[PodState],
+) {
+    if !states.iter().any(|s| !s.current) || reported.contains(key) {
+        return;
+    }
+    let Some((pod, why)) = pods
+        .iter()
+        .zip(states)
+        .filter(|(p, s)| s.current && !p.ready)
+        .find_map(|(p, _)| Some((p, p.trouble.clone()?)))
+    else {
+        return;
+    };
+    reported.insert(key.clone());
+    shout!(
+        "error: deployment {}/{}: rollout stuck: new pod {} is not ready ({why}); the old pods keep serving",
+        key.0,
+        key.1,
+        pod.replica.pod
+    );
+}
+
 /// Applies the replica's WorkloadEntry: from now on it takes traffic.
-async fn register(store: &Arc<DirStore>, r: &Replica, ports: Ports) -> Result<(), String> {
+async fn register(store: &Arc<DirStore>, r: &Replica, ports: &Ports) -> Result<(), String> {
     let text = plan::workload_entry(r, ports).to_string();
     let loaded = load_str(&text, &r.pod, &LoadOptions::default());
     if loaded.has_errors() {
@@ -406,6 +457,22 @@ async fn register(store: &Arc<DirStore>, r: &Replica, ports: Ports) -> Result<()
     }
 }
 
+/// Deletes the WorkloadEntries of `replicas`, so they take no more traffic; the store's
+/// version after it.
+async fn deregister(store: &Arc<DirStore>, replicas: &[&Replica]) -> Result<u64, String> {
+    let entries: Vec<ResourceKey> = replicas
+        .iter()
+        .map(|r| ResourceKey::new(Kind::WorkloadEntry, &r.namespace, &r.pod))
+        .collect();
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.delete(&entries, WriteOptions::default())).await
+    {
+        Ok(Ok(report)) => Ok(report.version),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The Deployments, Services and Namespaces of `snapshot`, by key and generation: what a
 /// change of the running replicas can follow from.
 fn workload_kinds(snapshot: &Snapshot) -> Vec<(ResourceKey, i64)> {
@@ -415,129 +482,4 @@ fn workload_kinds(snapshot: &Snapshot) -> Vec<(ResourceKey, i64)> {
         .filter(|(k, _)| matches!(k.kind, Kind::Deployment | Kind::Service | Kind::Namespace))
         .map(|(k, s)| (k.clone(), s.generation))
         .collect()
-}
-
-/// What the store's Deployments ask for.
-struct Desired {
-    replicas: BTreeMap<PodKey, Replica>,
-    /// Deployments (namespace, name) that can't be planned: they keep the replicas they have.
-    failed: BTreeSet<(String, String)>,
-    /// Why, one line each.
-    errors: BTreeSet<String>,
-}
-
-/// The replicas `resources` plan, by namespace and pod, skipping Deployments in the `gone`
-/// namespaces; the Deployments (namespace, name) that can't be planned; and why. Each Deployment is planned on its own, so one unknown image stops only its own.
-fn desired(resources: &[Resource], runs: &[(String, String)], gone: &BTreeSet<String>) -> Desired {
-    let mut others: Vec<Resource> = resources
-        .iter()
-        .filter(|r| r.kind() != Kind::Deployment)
-        .cloned()
-        .collect();
-    let mut out = BTreeMap::new();
-    let mut failed = BTreeSet::new();
-    let mut errors = BTreeSet::new();
-    for d in resources.iter().filter(|r| r.kind() == Kind::Deployment) {
-        if gone.contains(d.namespace()) {
-            continue;
-        }
-        others.push(d.clone());
-        match plan::plan(&others, runs) {
-            Ok(replicas) => {
-                for r in replicas {
-                    out.insert((r.namespace.clone(), r.pod.clone()), r);
-                }
-            }
-            Err(e) => {
-                errors.extend(e);
-                failed.insert((d.namespace().to_string(), d.name().to_string()));
-            }
-        }
-        others.pop();
-    }
-    Desired {
-        replicas: out,
-        failed,
-        errors,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin, namespace: web}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 8080}]
-  selector: {app: httpbin}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin, namespace: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin}}
-    spec:
-      containers:
-      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: web}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: nginx:1.25}]
-"#;
-
-    #[test]
-    fn one_unplannable_deployment_leaves_the_others_planned() {
-        let loaded = load_str(MANIFESTS, "t.yaml", &LoadOptions::default());
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let Desired {
-            replicas: want,
-            failed,
-            errors,
-        } = desired(&loaded.resources, &[], &BTreeSet::new());
-        assert!(
-            errors
-                .iter()
-                .next()
-                .unwrap()
-                .starts_with("deployment web/web: no local command")
-        );
-        let pods: Vec<&str> = want.keys().map(|(_, p)| p.as_str()).collect();
-        assert_eq!(pods, ["httpbin-0", "httpbin-1"]);
-        assert_eq!(want.values().next().unwrap().service_ports, ["http"]);
-        assert!(failed.contains(&("web".to_string(), "web".to_string())));
-        let gone = BTreeSet::from(["web".to_string()]);
-        let Desired {
-            replicas: want,
-            failed,
-            errors,
-        } = desired(&loaded.resources, &[], &gone);
-        assert!(want.is_empty() && failed.is_empty() && errors.is_empty());
-    }
-
-    #[test]
-    fn a_changed_service_port_changes_the_replicas_it_selects() {
-        let plan = |text: &str| {
-            let loaded = load_str(text, "t.yaml", &LoadOptions::default());
-            desired(&loaded.resources, &[], &BTreeSet::new()).replicas
-        };
-        let key = ("web".to_string(), "httpbin-0".to_string());
-        let before = plan(MANIFESTS);
-        assert_eq!(plan(MANIFESTS)[&key], before[&key]);
-        let after = plan(&MANIFESTS.replace("name: http, port", "name: grpc, port"));
-        assert_eq!(after[&key].service_ports, ["grpc"]);
-        assert_ne!(after[&key], before[&key]);
-    }
 }
