@@ -35,6 +35,7 @@
 //!     workload: String::new(),
 //!     namespace: String::new(),
 //!     identity: String::new(),
+//!     mtls: false,
 //! };
 //! let cluster = Cluster {
 //!     name: "outbound|80||web.default.svc.cluster.local".into(),
