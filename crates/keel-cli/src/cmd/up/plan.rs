@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use keel_config::model::kube::pod::Container;
 use keel_config::types::IntOrString;
 use keel_config::{Resource, Spec};
+use keel_snapshot::compile::routes::TLS_MODE_LABEL;
 
 use super::image::{AppCommand, Program, RUN_ANNOTATION, map_image};
 pub use super::ports::Ports;
@@ -333,9 +334,14 @@ pub fn workload_entry(r: &Replica, ports: &Ports) -> serde_json::Value {
         .iter()
         .filter_map(|k| Some((k.key.clone(), ports.endpoint(r, k.target)?.into())))
         .collect();
+    // As Istio's injector labels pods with a sidecar: clients' auto mTLS reads it.
+    let mut labels = r.labels.clone();
+    if r.inject {
+        labels.insert(TLS_MODE_LABEL.into(), "istio".into());
+    }
     let mut spec = serde_json::json!({
         "address": "127.0.0.1",
-        "labels": r.labels,
+        "labels": labels,
         "ports": port_map,
     });
     if !r.service_account.is_empty() {
@@ -347,7 +353,7 @@ pub fn workload_entry(r: &Replica, ports: &Ports) -> serde_json::Value {
         "metadata": {
             "name": r.pod,
             "namespace": r.namespace,
-            "labels": r.labels,
+            "labels": labels,
             "annotations": {"keel.dev/local-mesh": "true"},
         },
         "spec": spec,
@@ -447,7 +453,14 @@ spec:
         };
         let we = workload_entry(&plan[0], &ports);
         assert_eq!(we["spec"]["ports"]["http"], 31000);
-        assert!(super::plan(&load(MANIFESTS), &[]).unwrap()[0].inject);
+        assert!(
+            we["spec"]["labels"].get(TLS_MODE_LABEL).is_none(),
+            "no sidecar, no mTLS: {we}"
+        );
+        let injected = &super::plan(&load(MANIFESTS), &[]).unwrap()[0];
+        assert!(injected.inject);
+        let we = workload_entry(injected, &ports);
+        assert_eq!(we["spec"]["labels"][TLS_MODE_LABEL], "istio", "{we}");
     }
 
     #[test]
