@@ -488,10 +488,11 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
 fn run_compile(args: CompileArgs) -> ExitCode {
     let cfg = StandaloneConfig {
         paths: args.files,
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         gateway: GatewayOptions {
             bind: args.bind,
             gateways: args.gateways,
+            namespace: args.namespace.clone(),
             ..Default::default()
         },
         compiler: Compiler::InProcess,
@@ -520,6 +521,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         gateway: GatewayOptions {
             bind: args.bind,
             gateways: args.gateways.clone(),
+            namespace: args.namespace.clone(),
             ..Default::default()
         },
         // Compiling in a child keeps the YAML reader's code out of this process's memory.

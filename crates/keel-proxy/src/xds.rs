@@ -359,6 +359,7 @@ mod tests {
             tls: Vec::new(),
             tcp: Vec::new(),
             peer_authn: None,
+            terminate_tls: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ fn listener(name: &str, port: u16, kind: ListenerKind, protocol: ListenerProtoco
         tls: Vec::new(),
         tcp: Vec::new(),
         peer_authn: None,
+        terminate_tls: Vec::new(),
     }
 }
 

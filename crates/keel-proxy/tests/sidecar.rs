@@ -528,6 +528,7 @@ mod netns {
                     route("rest", None, "miss"),
                 ],
                 peer_authn: None,
+                terminate_tls: Vec::new(),
             }],
             clusters: [
                 (

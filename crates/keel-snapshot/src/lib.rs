@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod compile;
 pub mod listener;
 pub mod route;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

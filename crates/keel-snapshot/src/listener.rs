@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::route::{RouteTable, TcpRoute, TlsRoute};
+use crate::tls::ServerTls;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Listener {
@@ -26,6 +27,10 @@ pub struct Listener {
     /// on outbound and gateway listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_authn: Option<PeerAuthn>,
+    /// TLS terminated on a gateway server port, by SNI, in order; after the handshake the
+    /// connection is handled as `protocol` says (HTTP for HTTPS servers, TCP for TLS ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terminate_tls: Vec<ServerTls>,
 }
 
 /// A workload's effective PeerAuthentication mode, resolved (never UNSET).

@@ -308,6 +308,7 @@ impl ProxyNode {
             version: version.to_string(),
             labels: self.labels.clone(),
             ports: self.gateway_ports.iter().copied().collect(),
+            namespace: self.namespace.clone(),
         }
     }
 }

@@ -13,7 +13,10 @@ use super::routes::{Binding, RouteBuilder};
 use super::{DEFAULT_DOMAIN, Warning, fqdn, host_within, hosts_overlap};
 use crate::Snapshot;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
-use crate::route::{RouteTable, VirtualHost};
+use crate::route::{HttpRoute, Redirect, RouteAction, RouteTable, VirtualHost};
+use crate::tls::ServerTls;
+
+use super::gateway_tls;
 
 /// Which gateway to build and where it listens.
 #[derive(Debug, Clone)]
@@ -32,6 +35,9 @@ pub struct GatewayOptions {
     /// port 80 to the pod's 8080 (unprivileged), and a Gateway may name either; a port not
     /// in the map is listened on as is.
     pub ports: BTreeMap<u16, u16>,
+    /// The gateway workload's namespace: `credentialName` Secrets are read from it, as
+    /// Istio's gateways read them from their own namespace.
+    pub namespace: String,
 }
 
 impl Default for GatewayOptions {
@@ -42,6 +48,7 @@ impl Default for GatewayOptions {
             version: String::new(),
             labels: BTreeMap::new(),
             ports: BTreeMap::new(),
+            namespace: "istio-system".into(),
         }
     }
 }
@@ -88,7 +95,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         if !opts.serves(&full, &g.selector) {
             continue;
         }
-        add_servers(&mut by_port, &mut b.warnings, r, g, &full);
+        add_servers(&mut by_port, r, g, &full);
     }
     let vses: Vec<(&Resource, &keel_config::model::networking::VirtualService)> = resources
         .iter()
@@ -119,7 +126,8 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             gateways: gateways.clone(),
             port: *port,
         };
-        let protocol = listener_protocol(servers);
+        let (protocol, terminate_tls) =
+            terminated(servers, *port, resources, opts, &mut b.warnings);
         let mut listener = Listener {
             name: format!("{}_{local}", opts.bind),
             address: SocketAddr::new(opts.bind, local),
@@ -131,6 +139,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             tls: Vec::new(),
             tcp: Vec::new(),
             peer_authn: None,
+            terminate_tls,
         };
         for (r, v) in &vses {
             if !binding.selected_by(&v.gateways, r.namespace()) {
@@ -142,9 +151,22 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             }
             match protocol {
                 ListenerProtocol::Http | ListenerProtocol::Auto => {
-                    let routes = b.http_routes(r, v, &binding);
+                    let mut routes = b.http_routes(r, v, &binding);
                     if routes.is_empty() {
                         continue;
+                    }
+                    if https_redirect(servers, &domains) {
+                        // Envoy's `require_tls: ALL`, as Istio configures it: every request
+                        // on these hosts is told to come back over HTTPS.
+                        routes = vec![HttpRoute {
+                            name: "https-redirect".into(),
+                            action: RouteAction::Redirect(Redirect {
+                                scheme: Some("https".into()),
+                                code: 301,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }];
                     }
                     let table = listener.http.get_or_insert_with(RouteTable::default);
                     table.virtual_hosts.push(VirtualHost {
@@ -179,29 +201,12 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
 
 fn add_servers<'a>(
     by_port: &mut BTreeMap<u16, Vec<ServerRef<'a>>>,
-    warnings: &mut Vec<Warning>,
     r: &'a Resource,
     g: &'a Gateway,
     full: &str,
 ) {
     for s in &g.servers {
         let Some(port) = &s.port else { continue };
-        let proto = port.protocol.to_ascii_uppercase();
-        let terminates_tls = matches!(proto.as_str(), "HTTPS" | "TLS")
-            && s.tls.as_ref().is_some_and(|t| {
-                !matches!(
-                    t.mode,
-                    keel_config::model::networking::gateway::TlsMode::Passthrough
-                        | keel_config::model::networking::gateway::TlsMode::AutoPassthrough
-                )
-            });
-        if terminates_tls {
-            warnings.push(Warning {
-                resource: format!("Gateway {full}"),
-                message: format!("server port {} terminates TLS, which keel-proxy does not do yet; the port is not served", port.number),
-            });
-            continue;
-        }
         by_port
             .entry(port.number as u16)
             .or_default()
@@ -211,6 +216,18 @@ fn add_servers<'a>(
                 server: s,
             });
     }
+}
+
+/// Whether a plain-HTTP server with `tls.httpsRedirect` serves any of `domains`.
+fn https_redirect(servers: &[ServerRef<'_>], domains: &[String]) -> bool {
+    servers.iter().any(|s| {
+        s.server.tls.as_ref().is_some_and(|t| t.https_redirect)
+            && !gateway_tls::terminates(s.server)
+            && s.server.hosts.iter().any(|h| {
+                let host = h.split_once('/').map_or(h.as_str(), |(_, host)| host);
+                domains.iter().any(|d| hosts_overlap(d, host))
+            })
+    })
 }
 
 /// A listener moved from its server port to `local`: HTTP matches on the server port (matched
@@ -229,6 +246,58 @@ fn listen_on(listener: &mut Listener, server_port: u16, local: u16) {
             m.port = Some(local);
         }
     }
+}
+
+/// The listener's protocol once any TLS is terminated, and the TLS it terminates. A port
+/// whose servers all terminate TLS serves HTTP (HTTPS servers) or TCP (TLS servers) inside
+/// it; one where only some do can't be served both ways here: the terminating servers win,
+/// and a warning names the others.
+fn terminated(
+    servers: &[ServerRef<'_>],
+    port: u16,
+    resources: &[Resource],
+    opts: &GatewayOptions,
+    warnings: &mut Vec<Warning>,
+) -> (ListenerProtocol, Vec<ServerTls>) {
+    let (ending, passing): (Vec<&ServerRef<'_>>, Vec<&ServerRef<'_>>) = servers
+        .iter()
+        .partition(|s| gateway_tls::terminates(s.server));
+    if ending.is_empty() {
+        return (listener_protocol(servers), Vec::new());
+    }
+    for s in &passing {
+        warnings.push(Warning {
+            resource: format!("Gateway {}", s.gateway),
+            message: format!(
+                "server port {port} is also a TLS-terminating server of this gateway; a port either terminates TLS or passes it through, so this server is not served"
+            ),
+        });
+    }
+    let tls = ending
+        .iter()
+        .filter_map(|s| {
+            gateway_tls::server_tls(
+                s.server,
+                &s.gateway,
+                port,
+                resources,
+                &opts.namespace,
+                warnings,
+            )
+        })
+        .collect();
+    let all_https = ending.iter().all(|s| {
+        s.server
+            .port
+            .as_ref()
+            .is_some_and(|p| p.protocol.eq_ignore_ascii_case("HTTPS"))
+    });
+    let inner = if all_https {
+        ListenerProtocol::Http
+    } else {
+        ListenerProtocol::Tcp
+    };
+    (inner, tls)
 }
 
 fn listener_protocol(servers: &[ServerRef<'_>]) -> ListenerProtocol {

@@ -103,17 +103,26 @@ fn gateway_listeners_routes_and_clusters() {
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let c = compile(&loaded.resources, &GatewayOptions::default());
     let s = &c.snapshot;
-    // 8443 terminates TLS, which is not served yet: reported, not listened on.
+    // 8443 terminates TLS with a Secret that isn't there: listened on, but with no
+    // certificate (handshakes fail), and reported.
     assert_eq!(
         s.listeners.len(),
-        2,
+        3,
         "{:?}",
         s.listeners.iter().map(|l| &l.name).collect::<Vec<_>>()
     );
+    let https = s
+        .listeners
+        .iter()
+        .find(|l| l.address.port() == 8443)
+        .expect("8443");
+    assert_eq!(https.protocol, ListenerProtocol::Http);
+    assert_eq!(https.terminate_tls.len(), 1);
+    assert!(https.terminate_tls[0].certificates.is_empty());
     assert!(
-        c.warnings
-            .iter()
-            .any(|w| w.message.contains("terminates TLS")),
+        c.warnings.iter().any(|w| w
+            .message
+            .contains("no Secret istio-system/shop-cert with tls.crt and tls.key")),
         "{:?}",
         c.warnings
     );
@@ -303,4 +312,126 @@ fn server_ports_can_listen_elsewhere_and_keep_their_port_matches() {
         "{:?}",
         c.warnings
     );
+}
+
+const TLS_GATEWAY: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-cert, namespace: istio-system}
+type: kubernetes.io/tls
+stringData: {tls.crt: CHAIN, tls.key: KEY}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-cert-cacert, namespace: istio-system}
+stringData: {ca.crt: CLIENT-CA}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: elsewhere, namespace: web}
+type: kubernetes.io/tls
+stringData: {tls.crt: XCERT, tls.key: XKEY}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shop, namespace: web}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["shop.example.com"]
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["web/shop.example.com"]
+    tls: {mode: MUTUAL, credentialName: shop-cert, minProtocolVersion: TLSV1_3, cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]}
+  - port: {number: 443, name: https-files, protocol: HTTPS}
+    hosts: ["*.files.example.com"]
+    tls: {mode: SIMPLE, serverCertificate: /etc/certs/a.pem, privateKey: /etc/certs/a.key, minProtocolVersion: TLSV1_0}
+  - port: {number: 8443, name: https-mesh, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: ISTIO_MUTUAL}
+  - port: {number: 9443, name: https-elsewhere, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, credentialName: elsewhere}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: web}
+spec:
+  hosts: [shop.example.com]
+  gateways: [shop]
+  http:
+  - route: [{destination: {host: reviews.web.svc.cluster.local}}]
+"#;
+
+#[test]
+fn terminated_tls_takes_istios_certificate_sources_and_http_redirects_to_https() {
+    use crate::tls::{CertificatePair, Pem, ServerTlsMode, TlsVersion};
+    let loaded = load_str(TLS_GATEWAY, "tls.yaml", &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let c = compile(&loaded.resources, &GatewayOptions::default());
+    let listener = |port: u16| {
+        c.snapshot
+            .listeners
+            .iter()
+            .find(|l| l.address.port() == port)
+            .unwrap_or_else(|| panic!("listener {port}"))
+    };
+    // Port 80 redirects every request of the server's hosts to HTTPS.
+    let http = listener(80);
+    assert!(http.terminate_tls.is_empty());
+    let routes = &http.http.as_ref().expect("routes").virtual_hosts[0].routes;
+    assert_eq!(routes.len(), 1);
+    match &routes[0].action {
+        RouteAction::Redirect(r) => {
+            assert_eq!(r.scheme.as_deref(), Some("https"));
+            assert_eq!(r.code, 301);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Port 443: two servers, certificates by SNI; HTTP inside.
+    let https = listener(443);
+    assert_eq!(https.protocol, ListenerProtocol::Http);
+    assert_eq!(https.terminate_tls.len(), 2);
+    let mutual = &https.terminate_tls[0];
+    assert_eq!(mutual.server_names, vec!["shop.example.com".to_string()]);
+    assert_eq!(mutual.mode, ServerTlsMode::Mutual);
+    assert_eq!(
+        mutual.certificates,
+        vec![CertificatePair {
+            chain: Pem::Inline("CHAIN".into()),
+            key: Pem::Inline("KEY".into()),
+        }]
+    );
+    assert_eq!(mutual.client_ca, Some(Pem::Inline("CLIENT-CA".into())));
+    assert_eq!(mutual.min_version, Some(TlsVersion::Tls13));
+    assert_eq!(mutual.cipher_suites, vec!["ECDHE-RSA-AES128-GCM-SHA256".to_string()]);
+    assert_eq!(mutual.origin, "Gateway web/shop, port 443");
+    let files = &https.terminate_tls[1];
+    assert_eq!(
+        files.certificates[0].chain,
+        Pem::File("/etc/certs/a.pem".into())
+    );
+    assert_eq!(files.min_version, Some(TlsVersion::Tls12), "TLS 1.0 is raised to 1.2");
+    assert!(c.warnings.iter().any(|w| w.message.contains("TLSV1_0 is not supported")));
+    // ISTIO_MUTUAL serves the workload certificate: no files, no Secret.
+    let mesh = &listener(8443).terminate_tls[0];
+    assert_eq!(mesh.mode, ServerTlsMode::IstioMutual);
+    assert!(mesh.certificates.is_empty());
+    // Secrets are read from the gateway's own namespace, not the Gateway's.
+    assert!(listener(9443).terminate_tls[0].certificates.is_empty());
+    let served_from_web = compile(
+        &loaded.resources,
+        &GatewayOptions {
+            namespace: "web".into(),
+            ..Default::default()
+        },
+    );
+    let l = served_from_web
+        .snapshot
+        .listeners
+        .iter()
+        .find(|l| l.address.port() == 9443)
+        .expect("9443");
+    assert_eq!(l.terminate_tls[0].certificates.len(), 1);
 }

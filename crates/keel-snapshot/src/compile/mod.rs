@@ -14,6 +14,7 @@
 pub mod authz;
 pub mod delegate;
 pub mod gateway;
+pub mod gateway_tls;
 pub mod peer_authn;
 pub mod policy;
 pub mod registry;

@@ -368,6 +368,7 @@ fn outbound(pieces: &[Piece], opts: &SidecarOptions) -> Listener {
         tls: pieces.iter().flat_map(|p| p.tls.clone()).collect(),
         tcp,
         peer_authn: None,
+        terminate_tls: Vec::new(),
     }
 }
 
@@ -396,6 +397,7 @@ fn port_listener(pieces: &[Piece], port: u16, opts: &SidecarOptions) -> Listener
         tls: on_port.iter().flat_map(|p| p.tls.clone()).collect(),
         tcp,
         peer_authn: None,
+        terminate_tls: Vec::new(),
     }
 }
 

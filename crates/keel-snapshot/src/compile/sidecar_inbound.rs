@@ -112,6 +112,7 @@ pub(super) fn inbound(
         tls: Vec::new(),
         tcp: tcp.clone(),
         peer_authn: Some(peer_authn.clone()),
+        terminate_tls: Vec::new(),
     };
     let mut listeners = vec![listener("virtualInbound".into(), opts.inbound_port)];
     for port in &opts.direct_inbound_ports {
