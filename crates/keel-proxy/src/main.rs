@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_proxy::admin::{self, AdminHooks};
+use keel_proxy::identity::{
+    self, IdentityConfig, KeyAlgorithm, RotationPolicy, SpiffeId, TokenSource, WorkloadIdentity,
+};
 use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
@@ -126,6 +129,73 @@ struct ProcessArgs {
     workers: Option<u16>,
 }
 
+/// The workload certificate (Istio's agent settings): requested from the mesh's CA when
+/// --ca-address is given, renewed at half-life; without it the proxy runs without one.
+#[derive(clap::Args)]
+struct IdentityArgs {
+    /// The CA's address (Istio's CA_ADDR), e.g. 127.0.0.1:15012; unset = no certificate. With it
+    /// the proxy is ready only once it holds a certificate
+    #[arg(long, value_name = "HOST:PORT", requires = "ca_root_cert")]
+    ca_address: Option<String>,
+    /// The mesh's root certificate (PEM): trusted for the CA's TLS and for peers
+    #[arg(long, value_name = "FILE")]
+    ca_root_cert: Option<PathBuf>,
+    /// The token proving the workload's identity to the CA, read at each request (or the
+    /// token itself in the environment variable KEEL_CA_TOKEN)
+    #[arg(long, value_name = "FILE")]
+    ca_token_file: Option<PathBuf>,
+    /// The workload's service account, the SA of its SPIFFE identity
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    service_account: String,
+    /// The mesh's trust domain, the first part of its SPIFFE identity
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// The certificate lifetime asked for (Istio's SECRET_TTL); renewed at about half of it
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    cert_ttl: Duration,
+    /// The workload key's type: ecdsa-p256 (rsa-2048 is refused: ring can't generate RSA keys)
+    #[arg(long, value_name = "ALG", default_value = "ecdsa-p256", value_parser = parse_key_algorithm)]
+    key_algorithm: KeyAlgorithm,
+}
+
+fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
+    s.parse()
+}
+
+impl IdentityArgs {
+    /// The identity settings for a workload in `namespace`, `None` without --ca-address.
+    fn config(&self, namespace: &str) -> Result<Option<IdentityConfig>, String> {
+        let Some(address) = &self.ca_address else {
+            return Ok(None);
+        };
+        let root_cert = self
+            .ca_root_cert
+            .clone()
+            .ok_or("--ca-address needs --ca-root-cert FILE (the mesh's root-cert.pem)")?;
+        let token = match (&self.ca_token_file, std::env::var("KEEL_CA_TOKEN")) {
+            (Some(path), _) => TokenSource::File(path.clone()),
+            (None, Ok(t)) if !t.trim().is_empty() => TokenSource::Env(t),
+            _ => {
+                return Err(
+                    "--ca-address needs a token proving the workload's identity: --ca-token-file FILE or KEEL_CA_TOKEN"
+                        .into(),
+                );
+            }
+        };
+        Ok(Some(IdentityConfig {
+            ca_address: address.clone(),
+            root_cert,
+            token,
+            id: SpiffeId::new(&self.trust_domain, namespace, &self.service_account),
+            key_algorithm: self.key_algorithm,
+            policy: RotationPolicy {
+                ttl: self.cert_ttl,
+                ..RotationPolicy::default()
+            },
+        }))
+    }
+}
+
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["snapshot", "files", "xds"])))]
 struct SidecarArgs {
@@ -178,6 +248,8 @@ struct SidecarArgs {
     #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
     mirror_shadow_suffix: bool,
     #[command(flatten)]
+    identity: IdentityArgs,
+    #[command(flatten)]
     process: ProcessArgs,
 }
 
@@ -216,6 +288,8 @@ struct GatewayArgs {
     /// This proxy's locality (`region/zone/subzone`), for locality-aware load balancing
     #[arg(long, default_value = "", env = "KEEL_LOCALITY")]
     locality: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
     #[command(flatten)]
     process: ProcessArgs,
 }
@@ -264,7 +338,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 struct Hooks {
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// Configuration in and, with a CA, a certificate held.
     ready: Arc<AtomicBool>,
+    /// Configuration in (what readiness meant before identities).
+    config_ready: Arc<AtomicBool>,
+    identity: Option<Arc<WorkloadIdentity>>,
     quit: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -281,6 +359,61 @@ impl AdminHooks for Hooks {
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
+    fn not_ready_reason(&self) -> String {
+        match &self.identity {
+            Some(id) if self.config_ready.load(Ordering::Relaxed) && !id.has_certificate() => {
+                format!(
+                    "no workload certificate yet for {} (curl /certs for the last error)",
+                    id.id()
+                )
+            }
+            _ => "no configuration applied yet".into(),
+        }
+    }
+    fn certs(&self) -> Option<serde_json::Value> {
+        self.identity
+            .as_ref()
+            .map(|id| id.certs_json(std::time::SystemTime::now()))
+    }
+}
+
+/// Starts requesting and renewing the workload certificate when --ca-address is given.
+/// Exits (the `Err`) on what a retry can't fix: missing settings, an unreadable root.
+fn start_identity(
+    args: &IdentityArgs,
+    namespace: &str,
+) -> Result<Option<Arc<WorkloadIdentity>>, ExitCode> {
+    let fail = |e: String| {
+        eprintln!("error: identity: {e}");
+        ExitCode::from(1)
+    };
+    let Some(config) = args.config(namespace).map_err(fail)? else {
+        return Ok(None);
+    };
+    tracing::info!(
+        "identity: requesting a certificate for {} from the CA at {} (root {})",
+        config.id,
+        config.ca_address,
+        config.root_cert.display()
+    );
+    identity::manager::spawn(config)
+        .map(Some)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Reports ready once `identity` (if any) holds a certificate; the configuration is in.
+async fn become_ready(ready: Arc<AtomicBool>, identity: Option<Arc<WorkloadIdentity>>) {
+    if let Some(id) = identity {
+        if !id.has_certificate() {
+            tracing::info!(
+                "waiting for the workload certificate for {} before reporting ready",
+                id.id()
+            );
+        }
+        id.wait_for_certificate().await;
+    }
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("ready");
 }
 
 // mimalloc, when built with `--features mimalloc` (see Cargo.toml for why it is not the
@@ -290,6 +423,9 @@ impl AdminHooks for Hooks {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // ring is the only provider compiled in; installing it as the process default keeps any
+    // crate that asks for the default from guessing (an error means one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let cli = match cli.command {
         // Compiling needs no runtime (and runs as a child of `standalone`: keep it light).
@@ -431,7 +567,11 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    serve(shared, snapshot, &args.process, reload, None, xds).await
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    serve(shared, snapshot, &args.process, reload, None, xds, identity).await
 }
 
 async fn run_gateway(args: GatewayArgs) -> ExitCode {
@@ -458,6 +598,10 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
             ..Default::default()
         },
     );
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
     serve(
         shared,
         Snapshot::default(),
@@ -465,6 +609,7 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         reload,
         None,
         Some(XdsConfig::new(&args.xds, node)),
+        identity,
     )
     .await
 }
@@ -538,7 +683,16 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    serve(shared, snapshot, &args.process, reload, Some(cfg), None).await
+    serve(
+        shared,
+        snapshot,
+        &args.process,
+        reload,
+        Some(cfg),
+        None,
+        None,
+    )
+    .await
 }
 
 fn set_access_log(shared: &Shared, format: &str) {
@@ -559,6 +713,7 @@ async fn serve(
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     watch: Option<StandaloneConfig>,
     xds: Option<XdsConfig>,
+    identity: Option<Arc<WorkloadIdentity>>,
 ) -> ExitCode {
     set_access_log(&shared, &process.access_log);
     let (admin_addr, drain_timeout) = (process.admin, process.drain_timeout);
@@ -576,10 +731,13 @@ async fn serve(
     }
     let listeners = Arc::new(Listeners::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let config_ready = Arc::new(AtomicBool::new(false));
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::unbounded_channel();
     let hooks = Arc::new(Hooks {
         reload,
         ready: ready.clone(),
+        config_ready: config_ready.clone(),
+        identity: identity.clone(),
         quit: quit_tx,
     });
     let mut xds = xds;
@@ -617,7 +775,8 @@ async fn serve(
         );
     }
     match xds {
-        // Ready once the control plane's listeners and clusters are in (ztunnel's rule).
+        // Ready once the control plane's listeners and clusters are in (ztunnel's rule) and,
+        // with a CA, the workload certificate is held.
         Some(config) => {
             let sink = ProxySink {
                 shared: shared.clone(),
@@ -626,16 +785,19 @@ async fn serve(
             let client = XdsClient::new(config, sink);
             let mut state = client.state();
             tokio::spawn(client.run());
-            let ready = ready.clone();
+            let (ready, config_ready) = (ready.clone(), config_ready.clone());
+            let identity = identity.clone();
             tokio::spawn(async move {
                 if state.wait_for(|s| s.synced).await.is_ok() {
-                    ready.store(true, Ordering::Relaxed);
-                    tracing::info!("configuration received from the control plane: ready");
+                    config_ready.store(true, Ordering::Relaxed);
+                    tracing::info!("configuration received from the control plane");
+                    become_ready(ready, identity).await;
                 }
             });
         }
         None => {
-            ready.store(true, Ordering::Relaxed);
+            config_ready.store(true, Ordering::Relaxed);
+            tokio::spawn(become_ready(ready.clone(), identity.clone()));
             for l in &shared.runtime.load().snapshot.listeners {
                 tracing::info!(listener = %l.name, protocol = ?l.protocol, "listening on {}", l.address);
             }
