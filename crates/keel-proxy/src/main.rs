@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_proxy::admin::{self, AdminHooks};
-use keel_proxy::identity::{
-    self, IdentityConfig, KeyAlgorithm, RotationPolicy, SpiffeId, TokenSource, WorkloadIdentity,
-};
+use keel_proxy::identity::{self, IdentityArgs, WorkloadIdentity};
 use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
@@ -127,73 +125,6 @@ struct ProcessArgs {
     /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
     #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
-}
-
-/// The workload certificate (Istio's agent settings): requested from the mesh's CA when
-/// --ca-address is given, renewed at half-life; without it the proxy runs without one.
-#[derive(clap::Args)]
-struct IdentityArgs {
-    /// The CA's address (Istio's CA_ADDR), e.g. 127.0.0.1:15012; unset = no certificate. With it
-    /// the proxy is ready only once it holds a certificate
-    #[arg(long, value_name = "HOST:PORT", requires = "ca_root_cert")]
-    ca_address: Option<String>,
-    /// The mesh's root certificate (PEM): trusted for the CA's TLS and for peers
-    #[arg(long, value_name = "FILE")]
-    ca_root_cert: Option<PathBuf>,
-    /// The token proving the workload's identity to the CA, read at each request (or the
-    /// token itself in the environment variable KEEL_CA_TOKEN)
-    #[arg(long, value_name = "FILE")]
-    ca_token_file: Option<PathBuf>,
-    /// The workload's service account, the SA of its SPIFFE identity
-    #[arg(long, value_name = "NAME", default_value = "default")]
-    service_account: String,
-    /// The mesh's trust domain, the first part of its SPIFFE identity
-    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
-    trust_domain: String,
-    /// The certificate lifetime asked for (Istio's SECRET_TTL); renewed at about half of it
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
-    cert_ttl: Duration,
-    /// The workload key's type: ecdsa-p256 (rsa-2048 is refused: ring can't generate RSA keys)
-    #[arg(long, value_name = "ALG", default_value = "ecdsa-p256", value_parser = parse_key_algorithm)]
-    key_algorithm: KeyAlgorithm,
-}
-
-fn parse_key_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
-    s.parse()
-}
-
-impl IdentityArgs {
-    /// The identity settings for a workload in `namespace`, `None` without --ca-address.
-    fn config(&self, namespace: &str) -> Result<Option<IdentityConfig>, String> {
-        let Some(address) = &self.ca_address else {
-            return Ok(None);
-        };
-        let root_cert = self
-            .ca_root_cert
-            .clone()
-            .ok_or("--ca-address needs --ca-root-cert FILE (the mesh's root-cert.pem)")?;
-        let token = match (&self.ca_token_file, std::env::var("KEEL_CA_TOKEN")) {
-            (Some(path), _) => TokenSource::File(path.clone()),
-            (None, Ok(t)) if !t.trim().is_empty() => TokenSource::Env(t),
-            _ => {
-                return Err(
-                    "--ca-address needs a token proving the workload's identity: --ca-token-file FILE or KEEL_CA_TOKEN"
-                        .into(),
-                );
-            }
-        };
-        Ok(Some(IdentityConfig {
-            ca_address: address.clone(),
-            root_cert,
-            token,
-            id: SpiffeId::new(&self.trust_domain, namespace, &self.service_account),
-            key_algorithm: self.key_algorithm,
-            policy: RotationPolicy {
-                ttl: self.cert_ttl,
-                ..RotationPolicy::default()
-            },
-        }))
-    }
 }
 
 #[derive(clap::Args)]
@@ -387,7 +318,8 @@ fn start_identity(
         eprintln!("error: identity: {e}");
         ExitCode::from(1)
     };
-    let Some(config) = args.config(namespace).map_err(fail)? else {
+    let env_token = std::env::var("KEEL_CA_TOKEN").ok();
+    let Some(config) = args.config(namespace, env_token).map_err(fail)? else {
         return Ok(None);
     };
     tracing::info!(

@@ -16,6 +16,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod flags;
 pub mod key;
 pub mod manager;
 pub mod material;
@@ -31,6 +32,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
 pub use client::{CaClient, CertificateSigner, TokenSource};
+pub use flags::IdentityArgs;
 pub use key::KeyAlgorithm;
 pub use manager::{IdentityManager, RotationPolicy};
 pub use material::{CertFacts, Material, San, TrustRoots};
