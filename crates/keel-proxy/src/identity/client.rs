@@ -32,12 +32,22 @@ pub trait CertificateSigner: Send + Sync + 'static {
 }
 
 /// Where the bearer token comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum TokenSource {
     /// Read at every request, so a rotated file (a Kubernetes projected token) is followed.
     File(PathBuf),
     /// `KEEL_CA_TOKEN`, read once at start.
     Env(String),
+}
+
+impl std::fmt::Debug for TokenSource {
+    // The token is a credential: never in a log or a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            TokenSource::Env(_) => f.write_str("Env(<redacted>)"),
+        }
+    }
 }
 
 impl TokenSource {
@@ -284,5 +294,36 @@ impl CertificateSigner for CaClient {
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tokens_are_read_trimmed_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "keel1:default:sleep:00\n").unwrap();
+        let file = TokenSource::File(path.clone());
+        assert_eq!(file.read().unwrap(), "keel1:default:sleep:00");
+        std::fs::write(&path, "  \n").unwrap();
+        let err = file.read().unwrap_err().to_string();
+        assert!(err.contains(&format!("in {}", path.display())), "{err}");
+        assert!(
+            err.contains("empty") && err.contains("--ca-token-file"),
+            "{err}"
+        );
+        let missing = TokenSource::File(dir.path().join("nope"))
+            .read()
+            .unwrap_err();
+        assert!(missing.to_string().contains("nope"), "{missing}");
+
+        let env = TokenSource::Env("secret-value".into());
+        assert_eq!(env.read().unwrap(), "secret-value");
+        assert!(!format!("{env:?}").contains("secret-value"));
+        assert_eq!(env.describe(), "in $KEEL_CA_TOKEN");
     }
 }

@@ -82,21 +82,17 @@ impl<S: CertificateSigner> IdentityManager<S> {
     pub async fn run(self) {
         let mut backoff = Backoff::new(self.policy.initial_backoff, self.policy.max_backoff);
         loop {
-            let wait = match self.renew().await {
+            match self.renew().await {
                 Ok(material) => {
                     backoff.reset();
-                    material
-                        .rotate_at
-                        .duration_since(SystemTime::now())
-                        .unwrap_or_default()
+                    sleep_until(material.rotate_at).await;
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
                     self.report_failure(&e, delay);
-                    delay
+                    tokio::time::sleep(delay).await;
                 }
-            };
-            tokio::time::sleep(wait).await;
+            }
         }
     }
 
@@ -116,6 +112,9 @@ impl<S: CertificateSigner> IdentityManager<S> {
             self.policy.grace_jitter,
             rand::random::<f64>() * 2.0 - 1.0,
         );
+        // Never sooner than a second: a certificate that is all but expired on arrival (a
+        // CA clock ahead of ours) must not turn the loop into a stream of requests.
+        let renew_after = renew_after.max(MIN_RENEW_AFTER);
         material.rotate_at = received_at + renew_after;
         tracing::info!(
             "identity: got certificate for {id} serial {} valid until {} next rotation in {}",
@@ -153,6 +152,23 @@ impl<S: CertificateSigner> IdentityManager<S> {
                 rfc3339(m.leaf.not_after)
             ),
         }
+    }
+}
+
+/// The shortest time a certificate is kept before its renewal.
+const MIN_RENEW_AFTER: Duration = Duration::from_secs(1);
+
+/// Sleeps until the wall clock reaches `at`, a minute at most at a time: certificate times are
+/// wall-clock times, and a monotonic timer alone would oversleep a suspend or a clock step.
+async fn sleep_until(at: SystemTime) {
+    loop {
+        let Ok(left) = at.duration_since(SystemTime::now()) else {
+            return;
+        };
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(60))).await;
     }
 }
 

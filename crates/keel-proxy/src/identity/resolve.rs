@@ -2,6 +2,41 @@
 //! `ServerConfig`/`ClientConfig` built once with these keeps serving across rotations: every
 //! handshake loads the current material (one atomic load), and a connection keeps the
 //! certificate it was established with.
+//!
+//! How the mTLS listeners and upstream connections are meant to use them (peers are verified
+//! against [`WorkloadIdentity::roots`]; a SPIFFE-aware verifier replaces WebPKI's name check on
+//! the client side, since workload certificates carry no DNS names):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use keel_proxy::identity::{SpiffeId, TrustRoots, WorkloadIdentity};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let mut ca = rcgen::CertificateParams::default();
+//! # ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+//! # let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+//! # let root_pem = ca.self_signed(&key)?.pem();
+//! let roots = TrustRoots::from_pem("root-cert.pem".as_ref(), root_pem.as_bytes())?;
+//! let identity = WorkloadIdentity::new(
+//!     SpiffeId::new("cluster.local", "default", "sleep"),
+//!     "127.0.0.1:15012",
+//!     Arc::new(roots),
+//! );
+//! let provider = Arc::new(rustls::crypto::ring::default_provider());
+//! let peers = rustls::server::WebPkiClientVerifier::builder_with_provider(
+//!     identity.roots().store.clone(),
+//!     provider.clone(),
+//! )
+//! .build()?;
+//! // Built once; every handshake presents the certificate in use at that moment.
+//! let inbound = rustls::ServerConfig::builder_with_provider(provider)
+//!     .with_safe_default_protocol_versions()?
+//!     .with_client_cert_verifier(peers)
+//!     .with_cert_resolver(identity.server_resolver());
+//! # let _ = inbound;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 
