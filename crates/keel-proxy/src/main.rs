@@ -328,7 +328,7 @@ fn start_identity(
         config.ca_address,
         config.root_cert.display()
     );
-    identity::manager::spawn(config)
+    identity::spawn(config)
         .map(Some)
         .map_err(|e| fail(e.to_string()))
 }

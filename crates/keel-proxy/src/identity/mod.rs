@@ -13,6 +13,10 @@
 //!   handshakes through [`resolve`]'s rustls resolvers, so a rotation never touches a
 //!   connection: new handshakes get the new certificate, established ones keep theirs.
 //! - [`certs`]: the admin's `/certs` (Envoy's endpoint name).
+//! - [`flags`]: the sidecar's and gateway's `--ca-address`, `--service-account`, ... flags.
+//!
+//! Start with [`spawn`]; docs/security.md describes the behaviour and where it differs from
+//! Istio's agent.
 
 pub mod certs;
 pub mod client;
@@ -34,7 +38,7 @@ use tokio::sync::watch;
 pub use client::{CaClient, CertificateSigner, TokenSource};
 pub use flags::IdentityArgs;
 pub use key::KeyAlgorithm;
-pub use manager::{IdentityManager, RotationPolicy};
+pub use manager::{IdentityManager, RotationPolicy, spawn};
 pub use material::{CertFacts, Material, San, TrustRoots};
 pub use resolve::{WorkloadCertResolver, WorkloadClientCertResolver};
 
