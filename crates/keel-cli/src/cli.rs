@@ -367,6 +367,8 @@ pub enum ProxyConfigSection {
     Routes,
     Clusters,
     Endpoints,
+    /// The workload certificate and root, from the proxy's /certs (istioctl's `secret`)
+    Secret,
     All,
 }
 

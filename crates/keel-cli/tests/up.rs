@@ -246,6 +246,10 @@ fn proxy_config_shows_what_a_sidecar_runs() {
         listeners.as_array().is_some_and(|l| !l.is_empty()),
         "{json}"
     );
+    // `keel up` doesn't give its sidecars a CA address yet: no certificate, in istioctl's words.
+    let (code, secrets, err) = run(&["secret", "sleep"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(secrets, "No active or warming secrets found.\n");
     let (code, _, err) = run(&["all", "nobody"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no proxy named \"nobody\""), "{err}");

@@ -24,6 +24,15 @@ pub trait AdminHooks: Send + Sync + 'static {
     fn quit(&self);
     /// Whether the first configuration has been applied (`/ready`).
     fn ready(&self) -> bool;
+    /// What `/ready` is waiting for while not ready.
+    fn not_ready_reason(&self) -> String {
+        "no configuration applied yet".into()
+    }
+    /// `/certs`: the workload certificate and roots (`identity::WorkloadIdentity::certs_json`);
+    /// `None` when the proxy has no identity.
+    fn certs(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -78,7 +87,7 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "PRE_INITIALIZING: no configuration applied yet\n",
+                    format!("PRE_INITIALIZING: {}\n", hooks.not_ready_reason()),
                 )
             }
         }
@@ -95,6 +104,20 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
             r
         }
         (_, "/clusters") => text(StatusCode::OK, clusters_text(shared)),
+        // Envoy's page: without an identity, no certificates.
+        (_, "/certs") => {
+            let doc = hooks
+                .certs()
+                .unwrap_or_else(|| serde_json::json!({"certificates": []}));
+            let body = serde_json::to_string_pretty(&doc)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         (_, "/stats/prometheus") | (_, "/metrics") => {
             let mut r = text(StatusCode::OK, shared.telemetry.render_prometheus());
             r.headers_mut().insert(
@@ -143,7 +166,7 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "admin paths: /ready /healthz /config_dump /clusters /stats /stats/prometheus /logging?level= /access_log?format= POST /drain POST /quitquitquit\n",
+            "admin paths: /ready /healthz /config_dump /clusters /certs /stats /stats/prometheus /logging?level= /access_log?format= POST /drain POST /quitquitquit\n",
         ),
     }
 }

@@ -12,6 +12,7 @@ pub mod balance;
 pub mod error;
 pub mod fastrand;
 pub mod http;
+pub mod identity;
 pub mod l4;
 pub mod resilience;
 pub mod route;

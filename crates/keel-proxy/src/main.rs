@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_proxy::admin::{self, AdminHooks};
+use keel_proxy::identity::{self, IdentityArgs, WorkloadIdentity};
 use keel_proxy::l4::L4Config;
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
@@ -180,6 +181,8 @@ struct SidecarArgs {
     #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
     mirror_shadow_suffix: bool,
     #[command(flatten)]
+    identity: IdentityArgs,
+    #[command(flatten)]
     process: ProcessArgs,
 }
 
@@ -231,6 +234,8 @@ struct GatewayArgs {
     #[arg(long, default_value = "", env = "KEEL_LOCALITY")]
     locality: String,
     #[command(flatten)]
+    identity: IdentityArgs,
+    #[command(flatten)]
     process: ProcessArgs,
 }
 
@@ -278,7 +283,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 struct Hooks {
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// Configuration in and, with a CA, a certificate held.
     ready: Arc<AtomicBool>,
+    /// Configuration in (what readiness meant before identities).
+    config_ready: Arc<AtomicBool>,
+    identity: Option<Arc<WorkloadIdentity>>,
     quit: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
@@ -295,6 +304,62 @@ impl AdminHooks for Hooks {
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
+    fn not_ready_reason(&self) -> String {
+        match &self.identity {
+            Some(id) if self.config_ready.load(Ordering::Relaxed) && !id.has_certificate() => {
+                format!(
+                    "no workload certificate yet for {} (curl /certs for the last error)",
+                    id.id()
+                )
+            }
+            _ => "no configuration applied yet".into(),
+        }
+    }
+    fn certs(&self) -> Option<serde_json::Value> {
+        self.identity
+            .as_ref()
+            .map(|id| id.certs_json(std::time::SystemTime::now()))
+    }
+}
+
+/// Starts requesting and renewing the workload certificate when --ca-address is given.
+/// Exits (the `Err`) on what a retry can't fix: missing settings, an unreadable root.
+fn start_identity(
+    args: &IdentityArgs,
+    namespace: &str,
+) -> Result<Option<Arc<WorkloadIdentity>>, ExitCode> {
+    let fail = |e: String| {
+        eprintln!("error: identity: {e}");
+        ExitCode::from(1)
+    };
+    let env_token = std::env::var("KEEL_CA_TOKEN").ok();
+    let Some(config) = args.config(namespace, env_token).map_err(fail)? else {
+        return Ok(None);
+    };
+    tracing::info!(
+        "identity: requesting a certificate for {} from the CA at {} (root {})",
+        config.id,
+        config.ca_address,
+        config.root_cert.display()
+    );
+    identity::spawn(config)
+        .map(Some)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Reports ready once `identity` (if any) holds a certificate; the configuration is in.
+async fn become_ready(ready: Arc<AtomicBool>, identity: Option<Arc<WorkloadIdentity>>) {
+    if let Some(id) = identity {
+        if !id.has_certificate() {
+            tracing::info!(
+                "waiting for the workload certificate for {} before reporting ready",
+                id.id()
+            );
+        }
+        id.wait_for_certificate().await;
+    }
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("ready");
 }
 
 // mimalloc, when built with `--features mimalloc` (see Cargo.toml for why it is not the
@@ -304,6 +369,9 @@ impl AdminHooks for Hooks {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // ring is the only provider compiled in; installing it as the process default keeps any
+    // crate that asks for the default from guessing (an error means one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let cli = match cli.command {
         // Compiling needs no runtime (and runs as a child of `standalone`: keep it light).
@@ -447,7 +515,11 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    serve(shared, snapshot, &args.process, reload, None, xds).await
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    serve(shared, snapshot, &args.process, reload, None, xds, identity).await
 }
 
 async fn run_gateway(args: GatewayArgs) -> ExitCode {
@@ -474,6 +546,10 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
             ..Default::default()
         },
     );
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
     serve(
         shared,
         Snapshot::default(),
@@ -481,6 +557,7 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         reload,
         None,
         Some(XdsConfig::new(&args.xds, node)),
+        identity,
     )
     .await
 }
@@ -556,7 +633,16 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    serve(shared, snapshot, &args.process, reload, Some(cfg), None).await
+    serve(
+        shared,
+        snapshot,
+        &args.process,
+        reload,
+        Some(cfg),
+        None,
+        None,
+    )
+    .await
 }
 
 fn set_access_log(shared: &Shared, format: &str) {
@@ -577,6 +663,7 @@ async fn serve(
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
     watch: Option<StandaloneConfig>,
     xds: Option<XdsConfig>,
+    identity: Option<Arc<WorkloadIdentity>>,
 ) -> ExitCode {
     set_access_log(&shared, &process.access_log);
     let (admin_addr, drain_timeout) = (process.admin, process.drain_timeout);
@@ -594,10 +681,13 @@ async fn serve(
     }
     let listeners = Arc::new(Listeners::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let config_ready = Arc::new(AtomicBool::new(false));
     let (quit_tx, mut quit_rx) = tokio::sync::mpsc::unbounded_channel();
     let hooks = Arc::new(Hooks {
         reload,
         ready: ready.clone(),
+        config_ready: config_ready.clone(),
+        identity: identity.clone(),
         quit: quit_tx,
     });
     let mut xds = xds;
@@ -635,7 +725,8 @@ async fn serve(
         );
     }
     match xds {
-        // Ready once the control plane's listeners and clusters are in (ztunnel's rule).
+        // Ready once the control plane's listeners and clusters are in (ztunnel's rule) and,
+        // with a CA, the workload certificate is held.
         Some(config) => {
             let sink = ProxySink {
                 shared: shared.clone(),
@@ -644,16 +735,19 @@ async fn serve(
             let client = XdsClient::new(config, sink);
             let mut state = client.state();
             tokio::spawn(client.run());
-            let ready = ready.clone();
+            let (ready, config_ready) = (ready.clone(), config_ready.clone());
+            let identity = identity.clone();
             tokio::spawn(async move {
                 if state.wait_for(|s| s.synced).await.is_ok() {
-                    ready.store(true, Ordering::Relaxed);
-                    tracing::info!("configuration received from the control plane: ready");
+                    config_ready.store(true, Ordering::Relaxed);
+                    tracing::info!("configuration received from the control plane");
+                    become_ready(ready, identity).await;
                 }
             });
         }
         None => {
-            ready.store(true, Ordering::Relaxed);
+            config_ready.store(true, Ordering::Relaxed);
+            tokio::spawn(become_ready(ready.clone(), identity.clone()));
             for l in &shared.runtime.load().snapshot.listeners {
                 tracing::info!(listener = %l.name, protocol = ?l.protocol, "listening on {}", l.address);
             }

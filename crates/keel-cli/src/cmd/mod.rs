@@ -4,6 +4,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod get;
 pub mod proxy_config;
+mod proxy_secret;
 pub mod proxy_status;
 mod remote;
 mod servers;

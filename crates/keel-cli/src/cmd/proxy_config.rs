@@ -37,6 +37,9 @@ pub fn run(args: &ProxyConfigArgs) -> u8 {
         );
         return exit::FAILURE;
     };
+    if args.section == ProxyConfigSection::Secret {
+        return super::proxy_secret::run(admin, args.output.as_deref());
+    }
     let fetched = remote::block_on(fetch(admin, args.section));
     let (snapshot, health) = match fetched {
         Ok(Ok(x)) => x,
@@ -434,6 +437,7 @@ fn print_json(
                 .collect(),
         )),
         S::All => serde_json::to_value(s),
+        S::Secret => Ok(serde_json::Value::Null),
     };
     match value.and_then(|v| serde_json::to_string_pretty(&v)) {
         Ok(text) => {
