@@ -21,5 +21,6 @@ pub mod server;
 pub mod sidecar;
 pub mod standalone;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 pub mod xds;

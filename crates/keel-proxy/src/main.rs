@@ -666,6 +666,9 @@ async fn serve(
     identity: Option<Arc<WorkloadIdentity>>,
 ) -> ExitCode {
     set_access_log(&shared, &process.access_log);
+    if let Some(id) = &identity {
+        let _ = shared.identity.set(id.clone());
+    }
     let (admin_addr, drain_timeout) = (process.admin, process.drain_timeout);
     let stats_addrs: Vec<SocketAddr> = process.stats.iter().flatten().copied().collect();
     // Series of destinations idle for 10 minutes are dropped, so cardinality stays bounded.

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::l4::L4Config;
 use crate::runtime::Runtime;
 use crate::telemetry::{ProxyIdentity, Reporter, Telemetry};
+use crate::tls::terminate::Terminator;
 use crate::upstream::Pools;
 
 /// State shared by every listener and connection.
@@ -32,6 +33,9 @@ pub struct Shared {
     /// Mirrored copies get `-shadow` appended to their Host (Istio before 1.28) instead of
     /// the original Host (Istio 1.28 and later, Keel's default).
     pub shadow_host_suffix: std::sync::atomic::AtomicBool,
+    /// The workload certificate (`--ca-address`), once the proxy has asked for it: gateways'
+    /// ISTIO_MUTUAL servers present it.
+    pub identity: std::sync::OnceLock<Arc<crate::identity::WorkloadIdentity>>,
 }
 
 impl Shared {
@@ -62,6 +66,7 @@ impl Shared {
             locality: locality.to_string(),
             l4,
             shadow_host_suffix: std::sync::atomic::AtomicBool::new(false),
+            identity: std::sync::OnceLock::new(),
         })
     }
 
@@ -116,8 +121,8 @@ impl ConnInfo {
     }
 }
 
-/// A bound listener: where, speaking what, and its accept loop.
-type Running = (SocketAddr, ListenerProtocol, JoinHandle<()>);
+/// A bound listener: where, speaking what, whether it terminates TLS, and its accept loop.
+type Running = (SocketAddr, ListenerProtocol, bool, JoinHandle<()>);
 
 /// Sockets bound for a snapshot not installed yet ([`Listeners::prepare`]); dropping it
 /// closes them.
@@ -146,10 +151,10 @@ impl Listeners {
         let mut errors = Vec::new();
         let mut to_bind = Vec::new();
         if let Ok(mut running) = self.running.lock() {
-            running.retain(|name, (addr, proto, handle)| {
-                let keep = wanted
-                    .get(name)
-                    .is_some_and(|l| l.address == *addr && l.protocol == *proto);
+            running.retain(|name, (addr, proto, tls, handle)| {
+                let keep = wanted.get(name).is_some_and(|l| {
+                    l.address == *addr && l.protocol == *proto && l.terminate_tls.is_empty() != *tls
+                });
                 if !keep {
                     handle.abort();
                 }
@@ -166,7 +171,10 @@ impl Listeners {
                 Ok(sock) => {
                     let handle = tokio::spawn(accept_loop(shared.clone(), l.clone(), sock));
                     if let Ok(mut running) = self.running.lock() {
-                        running.insert(l.name.clone(), (l.address, l.protocol, handle));
+                        running.insert(
+                            l.name.clone(),
+                            (l.address, l.protocol, !l.terminate_tls.is_empty(), handle),
+                        );
                     }
                 }
                 Err(e) => errors.push(format!(
@@ -189,7 +197,7 @@ impl Listeners {
         let running: HashMap<String, SocketAddr> = self
             .running
             .lock()
-            .map(|r| r.iter().map(|(n, (a, _, _))| (n.clone(), *a)).collect())
+            .map(|r| r.iter().map(|(n, (a, _, _, _))| (n.clone(), *a)).collect())
             .unwrap_or_default();
         let mut bound = Vec::new();
         let mut errors = Vec::new();
@@ -223,8 +231,10 @@ impl Listeners {
         for (l, sock) in prepared.bound {
             let handle = tokio::spawn(accept_loop(shared.clone(), l.clone(), sock));
             if let Ok(mut running) = self.running.lock()
-                && let Some((_, _, old)) =
-                    running.insert(l.name.clone(), (l.address, l.protocol, handle))
+                && let Some((_, _, _, old)) = running.insert(
+                    l.name.clone(),
+                    (l.address, l.protocol, !l.terminate_tls.is_empty(), handle),
+                )
             {
                 old.abort();
             }
@@ -243,7 +253,7 @@ impl Listeners {
     /// Stops accepting on every listener.
     pub fn stop_all(&self) {
         if let Ok(mut running) = self.running.lock() {
-            for (_, (_, _, h)) in running.drain() {
+            for (_, (_, _, _, h)) in running.drain() {
                 h.abort();
             }
         }
@@ -252,6 +262,8 @@ impl Listeners {
 
 async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener) {
     let local = sock.local_addr().unwrap_or(listener.address);
+    let terminates = !listener.terminate_tls.is_empty();
+    let mut tls = TlsCache::default();
     loop {
         let (stream, remote) = match sock.accept().await {
             Ok(x) => x,
@@ -286,7 +298,62 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
         });
         let shared = shared.clone();
         let protocol = listener.protocol;
+        if terminates {
+            let Some(terminator) = tls.current(&shared, &listener.name) else {
+                continue;
+            };
+            tokio::spawn(async move {
+                match terminator.accept(stream, shared.l4.hello_timeout).await {
+                    Ok(t) => {
+                        let conn = Arc::new(ConnInfo {
+                            tls: true,
+                            ..(*conn).clone()
+                        });
+                        crate::l4::serve_terminated(shared, conn, protocol, t).await
+                    }
+                    Err(e) => tracing::info!(
+                        listener = %conn.listener, downstream = %conn.remote,
+                        "TLS not established: {e}"
+                    ),
+                }
+            });
+            continue;
+        }
         tokio::spawn(async move { serve_connection(shared, conn, protocol, stream).await });
+    }
+}
+
+/// A TLS listener's [`Terminator`], rebuilt when the listener's TLS changes (or its
+/// certificate files do).
+#[derive(Default)]
+struct TlsCache {
+    built: Option<Arc<Terminator>>,
+    files_checked: Option<std::time::Instant>,
+}
+
+impl TlsCache {
+    fn current(&mut self, shared: &Shared, name: &str) -> Option<Arc<Terminator>> {
+        let rt = shared.runtime.load();
+        let source = &rt.snapshot.listener(name)?.terminate_tls;
+        let identity = shared.identity.get();
+        let check_files = self
+            .files_checked
+            .is_none_or(|t| t.elapsed() >= crate::tls::terminate::FILE_CHECK);
+        let stale = self.built.as_ref().is_none_or(|t| {
+            let files = check_files && t.reads_files();
+            t.stale(source, identity.is_some(), files)
+        });
+        if check_files {
+            self.files_checked = Some(std::time::Instant::now());
+        }
+        if stale {
+            let http = rt
+                .snapshot
+                .listener(name)
+                .is_some_and(|l| l.protocol == ListenerProtocol::Http);
+            self.built = Some(Arc::new(Terminator::new(source, http, identity)));
+        }
+        self.built.clone()
     }
 }
 

@@ -90,12 +90,36 @@ pub async fn serve(
     }
 }
 
+/// Serves a connection whose TLS this proxy terminated (a gateway's HTTPS or TLS server): HTTP
+/// inside (HTTP/2 when ALPN agreed `h2`) or TCP routes.
+pub async fn serve_terminated(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    protocol: ListenerProtocol,
+    t: crate::tls::terminate::Terminated,
+) {
+    match protocol {
+        ListenerProtocol::Http | ListenerProtocol::Auto if t.h2 => {
+            crate::http::server::serve_h2(shared, conn, t.stream).await
+        }
+        ListenerProtocol::Http | ListenerProtocol::Auto => {
+            crate::http::server::serve(shared, conn, t.stream).await
+        }
+        ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {
+            serve_tcp(&shared, &conn, t.stream).await
+        }
+    }
+}
+
 /// The listener as of the current snapshot (routes change without rebinding).
 fn current_listener(shared: &Shared, name: &str) -> Option<Listener> {
     shared.runtime.load().snapshot.listener(name).cloned()
 }
 
-async fn serve_tcp(shared: &Arc<Shared>, conn: &ConnInfo, downstream: Rewind<TcpStream>) {
+async fn serve_tcp<S>(shared: &Arc<Shared>, conn: &ConnInfo, downstream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let dst = tcp::destination(conn);
     let listener = current_listener(shared, &conn.listener);
     let Some(route) = listener

@@ -405,15 +405,26 @@ fn terminated_tls_takes_istios_certificate_sources_and_http_redirects_to_https()
     );
     assert_eq!(mutual.client_ca, Some(Pem::Inline("CLIENT-CA".into())));
     assert_eq!(mutual.min_version, Some(TlsVersion::Tls13));
-    assert_eq!(mutual.cipher_suites, vec!["ECDHE-RSA-AES128-GCM-SHA256".to_string()]);
+    assert_eq!(
+        mutual.cipher_suites,
+        vec!["ECDHE-RSA-AES128-GCM-SHA256".to_string()]
+    );
     assert_eq!(mutual.origin, "Gateway web/shop, port 443");
     let files = &https.terminate_tls[1];
     assert_eq!(
         files.certificates[0].chain,
         Pem::File("/etc/certs/a.pem".into())
     );
-    assert_eq!(files.min_version, Some(TlsVersion::Tls12), "TLS 1.0 is raised to 1.2");
-    assert!(c.warnings.iter().any(|w| w.message.contains("TLSV1_0 is not supported")));
+    assert_eq!(
+        files.min_version,
+        Some(TlsVersion::Tls12),
+        "TLS 1.0 is raised to 1.2"
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("TLSV1_0 is not supported"))
+    );
     // ISTIO_MUTUAL serves the workload certificate: no files, no Secret.
     let mesh = &listener(8443).terminate_tls[0];
     assert_eq!(mesh.mode, ServerTlsMode::IstioMutual);

@@ -49,6 +49,8 @@ pub struct Served {
     pub gateway: String,
     pub server_port: u16,
     pub local_port: u16,
+    /// The gateway terminates TLS there (an HTTPS server): its URL is `https://`.
+    pub https: bool,
 }
 
 /// The ingress gateway a set of manifests calls for.
@@ -83,22 +85,21 @@ pub fn plan(resources: &[Resource], overrides: &[(u16, u16)]) -> Option<Ingress>
         any = true;
         for s in &g.servers {
             let Some(port) = &s.port else { continue };
-            // keel-proxy does not terminate TLS yet: such a server is not listened on.
-            let terminates_tls =
-                s.tls.as_ref().is_some_and(|t| {
-                    !matches!(t.mode, TlsMode::Passthrough | TlsMode::AutoPassthrough)
-                }) && matches!(port.protocol.to_ascii_uppercase().as_str(), "HTTPS" | "TLS");
             let Ok(server_port) = u16::try_from(port.number) else {
                 continue;
             };
             let local_port = ports.get(&server_port).copied().unwrap_or(server_port);
-            if terminates_tls || served.iter().any(|x| x.local_port == local_port) {
+            if served.iter().any(|x| x.local_port == local_port) {
                 continue;
             }
             served.push(Served {
                 gateway: format!("{}/{}", r.namespace(), r.name()),
                 server_port,
                 local_port,
+                https: port.protocol.eq_ignore_ascii_case("HTTPS")
+                    && s.tls.as_ref().is_some_and(|t| {
+                        !matches!(t.mode, TlsMode::Passthrough | TlsMode::AutoPassthrough)
+                    }),
             });
         }
     }
@@ -263,7 +264,8 @@ pub fn summary(ingress: &Ingress, logs: &Path) -> Vec<String> {
             format!(" ← Gateway port {}", s.server_port)
         };
         out.push(format!(
-            "  {NAME}.{NAMESPACE}: http://127.0.0.1:{}{how} ({}; logs: {}/{NAME}.log)",
+            "  {NAME}.{NAMESPACE}: {}://127.0.0.1:{}{how} ({}; logs: {}/{NAME}.log)",
+            if s.https { "https" } else { "http" },
             s.local_port,
             s.gateway,
             logs.display()
@@ -313,8 +315,9 @@ spec:
             .iter()
             .map(|s| (s.server_port, s.local_port))
             .collect();
-        // 443 terminates TLS (not served yet); the egress gateway's 81 is not this gateway's.
-        assert_eq!(served, vec![(80, 8080), (9000, 9000)]);
+        // 443 terminates TLS on Istio's 8443; the egress gateway's 81 is not this gateway's.
+        assert_eq!(served, vec![(80, 8080), (9000, 9000), (443, 8443)]);
+        assert!(ingress.served[2].https && !ingress.served[0].https);
         assert_eq!(ingress.served[0].gateway, "default/bookinfo-gateway");
         let moved = plan(&load(GATEWAYS), &[(80, 18080)]).unwrap();
         assert_eq!(moved.served[0].local_port, 18080);
