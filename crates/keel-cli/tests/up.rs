@@ -246,10 +246,23 @@ fn proxy_config_shows_what_a_sidecar_runs() {
         listeners.as_array().is_some_and(|l| !l.is_empty()),
         "{json}"
     );
-    // `keel up` doesn't give its sidecars a CA address yet: no certificate, in istioctl's words.
+    // Every sidecar holds a certificate for its service account from the mesh's CA.
     let (code, secrets, err) = run(&["secret", "sleep"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(secrets, "No active or warming secrets found.\n");
+    let rows: Vec<&str> = secrets.lines().collect();
+    assert!(rows[0].starts_with("RESOURCE NAME"), "{secrets}");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("default ") && r.contains("Cert Chain") && r.contains("ACTIVE")),
+        "{secrets}"
+    );
+    assert!(rows.iter().any(|r| r.starts_with("ROOTCA ")), "{secrets}");
+    let (code, json, err) = run(&["secret", "sleep", "-o", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        json.contains("spiffe://cluster.local/ns/default/sa/"),
+        "{json}"
+    );
     let (code, _, err) = run(&["all", "nobody"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no proxy named \"nobody\""), "{err}");

@@ -22,6 +22,8 @@ use crate::cli::ServerListen;
 pub(crate) struct Servers {
     /// The connected proxies and their sync state.
     pub registry: Arc<ProxyRegistry>,
+    /// The CA, when it serves: what a proxy needs to ask it for a certificate.
+    pub ca: Option<MeshCa>,
     stop: watch::Sender<bool>,
     /// `Some` until its result has been taken.
     api: Option<JoinHandle<Result<(), String>>>,
@@ -38,6 +40,15 @@ pub(crate) struct Bound {
     pub monitoring_addr: Option<SocketAddr>,
     /// The CA's listener and material, unless turned off or its port was taken.
     pub ca: Option<BoundCa>,
+}
+
+/// Where proxies reach the CA and how they prove who they are.
+#[derive(Clone)]
+pub(crate) struct MeshCa {
+    pub addr: SocketAddr,
+    /// `root-cert.pem`: what proxies trust.
+    pub root: std::path::PathBuf,
+    pub tokens: Arc<LocalTokens>,
 }
 
 /// The CA, ready to serve.
@@ -185,6 +196,7 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
             .await
             .map_err(|e| format!("the xDS server stopped: {e}"))
     });
+    let mut mesh_ca = None;
     if let Some(BoundCa {
         listener,
         addr,
@@ -192,6 +204,15 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
         tokens,
     }) = ca
     {
+        let root = match ca.source() {
+            keel_control::ca::CaSource::SelfSigned(dir)
+            | keel_control::ca::CaSource::PlugIn(dir) => dir.join("root-cert.pem"),
+        };
+        mesh_ca = Some(MeshCa {
+            addr,
+            root,
+            tokens: tokens.clone(),
+        });
         let ip = addr.ip().to_string();
         match keel_control::ca::service::tls_config(&ca, &[ip.as_str()]) {
             Ok(config) => {
@@ -228,6 +249,7 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
     });
     Servers {
         registry,
+        ca: mesh_ca,
         stop,
         api: Some(api),
         xds,

@@ -21,6 +21,7 @@ use keel_config::{Resource, Spec};
 
 use keel_control::xds::ProxyRegistry;
 
+use super::super::servers::MeshCa;
 use super::ready::{http_status, rejected};
 use super::{Proc, exited};
 
@@ -28,6 +29,8 @@ use super::{Proc, exited};
 pub const NAME: &str = "istio-ingressgateway";
 /// Where Istio runs its ingress gateway.
 pub const NAMESPACE: &str = "istio-system";
+/// The service account of Istio's ingress gateway pods: its identity.
+pub const SERVICE_ACCOUNT: &str = "istio-ingressgateway-service-account";
 /// The labels of Istio's ingress gateway pods, which Gateways select.
 pub const LABELS: [(&str, &str); 2] = [("istio", "ingressgateway"), ("app", NAME)];
 /// Istio's ingress gateway Service: port → the pod's (unprivileged) target port.
@@ -132,6 +135,7 @@ pub(super) fn start(
     admin: u16,
     logs: &Path,
     proxy_bin: &Path,
+    ca: Option<&MeshCa>,
 ) -> std::io::Result<Proc> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(logs.join(format!("{NAME}.log")))?;
@@ -152,6 +156,15 @@ pub(super) fn start(
     }
     for (server, local) in &ingress.ports {
         cmd.args(["--gateway-port", &format!("{server}={local}")]);
+    }
+    if let Some(ca) = ca {
+        cmd.args(super::process::identity_args(
+            ca,
+            logs,
+            NAMESPACE,
+            SERVICE_ACCOUNT,
+            NAME,
+        )?);
     }
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -14,6 +14,7 @@ use keel_config::Resource;
 use keel_control::store::{ConfigStore, DirStore};
 use keel_control::xds::ProxyRegistry;
 
+use super::super::servers::MeshCa;
 use super::gateway::{self, Ingress, NAME, NAMESPACE, Probe, Served};
 use super::ports::{PortReservation, SHAREABLE};
 use super::process::{Proc, exited, stop_all};
@@ -50,6 +51,7 @@ pub(super) struct GatewayFollower {
     proxy_bin: PathBuf,
     /// The flag that moves the gateway's port, when not `--gateway-port` (`keel demo --port`).
     port_flag: Option<&'static str>,
+    ca: Option<MeshCa>,
     ingress: Option<Ingress>,
     admin: Option<u16>,
     state: State,
@@ -70,6 +72,7 @@ impl GatewayFollower {
         logs: PathBuf,
         proxy_bin: PathBuf,
         port_flag: Option<&'static str>,
+        ca: Option<MeshCa>,
     ) -> Self {
         GatewayFollower {
             store,
@@ -79,6 +82,7 @@ impl GatewayFollower {
             logs,
             proxy_bin,
             port_flag,
+            ca,
             ingress: None,
             admin: None,
             state: State::Absent,
@@ -202,7 +206,14 @@ impl GatewayFollower {
             },
         };
         say!("{}", gateway::starting(ingress));
-        match gateway::start(ingress, self.xds, admin, &self.logs, &self.proxy_bin) {
+        match gateway::start(
+            ingress,
+            self.xds,
+            admin,
+            &self.logs,
+            &self.proxy_bin,
+            self.ca.as_ref(),
+        ) {
             Ok(proc) => {
                 self.state = State::Starting {
                     proc,

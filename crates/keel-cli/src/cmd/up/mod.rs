@@ -340,6 +340,7 @@ async fn mesh(
             logs,
             proxy: proxy_bin,
             sample: sample_bin,
+            ca: servers.ca.as_ref(),
         };
         match start_replica(r, ports, &bins) {
             Ok(mut ps) => {
@@ -361,7 +362,7 @@ async fn mesh(
     }
     if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
         say!("{}", gateway::starting(i));
-        match gateway::start(i, xds_addr, admin, logs, proxy_bin) {
+        match gateway::start(i, xds_addr, admin, logs, proxy_bin, servers.ca.as_ref()) {
             Ok(p) => procs.push(p),
             Err(e) => {
                 shout!("error: {}: {e}", gateway::NAME);
@@ -429,6 +430,7 @@ async fn mesh(
             bins: bin_dir(args),
             proxy_bin: proxy_bin.to_path_buf(),
             runs: args.run.clone(),
+            ca: servers.ca.clone(),
         });
         let mut theirs = procs.drain(..counts.iter().sum::<usize>());
         for ((r, p), n) in replicas.iter().zip(&assigned).zip(&counts) {
@@ -445,6 +447,7 @@ async fn mesh(
             logs.to_path_buf(),
             proxy_bin.to_path_buf(),
             args.preset.as_ref().map(|p| p.port_flag),
+            servers.ca.clone(),
         );
         if let (Some(i), Some(admin), Some(p)) = (ingress, gateway_admin, procs.pop()) {
             follower.adopt(i, admin, p);

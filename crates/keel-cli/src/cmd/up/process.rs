@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::super::servers::MeshCa;
 use super::image::{Program, expand_arg};
 use super::plan::{Ports, Replica};
 use super::ports::PortReservation;
@@ -128,6 +129,44 @@ pub(super) struct Binaries<'a> {
     pub logs: &'a Path,
     pub proxy: &'a Path,
     pub sample: Option<&'a Path>,
+    /// The mesh's CA: sidecars get a certificate for their service account from it.
+    pub ca: Option<&'a MeshCa>,
+}
+
+/// The flags that give a proxy its workload certificate: the CA, its root, and a bootstrap
+/// token for `namespace`/`service_account`, written owner-only beside the logs (in
+/// `STATE/tokens/`) as a Kubernetes service-account token is mounted into a pod.
+pub(super) fn identity_args(
+    ca: &MeshCa,
+    logs: &Path,
+    namespace: &str,
+    service_account: &str,
+    pod: &str,
+) -> std::io::Result<Vec<String>> {
+    let dir = logs.with_file_name("tokens");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{pod}.{namespace}"));
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)?;
+        f.write_all(ca.tokens.issue(namespace, service_account).as_bytes())?;
+    }
+    Ok(vec![
+        "--service-account".into(),
+        service_account.into(),
+        "--ca-address".into(),
+        ca.addr.to_string(),
+        "--ca-root-cert".into(),
+        ca.root.display().to_string(),
+        "--ca-token-file".into(),
+        file.display().to_string(),
+    ])
 }
 
 /// Starts a replica: its sidecar (if injected), then each container, in this order.
@@ -196,6 +235,15 @@ pub(super) fn start_sidecar(r: &Replica, ports: &Ports, bins: &Binaries) -> std:
     }
     for (k, v) in &r.labels {
         proxy.args(["--label", &format!("{k}={v}")]);
+    }
+    if let Some(ca) = bins.ca {
+        proxy.args(identity_args(
+            ca,
+            bins.logs,
+            &r.namespace,
+            &r.service_account,
+            &r.pod,
+        )?);
     }
     proxy
         .stdin(Stdio::null())

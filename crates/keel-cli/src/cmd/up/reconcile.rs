@@ -31,6 +31,7 @@ use keel_config::{Kind, LoadOptions, Resource, load_str};
 use keel_control::store::{ConfigStore, DirStore, ResourceKey, Snapshot, WriteOptions};
 use keel_control::xds::ProxyRegistry;
 
+use super::super::servers::MeshCa;
 use super::find_bin;
 use super::plan::{self, Ports, Replica};
 use super::pods::{self, PodInfo};
@@ -62,6 +63,7 @@ pub(super) struct Launch {
     pub bins: Option<PathBuf>,
     pub proxy_bin: PathBuf,
     pub runs: Vec<(String, String)>,
+    pub ca: Option<MeshCa>,
 }
 
 pub(super) struct Reconciler {
@@ -346,6 +348,7 @@ impl Reconciler {
             logs: &l.logs,
             proxy: &l.proxy_bin,
             sample: self.sample_bin.as_deref(),
+            ca: l.ca.as_ref(),
         }
     }
 
@@ -358,6 +361,7 @@ impl Reconciler {
             logs: &l.logs,
             proxy: &l.proxy_bin,
             sample: self.sample_bin.as_deref(),
+            ca: l.ca.as_ref(),
         };
         let mut lost = Vec::new();
         let mut changed = false;
