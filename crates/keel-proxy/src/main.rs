@@ -668,6 +668,12 @@ async fn serve(
     set_access_log(&shared, &process.access_log);
     if let Some(id) = &identity {
         let _ = shared.identity.set(id.clone());
+        match keel_proxy::tls::mesh::MeshTls::new(id.clone()) {
+            Ok(mesh) => {
+                let _ = shared.mesh.set(Arc::new(mesh));
+            }
+            Err(e) => tracing::error!("mesh mTLS is off: {e}"),
+        }
     }
     let (admin_addr, drain_timeout) = (process.admin, process.drain_timeout);
     let stats_addrs: Vec<SocketAddr> = process.stats.iter().flatten().copied().collect();

@@ -36,6 +36,8 @@ pub struct Shared {
     /// The workload certificate (`--ca-address`), once the proxy has asked for it: gateways'
     /// ISTIO_MUTUAL servers present it.
     pub identity: std::sync::OnceLock<Arc<crate::identity::WorkloadIdentity>>,
+    /// Mesh mTLS with that certificate, both ways (sidecars with `--ca-address`).
+    pub mesh: std::sync::OnceLock<Arc<crate::tls::mesh::MeshTls>>,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl Shared {
             l4,
             shadow_host_suffix: std::sync::atomic::AtomicBool::new(false),
             identity: std::sync::OnceLock::new(),
+            mesh: std::sync::OnceLock::new(),
         })
     }
 
@@ -107,6 +110,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// `destination` on inbound listeners, `source` on outbound and gateway ones.
     pub reporter: Reporter,
+    /// The peer's SPIFFE ID, when it authenticated with mesh mTLS.
+    pub peer_identity: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -295,6 +300,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             original_dst,
             tls: false,
             reporter,
+            peer_identity: None,
         });
         let shared = shared.clone();
         let protocol = listener.protocol;

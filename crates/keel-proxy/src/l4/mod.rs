@@ -20,7 +20,7 @@ pub mod tcp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_snapshot::{Listener, ListenerProtocol};
+use keel_snapshot::{Listener, ListenerProtocol, MtlsMode};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -169,6 +169,52 @@ async fn serve_tls(shared: &Arc<Shared>, conn: &ConnInfo, mut stream: TcpStream,
     tcp::forward(shared, conn, &name, &clusters, Rewind::new(buf, stream)).await;
 }
 
+/// Terminates mesh mTLS on the inbound side and serves what it carries, as the client's ALPN
+/// says: HTTP/2, HTTP/1.1, or TCP (`istio`, or a declared TCP port).
+async fn serve_mesh_mtls(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    mesh: &crate::tls::mesh::MeshTls,
+    stream: Rewind<TcpStream>,
+    declared: bool,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(mesh.server_config());
+    let accepted = tokio::time::timeout(shared.l4.hello_timeout, acceptor.accept(stream)).await;
+    let tls = match accepted {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::info!(listener = %conn.listener, downstream = %conn.remote, "mesh mTLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(listener = %conn.listener, downstream = %conn.remote, "mesh mTLS handshake not done in time");
+            return;
+        }
+    };
+    let (peer, alpn) = {
+        let c = &tls.get_ref().1;
+        let peer = c
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| crate::tls::mesh::spiffe_ids(leaf).into_iter().next());
+        (peer, c.alpn_protocol().map(<[u8]>::to_vec))
+    };
+    let conn = Arc::new(ConnInfo {
+        tls: true,
+        peer_identity: peer.map(Arc::from),
+        ..(*conn).clone()
+    });
+    match alpn.as_deref() {
+        Some(crate::tls::mesh::ALPN_H2) if !declared => {
+            crate::http::server::serve_h2(shared, conn, tls).await
+        }
+        Some(crate::tls::mesh::ALPN_HTTP11) if !declared => {
+            crate::http::server::serve(shared, conn, tls).await
+        }
+        _ => serve_tcp(&shared, &conn, tls).await,
+    }
+}
+
 /// Reads until the ClientHello is complete (or clearly isn't one), within `timeout` and
 /// [`sni::MAX_HELLO`] bytes. A hello that can't be read routes as "no SNI" rather than
 /// failing: SNI-less routes (and TCP routes) may still take it.
@@ -215,23 +261,59 @@ async fn read_hello(
 /// hands such connections to a port listener that doesn't sniff.
 async fn serve_auto(shared: Arc<Shared>, conn: Arc<ConnInfo>, mut stream: TcpStream) {
     let listener = current_listener(&shared, &conn.listener);
-    if let Some(l) = listener.as_ref() {
-        let dst = tcp::destination(&conn);
-        let declared = l
-            .tcp
+    let dst = tcp::destination(&conn);
+    let declared = listener.as_ref().is_some_and(|l| {
+        l.tcp
             .iter()
-            .any(|r| r.opaque && r.matches.iter().any(|m| tcp::l4_matches(m, dst, None)));
-        if declared {
-            return serve_tcp(&shared, &conn, Rewind::new(Vec::new(), stream)).await;
-        }
+            .any(|r| r.opaque && r.matches.iter().any(|m| tcp::l4_matches(m, dst, None)))
+    });
+    // The sidecar's inbound side with a workload certificate: PeerAuthentication decides
+    // whether mesh mTLS is accepted, and whether plaintext still is.
+    let mtls = match (
+        listener.as_ref().and_then(|l| l.peer_authn.as_ref()),
+        shared.mesh.get(),
+    ) {
+        (Some(pa), Some(mesh)) => match pa.mode_for(dst.port()) {
+            MtlsMode::Disable => None,
+            mode => Some((mode, mesh.clone())),
+        },
+        _ => None,
+    };
+    if declared && mtls.is_none() {
+        return serve_tcp(&shared, &conn, Rewind::new(Vec::new(), stream)).await;
     }
-    let (detected, buf) = match detect::detect(&mut stream, shared.l4.detect_timeout).await {
+    let (detected, mut buf) = match detect::detect(&mut stream, shared.l4.detect_timeout).await {
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(listener = %conn.listener, downstream = %conn.remote, "protocol detection failed: {e}");
             return;
         }
     };
+    if let Some((mode, mesh)) = mtls {
+        if detected == Detected::Tls {
+            // The whole ClientHello tells mesh mTLS (Istio's ALPN names) from an app's TLS.
+            match read_hello(&mut stream, buf, shared.l4.hello_timeout).await {
+                Ok((_, hello)) => buf = hello,
+                Err(e) => {
+                    tracing::debug!(listener = %conn.listener, downstream = %conn.remote, "reading the TLS ClientHello failed: {e}");
+                    return;
+                }
+            }
+            let alpn = sni::alpn(&buf);
+            if crate::tls::mesh::is_mesh_alpn(alpn.iter().map(Vec::as_slice)) {
+                return serve_mesh_mtls(shared, conn, &mesh, Rewind::new(buf, stream), declared)
+                    .await;
+            }
+        }
+        if mode == MtlsMode::Strict {
+            // As Envoy under STRICT: the connection is closed, the client sees a reset.
+            tracing::info!(listener = %conn.listener, downstream = %conn.remote, "PeerAuthentication STRICT: a connection without mesh mTLS is refused");
+            return;
+        }
+        if declared {
+            return serve_tcp(&shared, &conn, Rewind::new(buf, stream)).await;
+        }
+    }
     let has_http = listener.as_ref().is_some_and(|l| l.http.is_some());
     tracing::trace!(listener = %conn.listener, downstream = %conn.remote, ?detected, "protocol detected");
     match detected {

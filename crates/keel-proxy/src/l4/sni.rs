@@ -16,6 +16,8 @@ const RECORD_HANDSHAKE: u8 = 0x16;
 /// Handshake type `client_hello`.
 const CLIENT_HELLO: u8 = 0x01;
 /// Extension `server_name` (RFC 6066 §3).
+/// `application_layer_protocol_negotiation` (RFC 7301).
+const EXT_ALPN: u16 = 16;
 const EXT_SERVER_NAME: u16 = 0;
 /// `NameType.host_name`.
 const HOST_NAME: u8 = 0;
@@ -44,6 +46,44 @@ pub fn parse(buf: &[u8]) -> Hello {
         Ok(None) => Hello::Incomplete,
         Err(why) => Hello::Invalid(why),
     }
+}
+
+/// The ALPN protocols a complete ClientHello at the start of `buf` offers (RFC 7301); empty
+/// when it offers none or isn't one.
+pub fn alpn(buf: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(Some(msg)) = reassemble(buf) else {
+        return Vec::new();
+    };
+    client_hello_alpn(&msg).unwrap_or_default()
+}
+
+fn client_hello_alpn(msg: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    let mut r = Reader { buf: msg };
+    r.take(4)?;
+    r.take(2)?;
+    r.take(32)?;
+    r.vec8()?;
+    r.vec16()?;
+    r.vec8()?;
+    if r.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut exts = Reader { buf: r.vec16()? };
+    while !exts.is_empty() {
+        let kind = exts.u16()?;
+        let data = exts.vec16()?;
+        if kind == EXT_ALPN {
+            let mut list = Reader {
+                buf: Reader { buf: data }.vec16()?,
+            };
+            let mut out = Vec::new();
+            while !list.is_empty() {
+                out.push(list.vec8()?.to_vec());
+            }
+            return Ok(out);
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// Whether `buf` can begin a TLS handshake record (enough to tell TLS from other protocols):
@@ -238,6 +278,41 @@ pub fn client_hello(sni: Option<&str>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first flight of a real rustls client offering `alpn`.
+    fn rustls_hello(alpn: &[&[u8]]) -> Vec<u8> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+        let name = rustls::pki_types::ServerName::try_from("example.com").expect("name");
+        let mut conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).expect("hello");
+        out
+    }
+
+    #[test]
+    fn reads_the_alpn_list() {
+        let hello = rustls_hello(&[b"istio-http/1.1", b"http/1.1"]);
+        assert_eq!(
+            alpn(&hello),
+            vec![b"istio-http/1.1".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(
+            parse(&hello),
+            Hello::Parsed {
+                sni: Some("example.com".into())
+            }
+        );
+        assert!(alpn(&rustls_hello(&[])).is_empty());
+        assert!(alpn(&hello[..hello.len() / 2]).is_empty(), "incomplete");
+        assert!(alpn(b"GET / HTTP/1.1").is_empty());
+    }
 
     #[test]
     fn reads_the_server_name() {

@@ -1,0 +1,170 @@
+//! The sidecar's inbound side under PeerAuthentication: mesh mTLS from a peer sidecar is
+//! terminated (its identity checked against the mesh root) and served; plaintext is accepted
+//! under PERMISSIVE and refused under STRICT, as Istio's authn tasks show.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code: fail loudly
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use keel_control::ca::{Ca, CaOptions};
+use keel_proxy::identity::{KeyAlgorithm, Material, SpiffeId, TrustRoots, WorkloadIdentity, key};
+use keel_proxy::l4::orig_dst::FixedOriginalDst;
+use keel_proxy::tls::mesh::{Carries, MeshTls};
+use keel_snapshot::compile::sidecar::{InboundPort, SidecarOptions, compile};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WEB: &str = "spiffe://cluster.local/ns/foo/sa/web";
+
+fn mesh_tls(ca: &Ca, ns: &str, sa: &str) -> Arc<MeshTls> {
+    let roots = Arc::new(
+        TrustRoots::from_pem(Path::new("root-cert.pem"), ca.root_pem().as_bytes()).unwrap(),
+    );
+    let id = SpiffeId::new("cluster.local", ns, sa);
+    let identity = WorkloadIdentity::new(id.clone(), "127.0.0.1:15012", roots.clone());
+    let k = key::generate(KeyAlgorithm::EcdsaP256, &id).unwrap();
+    let chain = ca
+        .sign_csr(
+            &k.csr_pem,
+            &keel_control::ca::SpiffeId::new("cluster.local", ns, sa),
+            None,
+        )
+        .unwrap();
+    identity
+        .install(Material::from_ca_response(&chain, k.key, &id, roots, SystemTime::now()).unwrap());
+    Arc::new(MeshTls::new(identity).unwrap())
+}
+
+fn config(mode: &str, app: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: foo}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: {port}}}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: foo}}
+spec:
+  mtls: {{mode: {mode}}}
+",
+        port = app.port()
+    )
+}
+
+/// The sidecar of `web` in `foo`, its inbound listener on a free port, with `mode`.
+async fn sidecar(mode: &str, app: SocketAddr, mesh: Arc<MeshTls>) -> (SocketAddr, impl Drop) {
+    for _ in 0..5 {
+        let inbound = free_port();
+        let loaded = keel_config::load_str(&config(mode, app), "web.yaml", &Default::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let compiled = compile(
+            &loaded.resources,
+            &SidecarOptions {
+                namespace: "foo".into(),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                outbound_port: free_port(),
+                inbound_port: inbound,
+                inbound_ports: vec![InboundPort {
+                    port: app.port(),
+                    protocol: "HTTP".into(),
+                }],
+                bind: "127.0.0.1".parse().unwrap(),
+                ..Default::default()
+            },
+        );
+        let orig = FixedOriginalDst::new(None);
+        if let Ok((shared, listeners)) = try_start(
+            compiled.snapshot,
+            Duration::from_millis(200),
+            Arc::new(orig),
+        )
+        .await
+        {
+            let _ = shared.mesh.set(mesh.clone());
+            struct Stop(keel_proxy::server::Listeners);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    self.0.stop_all();
+                }
+            }
+            return (local(inbound), Stop(listeners));
+        }
+    }
+    panic!("the sidecar could not bind");
+}
+
+/// A GET over mesh mTLS as the sidecar of `client` would send it, expecting `expected`
+/// behind the endpoint: the response, or the handshake's error.
+async fn mtls_get(at: SocketAddr, client: &MeshTls, expected: &str) -> Result<String, String> {
+    let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(client.client_config(expected, Carries::Http1).unwrap());
+    let name = ServerName::try_from("outbound_.80_._.web.foo.svc.cluster.local").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(b"GET /mtls HTTP/1.1\r\nHost: web.foo:80\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    tls.read_to_string(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A plaintext GET, as a client outside the mesh sends it: the response, empty if refused.
+async fn plain_get(at: SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    let _ = s
+        .write_all(b"GET /plain HTTP/1.1\r\nHost: web.foo:80\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn permissive_takes_both_strict_refuses_plaintext_and_peers_are_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
+    let web = mesh_tls(&ca, "foo", "web");
+    let sleep = mesh_tls(&ca, "foo", "sleep");
+    let app = http_server("web").await;
+
+    let (at, _stop) = sidecar("PERMISSIVE", app, web.clone()).await;
+    let r = plain_get(at).await;
+    assert!(
+        r.starts_with("HTTP/1.1 200"),
+        "plaintext under PERMISSIVE: {r}"
+    );
+    let r = mtls_get(at, &sleep, WEB).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "mTLS under PERMISSIVE: {r}");
+    assert!(r.contains("web HTTP/1.1"), "{r}");
+    // The client checks who answers: not the identity expected behind the endpoint.
+    let err = mtls_get(at, &sleep, "spiffe://cluster.local/ns/foo/sa/other")
+        .await
+        .unwrap_err();
+    assert!(err.contains("sa/other"), "{err}");
+    // A sidecar of another mesh (another root) is refused.
+    let other_dir = tempfile::tempdir().unwrap();
+    let stranger_ca = Ca::load_or_create(other_dir.path(), None, CaOptions::default()).unwrap();
+    let stranger = mesh_tls(&stranger_ca, "foo", "sleep");
+    assert!(mtls_get(at, &stranger, "").await.is_err());
+    drop(_stop);
+
+    let (at, _stop) = sidecar("STRICT", app, web.clone()).await;
+    let r = plain_get(at).await;
+    assert!(r.is_empty(), "plaintext under STRICT is refused: {r}");
+    let r = mtls_get(at, &sleep, WEB).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "mTLS under STRICT: {r}");
+}
