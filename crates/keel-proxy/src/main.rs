@@ -669,9 +669,7 @@ async fn serve(
     if let Some(id) = &identity {
         let _ = shared.identity.set(id.clone());
         match keel_proxy::tls::mesh::MeshTls::new(id.clone()) {
-            Ok(mesh) => {
-                let _ = shared.mesh.set(Arc::new(mesh));
-            }
+            Ok(mesh) => shared.pools.set_mesh(Arc::new(mesh)),
             Err(e) => tracing::error!("mesh mTLS is off: {e}"),
         }
     }

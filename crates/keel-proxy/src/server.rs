@@ -36,8 +36,6 @@ pub struct Shared {
     /// The workload certificate (`--ca-address`), once the proxy has asked for it: gateways'
     /// ISTIO_MUTUAL servers present it.
     pub identity: std::sync::OnceLock<Arc<crate::identity::WorkloadIdentity>>,
-    /// Mesh mTLS with that certificate, both ways (sidecars with `--ca-address`).
-    pub mesh: std::sync::OnceLock<Arc<crate::tls::mesh::MeshTls>>,
 }
 
 impl Shared {
@@ -69,7 +67,6 @@ impl Shared {
             l4,
             shadow_host_suffix: std::sync::atomic::AtomicBool::new(false),
             identity: std::sync::OnceLock::new(),
-            mesh: std::sync::OnceLock::new(),
         })
     }
 
@@ -94,6 +91,8 @@ impl Shared {
             .values()
             .map(|c| c.policies.breakers.id())
             .collect();
+        self.pools
+            .set_tls(crate::tls::upstream::UpstreamTlsTable::from_runtime(&rt));
         self.runtime.store(Arc::new(rt));
         self.pools.retain_clusters(&live);
     }

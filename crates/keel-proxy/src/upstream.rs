@@ -1,7 +1,8 @@
 //! Connections to upstream endpoints: per endpoint, a pool of idle HTTP/1.1 connections
 //! (Keel's own client, [`crate::http::h1::client`]) and one multiplexed HTTP/2 connection
-//! (hyper's). Keyed by address and protocol, so connections are never shared across
-//! endpoints (later also by TLS identity).
+//! (hyper's). Keyed by cluster and address, so connections are never shared across
+//! endpoints. Endpoints that take mesh mTLS ([`crate::tls::upstream`]) get it when their
+//! connection is opened.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,8 @@ use tokio::net::TcpStream;
 
 use crate::http::h1::client as h1;
 use crate::http::h1::io::io_cause;
+use crate::tls::mesh::{Carries, MeshTls};
+use crate::tls::upstream::{UpstreamIo, UpstreamTlsTable, mesh_handshake};
 
 /// Errors a body can fail with: hyper's, or the proxy's own codec's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,7 +61,7 @@ struct EndpointPool {
 
 /// An idle HTTP/1.1 connection and what the cluster's `connectionPool` limits need about it.
 struct Idle {
-    conn: h1::Conn<TcpStream>,
+    conn: h1::Conn<UpstreamIo>,
     /// Holds the connection's place under `maxConnections` (none without limits).
     slot: Option<crate::resilience::ConnectionGuard>,
     requests: u32,
@@ -85,6 +88,10 @@ pub struct Pools {
     connect_timeout: Duration,
     /// Idle HTTP/1.1 connections kept per endpoint.
     max_idle: usize,
+    /// Which endpoints get mesh mTLS, as of the snapshot in force.
+    tls: arc_swap::ArcSwap<UpstreamTlsTable>,
+    /// The proxy's mesh mTLS, once it has a workload certificate (`--ca-address`).
+    mesh: std::sync::OnceLock<Arc<MeshTls>>,
 }
 
 impl Default for Pools {
@@ -94,6 +101,8 @@ impl Default for Pools {
             endpoints: Mutex::new(Default::default()),
             connect_timeout: Duration::from_secs(10),
             max_idle: 64,
+            tls: Default::default(),
+            mesh: std::sync::OnceLock::new(),
         }
     }
 }
@@ -147,6 +156,42 @@ impl Pools {
         }
     }
 
+    /// Turns on mesh mTLS toward the endpoints that take it.
+    pub fn set_mesh(&self, mesh: Arc<MeshTls>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    /// The proxy's mesh mTLS, when it has a workload certificate.
+    pub fn mesh(&self) -> Option<&Arc<MeshTls>> {
+        self.mesh.get()
+    }
+
+    /// Which endpoints take mesh mTLS, from a new snapshot.
+    pub fn set_tls(&self, table: UpstreamTlsTable) {
+        self.tls.store(Arc::new(table));
+    }
+
+    /// Where a new connection to `addr` (in the cluster with pool key `key`) goes: mesh mTLS
+    /// over `stream` when the endpoint takes it and this proxy has a certificate.
+    pub async fn secure(
+        &self,
+        key: usize,
+        addr: SocketAddr,
+        carries: Carries,
+        stream: TcpStream,
+    ) -> Result<UpstreamIo, SendError> {
+        let target = self.tls.load().mesh(key, addr).cloned();
+        match (target, self.mesh.get()) {
+            (Some(target), Some(mesh)) => {
+                // Boxed: rare, and large.
+                Box::pin(mesh_handshake(mesh, &target, carries, stream))
+                    .await
+                    .map_err(SendError::Connect)
+            }
+            _ => Ok(UpstreamIo::Plain(stream)),
+        }
+    }
+
     async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
         self.connect_within(addr, self.connect_timeout).await
     }
@@ -184,7 +229,8 @@ impl Pools {
                 return Ok((idle, true));
             }
             let stream = self.connect(addr).await?;
-            return Ok((fresh(stream, None), false));
+            let io = self.secure(key, addr, Carries::Http1, stream).await?;
+            return Ok((fresh(io, None), false));
         };
         let limits = cluster.breakers.limits();
         let mut pending = None;
@@ -201,7 +247,8 @@ impl Pools {
                     if let Some(k) = &limits.tcp_keepalive {
                         set_keepalive(&stream, k);
                     }
-                    return Ok((fresh(stream, Some(slot)), false));
+                    let io = self.secure(key, addr, Carries::Http1, stream).await?;
+                    return Ok((fresh(io, Some(slot)), false));
                 }
                 Err(full) if pending.is_none() => match cluster.breakers.try_pending() {
                     Ok(p) => pending = Some(p),
@@ -237,9 +284,13 @@ impl Pools {
                 continue;
             }
             // tokio knows the socket would block if nothing happened on it since the last
-            // read: then this costs no system call. Data or EOF: the upstream closed it.
+            // read: then this costs no system call. Data or EOF: the upstream closed it. A TLS
+            // connection can't be peeked under its records; a closed one is found when the
+            // request is sent, and an idempotent request is sent again (see `send_h1`).
             let mut probe = [0u8; 1];
-            if matches!(idle.conn.io().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            let io = idle.conn.io();
+            if io.is_mtls()
+                || matches!(io.tcp().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             {
                 return Some(idle);
             }
@@ -300,8 +351,13 @@ impl Pools {
                     Some(Ok(slot)) => Some(slot),
                     None => None,
                 };
-                let idle = match self.connect_within(addr, limit).await {
-                    Ok(stream) => fresh(stream, slot),
+                let key = cluster.map_or(0, ClusterPool::key);
+                let connected = match self.connect_within(addr, limit).await {
+                    Ok(stream) => self.secure(key, addr, Carries::Http1, stream).await,
+                    Err(e) => Err(e),
+                };
+                let idle = match connected {
+                    Ok(io) => fresh(io, slot),
                     Err(e) => return Err((e, Some(Box::new(req)))),
                 };
                 let (conn, releaser) = self.releaser(cluster, addr, idle);
@@ -322,8 +378,8 @@ impl Pools {
         addr: SocketAddr,
         idle: Idle,
     ) -> (
-        h1::Conn<TcpStream>,
-        impl FnOnce(h1::Conn<TcpStream>) + Send + Sync + Unpin + 'static,
+        h1::Conn<UpstreamIo>,
+        impl FnOnce(h1::Conn<UpstreamIo>) + Send + Sync + Unpin + 'static,
     ) {
         let pools = self.clone();
         let key = cluster.map_or(0, ClusterPool::key);
@@ -393,7 +449,11 @@ impl Pools {
                 let limit = cluster.map_or(self.connect_timeout, |c| {
                     c.breakers.limits().connect_timeout
                 });
-                let stream = match self.connect_within(addr, limit).await {
+                let connected = match self.connect_within(addr, limit).await {
+                    Ok(s) => self.secure(key, addr, Carries::Http2, s).await,
+                    Err(e) => Err(e),
+                };
+                let stream = match connected {
                     Ok(s) => s,
                     Err(e) => return Err((e, Some(Box::new(req)))),
                 };
@@ -486,7 +546,7 @@ fn hyper_cause(e: &hyper::Error) -> String {
 }
 
 /// A newly connected HTTP/1.1 connection.
-fn fresh(stream: TcpStream, slot: Option<crate::resilience::ConnectionGuard>) -> Idle {
+fn fresh(stream: UpstreamIo, slot: Option<crate::resilience::ConnectionGuard>) -> Idle {
     let now = tokio::time::Instant::now();
     Idle {
         conn: h1::Conn::new(stream),

@@ -88,7 +88,7 @@ async fn sidecar(mode: &str, app: SocketAddr, mesh: Arc<MeshTls>) -> (SocketAddr
         )
         .await
         {
-            let _ = shared.mesh.set(mesh.clone());
+            shared.pools.set_mesh(mesh.clone());
             struct Stop(keel_proxy::server::Listeners);
             impl Drop for Stop {
                 fn drop(&mut self) {
@@ -167,4 +167,66 @@ async fn permissive_takes_both_strict_refuses_plaintext_and_peers_are_verified()
     assert!(r.is_empty(), "plaintext under STRICT is refused: {r}");
     let r = mtls_get(at, &sleep, WEB).await.unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "mTLS under STRICT: {r}");
+}
+
+/// Two sidecars: `sleep` calls `web` through its outbound listener; auto mTLS sends mTLS to
+/// web's endpoint (a sidecar, `security.istio.io/tlsMode: istio`), which STRICT requires.
+#[tokio::test]
+async fn auto_mtls_between_two_sidecars_passes_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
+    let app = http_server("web").await;
+    let (web_in, _web) = sidecar("STRICT", app, mesh_tls(&ca, "foo", "web")).await;
+    let client = |tls_mode: &str| {
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: foo}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: web-0, namespace: foo}}
+spec:
+  address: 127.0.0.1
+  labels: {{app: web, {tls_mode}}}
+  serviceAccount: web
+  ports: {{http: {port}}}
+",
+            port = web_in.port()
+        )
+    };
+    for (labels, want) in [
+        ("security.istio.io/tlsMode: istio", 200),
+        // Without the sidecar label, auto mTLS sends plaintext, which STRICT refuses.
+        ("version: v1", 503),
+    ] {
+        let loaded = keel_config::load_str(&client(labels), "sleep.yaml", &Default::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let outbound = free_port();
+        let compiled = compile(
+            &loaded.resources,
+            &SidecarOptions {
+                namespace: "foo".into(),
+                labels: [("app".to_string(), "sleep".to_string())].into(),
+                outbound_port: outbound,
+                inbound_port: free_port(),
+                bind: "127.0.0.1".parse().unwrap(),
+                ..Default::default()
+            },
+        );
+        let (shared, listeners) = try_start(
+            compiled.snapshot,
+            Duration::from_millis(200),
+            Arc::new(FixedOriginalDst::new(None)),
+        )
+        .await
+        .unwrap();
+        shared.pools.set_mesh(mesh_tls(&ca, "foo", "sleep"));
+        let (status, _, body) = raw_get(local(outbound), "/", &[("host", "web.foo:80")]).await;
+        assert_eq!(status, want, "{labels}: {body}");
+        listeners.stop_all();
+    }
 }

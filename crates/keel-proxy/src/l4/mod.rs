@@ -271,7 +271,7 @@ async fn serve_auto(shared: Arc<Shared>, conn: Arc<ConnInfo>, mut stream: TcpStr
     // whether mesh mTLS is accepted, and whether plaintext still is.
     let mtls = match (
         listener.as_ref().and_then(|l| l.peer_authn.as_ref()),
-        shared.mesh.get(),
+        shared.pools.mesh(),
     ) {
         (Some(pa), Some(mesh)) => match pa.mode_for(dst.port()) {
             MtlsMode::Disable => None,

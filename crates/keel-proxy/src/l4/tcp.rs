@@ -117,8 +117,8 @@ pub async fn forward<S>(
         record.service = Some(c.service.clone());
     }
     record.upstream_cluster = Some(cluster.clone());
-    record.upstream_host = upstream.peer_addr().ok();
-    record.upstream_local_address = upstream.local_addr().ok();
+    record.upstream_host = upstream.tcp().peer_addr().ok();
+    record.upstream_local_address = upstream.tcp().local_addr().ok();
     shared.telemetry.tcp_opened(&record);
     let limits = Limits {
         idle: idle_timeout(shared, &cluster),
@@ -180,7 +180,12 @@ fn idle_timeout(shared: &Shared, cluster: &str) -> Option<Duration> {
     }
 }
 
-type Connected = (TcpStream, String, String, crate::balance::ActiveRequest);
+type Connected = (
+    crate::tls::upstream::UpstreamIo,
+    String,
+    String,
+    crate::balance::ActiveRequest,
+);
 
 /// Chooses cluster and endpoint and connects. The guard counts the connection as active on
 /// the endpoint for as long as it is held.
@@ -234,7 +239,23 @@ async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
-    Ok((stream, wc.cluster.clone(), endpoint, pick.guard))
+    let io = shared
+        .pools
+        .secure(
+            cluster.policies.breakers.id(),
+            addr,
+            crate::tls::mesh::Carries::Tcp,
+            stream,
+        )
+        .await
+        .map_err(|e| {
+            let cause = match e {
+                crate::upstream::SendError::Connect(c) | crate::upstream::SendError::Reset(c) => c,
+                crate::upstream::SendError::Overflow(_) => "connection pool full".to_string(),
+            };
+            ProxyError::connect_failed(&wc.cluster, &endpoint, &cause)
+        })?;
+    Ok((io, wc.cluster.clone(), endpoint, pick.guard))
 }
 
 #[cfg(test)]

@@ -187,6 +187,9 @@ impl MeshTls {
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(peers)
             .with_cert_resolver(identity.server_resolver());
+        // Clients don't resume (see `client_config`); tickets would only sit unread in pooled
+        // connections.
+        server.send_tls13_tickets = 0;
         server.alpn_protocols = vec![
             ALPN_H2.to_vec(),
             ALPN_HTTP11.to_vec(),

@@ -3,3 +3,4 @@
 
 pub mod mesh;
 pub mod terminate;
+pub mod upstream;
