@@ -347,6 +347,44 @@ fn start_identity(
         .map_err(|e| fail(e.to_string()))
 }
 
+/// This proxy as its metrics name it (`source_*` on outbound hops, `destination_*` on
+/// inbound ones): workload, namespace, the `app`/`version` and canonical-service labels, and,
+/// with a workload certificate, its SPIFFE ID — reported only on hops that used mTLS.
+fn telemetry_for(
+    workload: &str,
+    namespace: &str,
+    labels: &[(String, String)],
+    identity: &IdentityArgs,
+) -> Arc<keel_proxy::telemetry::Telemetry> {
+    let label = |k: &str| {
+        labels
+            .iter()
+            .find(|(lk, _)| lk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let principal = if identity.ca_address.is_some() {
+        format!(
+            "spiffe://{}/ns/{namespace}/sa/{}",
+            identity.trust_domain, identity.service_account
+        )
+    } else {
+        String::new()
+    };
+    Arc::new(keel_proxy::telemetry::Telemetry::new(
+        keel_proxy::telemetry::ProxyIdentity {
+            workload: workload.to_string(),
+            namespace: namespace.to_string(),
+            app: label("app"),
+            version: label("version"),
+            canonical_service: label("service.istio.io/canonical-name"),
+            canonical_revision: label("service.istio.io/canonical-revision"),
+            principal,
+            ..Default::default()
+        },
+    ))
+}
+
 /// Reports ready once `identity` (if any) holds a certificate; the configuration is in.
 async fn become_ready(ready: Arc<AtomicBool>, identity: Option<Arc<WorkloadIdentity>>) {
     if let Some(id) = identity {
@@ -504,8 +542,14 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             }
         };
     }
-    let shared = Shared::with_l4(
+    let shared = Shared::with_parts(
         "",
+        telemetry_for(
+            &args.workload,
+            &args.namespace,
+            &args.labels,
+            &args.identity,
+        ),
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
             drain_timeout: args.process.drain_timeout,
@@ -539,8 +583,14 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
         ..ProxyNode::default()
     };
-    let shared = Shared::with_l4(
+    let shared = Shared::with_parts(
         &args.locality,
+        telemetry_for(
+            &args.workload,
+            &args.namespace,
+            &args.labels,
+            &args.identity,
+        ),
         L4Config {
             drain_timeout: args.process.drain_timeout,
             ..Default::default()

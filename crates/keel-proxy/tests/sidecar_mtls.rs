@@ -60,7 +60,11 @@ spec:
 }
 
 /// The sidecar of `web` in `foo`, its inbound listener on a free port, with `mode`.
-async fn sidecar(mode: &str, app: SocketAddr, mesh: Arc<MeshTls>) -> (SocketAddr, impl Drop) {
+async fn sidecar(
+    mode: &str,
+    app: SocketAddr,
+    mesh: Arc<MeshTls>,
+) -> (SocketAddr, Arc<keel_proxy::server::Shared>, impl Drop) {
     for _ in 0..5 {
         let inbound = free_port();
         let loaded = keel_config::load_str(&config(mode, app), "web.yaml", &Default::default());
@@ -95,7 +99,7 @@ async fn sidecar(mode: &str, app: SocketAddr, mesh: Arc<MeshTls>) -> (SocketAddr
                     self.0.stop_all();
                 }
             }
-            return (local(inbound), Stop(listeners));
+            return (local(inbound), shared, Stop(listeners));
         }
     }
     panic!("the sidecar could not bind");
@@ -141,7 +145,7 @@ async fn permissive_takes_both_strict_refuses_plaintext_and_peers_are_verified()
     let sleep = mesh_tls(&ca, "foo", "sleep");
     let app = http_server("web").await;
 
-    let (at, _stop) = sidecar("PERMISSIVE", app, web.clone()).await;
+    let (at, _, _stop) = sidecar("PERMISSIVE", app, web.clone()).await;
     let r = plain_get(at).await;
     assert!(
         r.starts_with("HTTP/1.1 200"),
@@ -162,7 +166,7 @@ async fn permissive_takes_both_strict_refuses_plaintext_and_peers_are_verified()
     assert!(mtls_get(at, &stranger, "").await.is_err());
     drop(_stop);
 
-    let (at, _stop) = sidecar("STRICT", app, web.clone()).await;
+    let (at, _, _stop) = sidecar("STRICT", app, web.clone()).await;
     let r = plain_get(at).await;
     assert!(r.is_empty(), "plaintext under STRICT is refused: {r}");
     let r = mtls_get(at, &sleep, WEB).await.unwrap();
@@ -176,7 +180,7 @@ async fn auto_mtls_between_two_sidecars_passes_strict() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
     let app = http_server("web").await;
-    let (web_in, _web) = sidecar("STRICT", app, mesh_tls(&ca, "foo", "web")).await;
+    let (web_in, web_shared, _web) = sidecar("STRICT", app, mesh_tls(&ca, "foo", "web")).await;
     let client = |tls_mode: &str| {
         format!(
             "apiVersion: v1
@@ -229,4 +233,18 @@ spec:
         assert_eq!(status, want, "{labels}: {body}");
         listeners.stop_all();
     }
+    // The server side reports the hop as mutual TLS, naming the client's identity.
+    let metrics = web_shared.telemetry.render_prometheus();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains("response_code=\"200\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.contains("connection_security_policy=\"mutual_tls\""),
+        "{line}"
+    );
+    assert!(
+        line.contains("source_principal=\"spiffe://cluster.local/ns/foo/sa/sleep\""),
+        "{line}"
+    );
 }

@@ -225,7 +225,9 @@ where
     record.service = outcome.service;
     record.peer = Peer {
         workload: outcome.peer,
-        principal: None,
+        // The client's identity, when it came over mesh mTLS (inbound). On outbound hops the
+        // server's isn't kept yet: `destination_principal` stays unknown there.
+        principal: conn.peer_identity.as_deref().map(str::to_string),
     };
     if let Some(l) = logged {
         let Logged {
