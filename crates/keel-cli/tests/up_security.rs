@@ -83,7 +83,15 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
 
     // Where a client outside the mesh reaches httpbin.
     let out = Command::new(KEEL)
-        .args(["get", "endpoints", "httpbin", "-o", "json", "--server", &mesh.api])
+        .args([
+            "get",
+            "endpoints",
+            "httpbin",
+            "-o",
+            "json",
+            "--server",
+            &mesh.api,
+        ])
         .output()
         .unwrap();
     let ep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -97,10 +105,14 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
     let httpbin_admin = mesh.pod("httpbin").admin;
     let metrics = admin(httpbin_admin, "/stats/prometheus");
     assert!(
-        metrics.lines().any(|l| l.starts_with("istio_requests_total{")
-            && l.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\"")
-            && l.contains("destination_principal=\"spiffe://cluster.local/ns/default/sa/httpbin\"")
-            && l.contains("connection_security_policy=\"mutual_tls\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\"")
+                && l.contains(
+                    "destination_principal=\"spiffe://cluster.local/ns/default/sa/httpbin\""
+                )
+                && l.contains("connection_security_policy=\"mutual_tls\"")),
         "{metrics}"
     );
 
@@ -111,7 +123,11 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
         (!seen.starts_with("HTTP/")).then_some(seen)
     });
     let r = get(sleep, "http://httpbin:8000/get", &[]);
-    assert_eq!(r.status, 200, "mTLS between sidecars under STRICT: {}", r.text);
+    assert_eq!(
+        r.status, 200,
+        "mTLS between sidecars under STRICT: {}",
+        r.text
+    );
 
     // DISABLE: plaintext again, and the sidecars send it too (auto mTLS follows).
     mesh.apply_yaml("strict.yaml", &peer_authentication("DISABLE"));

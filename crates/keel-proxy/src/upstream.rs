@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::http::h1::client as h1;
 use crate::http::h1::io::io_cause;
 use crate::tls::mesh::{Carries, MeshTls};
-use crate::tls::upstream::{UpstreamIo, UpstreamTlsTable, mesh_handshake};
+use crate::tls::upstream::{UpstreamIo, UpstreamTlsTable, mesh_handshake, origin_handshake};
 
 /// Errors a body can fail with: hyper's, or the proxy's own codec's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -180,7 +180,15 @@ impl Pools {
         carries: Carries,
         stream: TcpStream,
     ) -> Result<UpstreamIo, SendError> {
-        let target = self.tls.load().mesh(key, addr).cloned();
+        let table = self.tls.load();
+        if let Some(origin) = table.origin(key).cloned() {
+            drop(table);
+            return Box::pin(origin_handshake(&origin, stream))
+                .await
+                .map_err(SendError::Connect);
+        }
+        let target = table.mesh(key, addr).cloned();
+        drop(table);
         match (target, self.mesh.get()) {
             (Some(target), Some(mesh)) => {
                 // Boxed: rare, and large.

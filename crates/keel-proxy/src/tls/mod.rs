@@ -2,5 +2,6 @@
 //! [`crate::l4::sni`], and the workload identity for mTLS in [`crate::identity`].
 
 pub mod mesh;
+pub mod origin;
 pub mod terminate;
 pub mod upstream;

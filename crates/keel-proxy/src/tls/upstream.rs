@@ -28,19 +28,37 @@ pub struct MeshTarget {
     pub sni: String,
 }
 
-/// The endpoints that get mesh mTLS, by (cluster pool key, address).
+/// TLS the proxy originates to a cluster's endpoints (DestinationRule `tls.mode: SIMPLE` or
+/// `MUTUAL`): verified against the configured CA (else the system's), by `subjectAltNames`
+/// or the SNI's name, unless `insecureSkipVerify`.
+pub struct OriginTls {
+    /// The configuration, or why it can't be built (the connection then fails with it).
+    pub config: Result<Arc<rustls::ClientConfig>, String>,
+    pub sni: ServerName<'static>,
+}
+
+impl std::fmt::Debug for OriginTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginTls").field("sni", &self.sni).finish()
+    }
+}
+
+/// The endpoints that get mesh mTLS, and the clusters the proxy originates TLS to, by
+/// (cluster pool key, address) and cluster pool key.
 #[derive(Debug, Default)]
 pub struct UpstreamTlsTable {
     mesh: FastMap<(usize, SocketAddr), Arc<MeshTarget>>,
+    origin: FastMap<usize, Arc<OriginTls>>,
 }
 
 impl UpstreamTlsTable {
     /// What `rt`'s clusters say: `tls.mode: ISTIO_MUTUAL` sends mTLS to every endpoint,
     /// `DISABLE` to none, and without a `tls` setting auto mTLS sends it to the endpoints the
-    /// control plane marked (`mtls`: a sidecar that accepts it). SIMPLE and MUTUAL
-    /// origination (certificates of the user's) is not done yet: plaintext, as before.
+    /// control plane marked (`mtls`: a sidecar that accepts it); SIMPLE and MUTUAL originate
+    /// TLS with the user's certificates ([`OriginTls`]).
     pub fn from_runtime(rt: &Runtime) -> UpstreamTlsTable {
         let mut mesh = FastMap::default();
+        let mut origin = FastMap::default();
         for c in rt.clusters.values() {
             let cluster = &c.cluster;
             let mode = cluster
@@ -48,6 +66,18 @@ impl UpstreamTlsTable {
                 .as_ref()
                 .and_then(|p| p.tls.as_ref())
                 .map(|t| t.mode);
+            if let Some(tls) = cluster
+                .traffic_policy
+                .as_ref()
+                .and_then(|p| p.tls.as_ref())
+                .filter(|t| matches!(t.mode, ClientTlsMode::Simple | ClientTlsMode::Mutual))
+            {
+                origin.insert(
+                    c.policies.breakers.id(),
+                    Arc::new(super::origin::build(tls, &cluster.service, &cluster.name)),
+                );
+                continue;
+            }
             let sni = format!(
                 "outbound_.{}_.{}_.{}",
                 cluster.port, cluster.subset, cluster.service
@@ -72,7 +102,12 @@ impl UpstreamTlsTable {
                 }
             }
         }
-        UpstreamTlsTable { mesh }
+        UpstreamTlsTable { mesh, origin }
+    }
+
+    /// TLS to originate to the endpoints of the cluster with pool key `key`.
+    pub fn origin(&self, key: usize) -> Option<&Arc<OriginTls>> {
+        self.origin.get(&key)
     }
 
     /// Mesh mTLS for `addr` in the cluster with pool key `key` (0: any cluster).
@@ -106,6 +141,16 @@ impl UpstreamIo {
     pub fn is_mtls(&self) -> bool {
         matches!(self, UpstreamIo::Tls(_))
     }
+}
+
+/// TLS over `stream` as `origin` configures it.
+pub async fn origin_handshake(origin: &OriginTls, stream: TcpStream) -> Result<UpstreamIo, String> {
+    let config = origin.config.clone()?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(origin.sni.clone(), stream)
+        .await
+        .map_err(|e| format!("TLS handshake with {:?} failed: {e}", origin.sni))?;
+    Ok(UpstreamIo::Tls(Box::new(tls)))
 }
 
 /// Mesh mTLS over `stream` to `target`, carrying `carries`.

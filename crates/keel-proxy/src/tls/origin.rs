@@ -1,0 +1,172 @@
+//! DestinationRule `tls.mode: SIMPLE` and `MUTUAL`: TLS the proxy originates to an upstream
+//! (typically a ServiceEntry for an external service), with the user's certificates read
+//! from files when the snapshot is installed.
+
+use std::sync::Arc;
+
+use keel_config::model::networking::destination_rule::{ClientTlsSettings, TlsMode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+
+use super::upstream::OriginTls;
+
+/// Debian's (and most distributions') bundle of public CAs: the roots when `caCertificates`
+/// is not set, as Envoy would use the system's.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{path}: not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{path}: no certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// The origination for a cluster of `host` (`name` in messages).
+pub fn build(tls: &ClientTlsSettings, host: &str, name: &str) -> OriginTls {
+    let sni_text = if tls.sni.is_empty() { host } else { &tls.sni };
+    let (sni, config) = match ServerName::try_from(sni_text.to_string()) {
+        Ok(sni) => (sni, config(tls)),
+        Err(_) => (
+            ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            Err(format!("sni \"{sni_text}\" is not a DNS name")),
+        ),
+    };
+    let config = config.map_err(|e| {
+        let e = format!("DestinationRule tls for {name}: {e}");
+        tracing::warn!("{e}");
+        e
+    });
+    OriginTls { config, sni }
+}
+
+fn config(tls: &ClientTlsSettings) -> Result<Arc<ClientConfig>, String> {
+    if !tls.credential_name.is_empty() {
+        return Err(format!(
+            "credentialName \"{}\" is not supported on sidecars yet: give caCertificates (and clientCertificate, privateKey) as files",
+            tls.credential_name
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let ca = if tls.ca_certificates.is_empty() {
+        SYSTEM_ROOTS
+    } else {
+        &tls.ca_certificates
+    };
+    let skip = tls.insecure_skip_verify == Some(true);
+    if !skip {
+        for c in read_certs(ca)? {
+            roots
+                .add(c)
+                .map_err(|e| format!("{ca}: unusable CA certificate: {e}"))?;
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Verifier {
+        roots: Arc::new(roots),
+        sans: tls.subject_alt_names.clone(),
+        skip,
+        algs: provider.signature_verification_algorithms,
+    });
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = if tls.mode == TlsMode::Mutual {
+        let chain = read_certs(&tls.client_certificate)?;
+        let key_bytes = std::fs::read(&tls.private_key)
+            .map_err(|e| format!("cannot read {}: {e}", tls.private_key))?;
+        let key = PrivateKeyDer::from_pem_slice(&key_bytes)
+            .map_err(|e| format!("{}: not a private key: {e}", tls.private_key))?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate: {e}"))?
+    } else {
+        builder.with_no_client_auth()
+    };
+    config.alpn_protocols = Vec::new();
+    Ok(Arc::new(config))
+}
+
+/// WebPKI verification, by the SNI's name or by `subjectAltNames` when given (Istio's
+/// SAN check replaces the host name check), or none with `insecureSkipVerify`.
+#[derive(Debug)]
+struct Verifier {
+    roots: Arc<RootCertStore>,
+    sans: Vec<String>,
+    skip: bool,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if self.skip {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.algs.all,
+        )?;
+        if self.sans.is_empty() {
+            rustls::client::verify_server_name(&cert, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        for san in &self.sans {
+            if let Ok(name) = ServerName::try_from(san.as_str())
+                && rustls::client::verify_server_name(&cert, &name).is_ok()
+            {
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        if super::mesh::spiffe_ids(end_entity)
+            .iter()
+            .any(|id| self.sans.contains(id))
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        Err(Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
