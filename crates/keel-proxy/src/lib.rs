@@ -8,6 +8,7 @@
 //! [`error::ProxyError`]. [`sidecar`] and [`standalone`] run it from files; [`xds`] from the control plane's push.
 
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod error;
 pub mod fastrand;

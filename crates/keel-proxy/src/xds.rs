@@ -360,6 +360,7 @@ mod tests {
             tcp: Vec::new(),
             peer_authn: None,
             terminate_tls: Vec::new(),
+            authz: None,
         }
     }
 

@@ -29,6 +29,7 @@ fn listener(name: &str, port: u16, kind: ListenerKind, protocol: ListenerProtoco
         tcp: Vec::new(),
         peer_authn: None,
         terminate_tls: Vec::new(),
+        authz: None,
     }
 }
 

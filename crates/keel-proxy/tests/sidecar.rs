@@ -529,6 +529,7 @@ mod netns {
                 ],
                 peer_authn: None,
                 terminate_tls: Vec::new(),
+                authz: None,
             }],
             clusters: [
                 (

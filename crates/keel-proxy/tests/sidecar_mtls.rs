@@ -248,3 +248,92 @@ spec:
         "{line}"
     );
 }
+
+/// AuthorizationPolicy on TCP traffic: a DENY by principal closes the connections of that
+/// peer (mTLS, ALPN `istio`) and lets the others through, as Istio's TCP task shows.
+#[tokio::test]
+async fn a_deny_policy_by_principal_closes_that_peers_tcp_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
+    let db = echo_server("db", "db-banner\n").await;
+    let yaml = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: foo}}
+spec:
+  selector: {{app: db}}
+  ports: [{{name: tcp, port: 3306, targetPort: {port}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-sleep, namespace: foo}}
+spec:
+  selector: {{matchLabels: {{app: db}}}}
+  action: DENY
+  rules: [{{from: [{{source: {{principals: [cluster.local/ns/foo/sa/sleep]}}}}]}}]
+",
+        port = db.port()
+    );
+    let loaded = keel_config::load_str(&yaml, "db.yaml", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let inbound = free_port();
+    let compiled = compile(
+        &loaded.resources,
+        &SidecarOptions {
+            namespace: "foo".into(),
+            labels: [("app".to_string(), "db".to_string())].into(),
+            outbound_port: free_port(),
+            inbound_port: inbound,
+            inbound_ports: vec![InboundPort {
+                port: db.port(),
+                protocol: "TCP".into(),
+            }],
+            bind: "127.0.0.1".parse().unwrap(),
+            ..Default::default()
+        },
+    );
+    assert!(
+        compiled
+            .snapshot
+            .listener("virtualInbound")
+            .unwrap()
+            .authz
+            .is_some()
+    );
+    let (shared, listeners) = try_start(
+        compiled.snapshot,
+        Duration::from_millis(200),
+        Arc::new(FixedOriginalDst::new(None)),
+    )
+    .await
+    .unwrap();
+    shared.pools.set_mesh(mesh_tls(&ca, "foo", "db"));
+    let banner = |client: Arc<MeshTls>| async move {
+        let tcp = tokio::net::TcpStream::connect(local(inbound))
+            .await
+            .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(
+            client
+                .client_config("spiffe://cluster.local/ns/foo/sa/db", Carries::Tcp)
+                .unwrap(),
+        );
+        let name = ServerName::try_from("outbound_.3306_._.db.foo.svc.cluster.local").unwrap();
+        let Ok(mut tls) = connector.connect(name, tcp).await else {
+            return String::new();
+        };
+        let mut out = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut out))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    };
+    assert_eq!(banner(mesh_tls(&ca, "foo", "other")).await, "db-banner\n");
+    assert_eq!(
+        banner(mesh_tls(&ca, "foo", "sleep")).await,
+        "",
+        "denied: closed"
+    );
+    listeners.stop_all();
+}

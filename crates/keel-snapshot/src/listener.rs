@@ -31,6 +31,10 @@ pub struct Listener {
     /// connection is handled as `protocol` says (HTTP for HTTPS servers, TCP for TLS ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub terminate_tls: Vec<ServerTls>,
+    /// The AuthorizationPolicies that apply to the workload (sidecar inbound) or gateway this
+    /// listener serves; `None` when none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz: Option<crate::authz::WorkloadPolicies>,
 }
 
 /// A workload's effective PeerAuthentication mode, resolved (never UNSET).

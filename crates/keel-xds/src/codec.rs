@@ -147,6 +147,7 @@ mod tests {
             tcp: Vec::new(),
             peer_authn: None,
             terminate_tls: Vec::new(),
+            authz: None,
         }
     }
 

@@ -122,6 +122,13 @@ where
 {
     let dst = tcp::destination(conn);
     let listener = current_listener(shared, &conn.listener);
+    if let Some(policies) = listener.as_ref().and_then(|l| l.authz.as_ref())
+        && let Err(why) = crate::authz::check_connection(policies, conn, None)
+    {
+        // As Envoy's network RBAC filter: the connection is closed.
+        tracing::info!(listener = %conn.listener, downstream = %conn.remote, "TCP connection to {dst} closed: {why}");
+        return;
+    }
     let Some(route) = listener
         .as_ref()
         .and_then(|l| tcp::find_tcp_route(&l.tcp, dst))
@@ -145,6 +152,12 @@ async fn serve_tls(shared: &Arc<Shared>, conn: &ConnInfo, mut stream: TcpStream,
     };
     let dst = tcp::destination(conn);
     let listener = current_listener(shared, &conn.listener);
+    if let Some(policies) = listener.as_ref().and_then(|l| l.authz.as_ref())
+        && let Err(why) = crate::authz::check_connection(policies, conn, sni.as_deref())
+    {
+        tracing::info!(listener = %conn.listener, downstream = %conn.remote, "TLS connection to {dst} closed: {why}");
+        return;
+    }
     let tls_route = listener
         .as_ref()
         .and_then(|l| tcp::find_tls_route(&l.tls, dst, sni.as_deref()));

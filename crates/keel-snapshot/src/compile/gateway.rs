@@ -16,6 +16,7 @@ use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{HttpRoute, Redirect, RouteAction, RouteTable, VirtualHost};
 use crate::tls::ServerTls;
 
+use super::authz::AuthzWorkload;
 use super::gateway_tls;
 
 /// Which gateway to build and where it listens.
@@ -105,6 +106,20 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         })
         .collect();
 
+    // AuthorizationPolicies select the gateway workload by its labels (or target its
+    // Gateways), as in Istio; one set for every listener.
+    let authz = {
+        let mut w = AuthzWorkload::new(&opts.namespace, opts.labels.clone());
+        w.gateways = by_port
+            .values()
+            .flatten()
+            .filter_map(|s| s.gateway.split_once('/'))
+            .map(|(ns, n)| (ns.to_string(), n.to_string()))
+            .collect();
+        let compiled = super::authz::for_workload(resources, &w);
+        b.warnings.extend(compiled.warnings);
+        (!compiled.policies.is_empty()).then_some(compiled.policies)
+    };
     let mut listeners = Vec::new();
     let mut listening: BTreeMap<u16, u16> = BTreeMap::new();
     for (port, servers) in &by_port {
@@ -140,6 +155,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             tcp: Vec::new(),
             peer_authn: None,
             terminate_tls,
+            authz: authz.clone(),
         };
         for (r, v) in &vses {
             if !binding.selected_by(&v.gateways, r.namespace()) {

@@ -369,6 +369,7 @@ fn outbound(pieces: &[Piece], opts: &SidecarOptions) -> Listener {
         tcp,
         peer_authn: None,
         terminate_tls: Vec::new(),
+        authz: None,
     }
 }
 
@@ -398,6 +399,7 @@ fn port_listener(pieces: &[Piece], port: u16, opts: &SidecarOptions) -> Listener
         tcp,
         peer_authn: None,
         terminate_tls: Vec::new(),
+        authz: None,
     }
 }
 

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use keel_config::types::IntOrString;
 use keel_config::{Resource, Spec};
 
+use super::authz::AuthzWorkload;
 use super::peer_authn::PeerAuthnIndex;
 use super::sidecar::{Class, INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, class};
 use super::{DEFAULT_DOMAIN, fqdn};
@@ -97,6 +98,12 @@ pub(super) fn inbound(
     });
     let peer_authn = PeerAuthnIndex::new(resources, &opts.root_namespace)
         .effective(&opts.namespace, &opts.labels);
+    let authz = {
+        let mut w = AuthzWorkload::new(&opts.namespace, opts.labels.clone());
+        w.root_namespace = opts.root_namespace.clone();
+        let compiled = super::authz::for_workload(resources, &w);
+        (!compiled.policies.is_empty()).then_some(compiled.policies)
+    };
     let listener = |name: String, port: u16| Listener {
         name,
         address: SocketAddr::new(opts.bind, port),
@@ -113,6 +120,7 @@ pub(super) fn inbound(
         tcp: tcp.clone(),
         peer_authn: Some(peer_authn.clone()),
         terminate_tls: Vec::new(),
+        authz: authz.clone(),
     };
     let mut listeners = vec![listener("virtualInbound".into(), opts.inbound_port)];
     for port in &opts.direct_inbound_ports {
