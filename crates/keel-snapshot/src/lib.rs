@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod cluster;
 pub mod compile;
+pub mod identity;
 pub mod listener;
 pub mod route;
 pub mod tls;

@@ -15,7 +15,6 @@
 //! - **Serving** ([`service`]): Istio's `IstioCertificateService/CreateCertificate` over TLS
 //!   (15012), with a serving certificate the CA issues itself.
 
-pub mod identity;
 pub mod service;
 pub mod token;
 
@@ -29,7 +28,7 @@ use rcgen::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-pub use identity::SpiffeId;
+pub use keel_snapshot::identity::{NotSpiffeId, SpiffeId};
 
 use crate::store::atomic;
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::identity::SpiffeId;
+use keel_snapshot::identity::SpiffeId;
 use crate::store::atomic;
 
 /// Why a caller is not believed.

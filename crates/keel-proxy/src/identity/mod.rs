@@ -42,50 +42,7 @@ pub use manager::{IdentityManager, RotationPolicy, spawn};
 pub use material::{CertFacts, Material, San, TrustRoots};
 pub use resolve::{WorkloadCertResolver, WorkloadClientCertResolver};
 
-/// `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`, Istio's workload identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SpiffeId {
-    pub trust_domain: String,
-    pub namespace: String,
-    pub service_account: String,
-}
-
-impl SpiffeId {
-    pub fn new(
-        trust_domain: impl Into<String>,
-        namespace: impl Into<String>,
-        service_account: impl Into<String>,
-    ) -> Self {
-        SpiffeId {
-            trust_domain: trust_domain.into(),
-            namespace: namespace.into(),
-            service_account: service_account.into(),
-        }
-    }
-
-    /// Parses Istio's form; anything else (other paths, empty parts) is `Err`.
-    pub fn parse(uri: &str) -> Result<Self, String> {
-        let bad = || format!("\"{uri}\" is not spiffe://TRUST-DOMAIN/ns/NAMESPACE/SA/NAME");
-        let rest = uri.strip_prefix("spiffe://").ok_or_else(bad)?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        match parts.as_slice() {
-            [td, "ns", ns, "sa", sa] if ![td, ns, sa].iter().any(|p| p.is_empty()) => {
-                Ok(SpiffeId::new(*td, *ns, *sa))
-            }
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl fmt::Display for SpiffeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "spiffe://{}/ns/{}/sa/{}",
-            self.trust_domain, self.namespace, self.service_account
-        )
-    }
-}
+pub use keel_snapshot::identity::SpiffeId;
 
 /// Why a certificate could not be had; each message names the cause and the fix.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -240,26 +197,5 @@ impl WorkloadIdentity {
     pub fn rotation_in(&self, now: SystemTime) -> Option<Duration> {
         self.current()
             .map(|m| m.rotate_at.duration_since(now).unwrap_or_default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn spiffe_ids_parse_and_print_istios_form() {
-        let id = SpiffeId::parse("spiffe://cluster.local/ns/default/sa/sleep").unwrap();
-        assert_eq!(id, SpiffeId::new("cluster.local", "default", "sleep"));
-        assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/sleep");
-        for bad in [
-            "cluster.local/ns/default/sa/sleep",
-            "spiffe://cluster.local/ns/default",
-            "spiffe://cluster.local/ns//sa/x",
-            "spiffe://cluster.local/ns/a/sa/b/c",
-        ] {
-            assert!(SpiffeId::parse(bad).is_err(), "{bad}");
-        }
     }
 }

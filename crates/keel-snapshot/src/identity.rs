@@ -1,5 +1,6 @@
 //! A workload's identity, as Istio writes it into certificates: the SPIFFE ID
-//! `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+//! `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`. Shared by the CA that signs
+//! it (keel-control) and the proxy that requests and presents it.
 
 use std::fmt;
 
