@@ -13,8 +13,8 @@ use std::path::Path;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use keel_snapshot::identity::SpiffeId;
 use crate::store::atomic;
+use keel_snapshot::identity::SpiffeId;
 
 /// Why a caller is not believed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keel_config::Resource;
 use keel_control::store::{ConfigStore, DirStore};
@@ -19,9 +19,7 @@ use super::gateway::{self, Ingress, NAME, NAMESPACE, Probe, Served};
 use super::ports::{PortReservation, SHAREABLE};
 use super::process::{Proc, exited, stop_all};
 use super::restart::{Backoff, seconds};
-
-/// How often a starting or running gateway is looked at.
-const TICK: Duration = Duration::from_millis(100);
+use super::ticker::{StoreTicker, Wake};
 
 enum State {
     /// No Gateway selects it yet.
@@ -113,35 +111,17 @@ impl GatewayFollower {
 
     /// Follows the store's Gateways; never returns (the mesh's shutdown ends it).
     pub async fn run(&mut self) {
-        let mut rx = self.store.subscribe();
-        let mut open = true;
+        let mut ticker = StoreTicker::new(self.store.subscribe());
         loop {
-            let snapshot = rx.borrow_and_update().clone();
-            let resources: Vec<Resource> = snapshot
-                .resources
-                .values()
-                .map(|s| s.resource.clone())
-                .collect();
-            self.follow(&resources);
-            loop {
-                let changed = if open {
-                    match tokio::time::timeout(TICK, rx.changed()).await {
-                        Ok(Ok(())) => true,
-                        Ok(Err(_)) => {
-                            open = false;
-                            false
-                        }
-                        Err(_) => false,
-                    }
-                } else {
-                    tokio::time::sleep(TICK).await;
-                    false
-                };
-                self.check().await;
-                if changed {
-                    break;
-                }
+            if let Wake::Changed(snapshot) = ticker.next().await {
+                let resources: Vec<Resource> = snapshot
+                    .resources
+                    .values()
+                    .map(|s| s.resource.clone())
+                    .collect();
+                self.follow(&resources);
             }
+            self.check().await;
         }
     }
 

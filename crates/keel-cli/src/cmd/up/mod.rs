@@ -53,6 +53,7 @@ mod reconcile;
 mod restart;
 mod rollout;
 mod supervise;
+mod ticker;
 
 const PID_FILE: &str = "keel-up.pid";
 

@@ -42,12 +42,10 @@ use super::rollout::{
     self, DeploymentKey, Desired, PodState, Want, desired, pod_index, runs_template,
 };
 use super::supervise::Pod;
+use super::ticker::{StoreTicker, Wake};
 
 /// How long a ready pod being stopped waits for the proxies to stop sending it traffic.
 const DRAIN_WITHIN: Duration = Duration::from_secs(5);
-
-/// How often pods are checked for readiness and exits.
-const TICK: Duration = Duration::from_millis(100);
 
 /// (namespace, pod name).
 type PodKey = (String, String);
@@ -124,32 +122,14 @@ impl Reconciler {
     /// Follows the store, and restarts processes that exit, until the mesh stops (the future
     /// is dropped).
     pub async fn run(&mut self) -> Infallible {
-        let mut rx = self.launch.store.subscribe();
-        let mut open = true;
+        let mut ticker = StoreTicker::new(self.launch.store.subscribe());
         loop {
-            let snapshot = rx.borrow_and_update().clone();
-            self.reconcile(&snapshot).await;
-            loop {
-                let changed = if open {
-                    match tokio::time::timeout(TICK, rx.changed()).await {
-                        Ok(Ok(())) => true,
-                        Ok(Err(_)) => {
-                            open = false;
-                            false
-                        }
-                        Err(_) => false,
-                    }
-                } else {
-                    tokio::time::sleep(TICK).await;
-                    false
-                };
-                self.check().await;
-                // Rollouts move on as new pods become ready.
-                self.converge().await;
-                if changed {
-                    break;
-                }
+            if let Wake::Changed(snapshot) = ticker.next().await {
+                self.reconcile(&snapshot).await;
             }
+            self.check().await;
+            // Rollouts move on as new pods become ready.
+            self.converge().await;
         }
     }
 
