@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod cluster;
 pub mod compile;
+pub mod jwt;
 pub mod listener;
 pub mod route;
 pub mod tls;
