@@ -44,3 +44,51 @@ fn istio_demo_token_verifies_with_istio_jwks() {
         other => panic!("Istio's demo.jwt: {other:?}"),
     }
 }
+
+/// From Istio YAML to a decided request: a RequestAuthentication with an inline key set and
+/// a custom header, compiled for the workload, then a token verified and its headers applied.
+#[test]
+fn request_authentication_yaml_to_verified_request() {
+    use super::test_support::{TestKey, claims, now};
+    use keel_snapshot::compile::authz::AuthzWorkload;
+
+    let key = TestKey::p256();
+    let jwks = serde_json::json!({ "keys": [key.jwk("k1")] }).to_string();
+    let yaml = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: httpbin, namespace: foo}}
+spec:
+  selector: {{matchLabels: {{app: httpbin}}}}
+  jwtRules:
+  - issuer: "https://issuer.keel.test"
+    audiences: [keel]
+    jwks: '{jwks}'
+    fromHeaders: [{{name: X-Token, prefix: "Bearer "}}]
+    outputClaimToHeaders: [{{header: x-user, claim: sub}}]
+"#
+    );
+    let loaded = keel_config::load_str(&yaml, "ra.yaml", &keel_config::LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let labels = [("app".to_string(), "httpbin".to_string())].into();
+    let workload = AuthzWorkload::new("foo", labels);
+    let compiled = keel_snapshot::compile::jwt::for_workload(&loaded.resources, &workload);
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    let verifier = JwtVerifier::new(&compiled.rules);
+
+    let token = key.token(serde_json::json!({"kid": "k1"}), claims());
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-token", format!("Bearer {token}").parse().unwrap());
+    let JwtOutcome::Valid(v) = verifier.verify(&headers, None, now()) else {
+        panic!("the token should verify");
+    };
+    v.apply(&mut headers);
+    assert_eq!(v.principal, "https://issuer.keel.test/alice");
+    assert_eq!(headers["x-user"], "alice");
+    assert!(!headers.contains_key("x-token"));
+    // The default Authorization header is not a location of this rule.
+    assert_eq!(
+        verifier.verify(&bearer(&token), None, now()),
+        JwtOutcome::NoToken
+    );
+}

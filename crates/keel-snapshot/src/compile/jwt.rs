@@ -9,6 +9,12 @@
 //! Istio's defaults are resolved here: the token locations (`Authorization: Bearer` and
 //! `?access_token=` when a rule names no header, parameter or cookie) and the claims that are
 //! always space-delimited (`scope`, `permission`).
+//!
+//! `jwksUri`: istiod fetches the key set and pushes it inline (its default,
+//! `PILOT_JWT_ENABLE_REMOTE_JWKS=false`), so proxies never reach out. Keel keeps that split:
+//! a [`JwksResolver`] given to [`for_workload_with`] turns a URI into the set's JSON. No
+//! fetching resolver exists yet ([`NoJwksFetch`] reports it); a map of URIs to key sets
+//! serves tests and files.
 
 use keel_config::model::security::RequestAuthentication;
 use keel_config::model::security::request_authentication::{self as ra, JwtPresence};
@@ -30,8 +36,44 @@ pub struct CompiledJwt {
     pub warnings: Vec<Warning>,
 }
 
-/// Selects the RequestAuthentications that apply to `workload` and compiles their rules.
+/// Turns a rule's `jwksUri` into the key set's JSON, as istiod does before pushing.
+pub trait JwksResolver {
+    /// The key set at `uri`, or why it can't be had (reported as a warning; tokens for the
+    /// rule then fail verification, as Envoy's do when istiod couldn't fetch).
+    fn resolve(&self, uri: &str) -> Result<String, String>;
+}
+
+/// The resolver used until the control plane fetches: every URI is reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoJwksFetch;
+
+impl JwksResolver for NoJwksFetch {
+    fn resolve(&self, _uri: &str) -> Result<String, String> {
+        Err(JWKS_URI_NOT_YET.to_string())
+    }
+}
+
+/// Fixed key sets by URI (tests; key sets read from files).
+impl JwksResolver for std::collections::BTreeMap<String, String> {
+    fn resolve(&self, uri: &str) -> Result<String, String> {
+        self.get(uri)
+            .cloned()
+            .ok_or_else(|| "no key set known for this jwksUri".to_string())
+    }
+}
+
+/// Selects the RequestAuthentications that apply to `workload` and compiles their rules;
+/// `jwksUri` is not resolved ([`NoJwksFetch`]).
 pub fn for_workload(resources: &[Resource], workload: &AuthzWorkload) -> CompiledJwt {
+    for_workload_with(resources, workload, &NoJwksFetch)
+}
+
+/// As [`for_workload`], resolving `jwksUri` with `resolver`.
+pub fn for_workload_with(
+    resources: &[Resource],
+    workload: &AuthzWorkload,
+    resolver: &dyn JwksResolver,
+) -> CompiledJwt {
     let mut out = CompiledJwt::default();
     let mut selected: Vec<(&Resource, &RequestAuthentication)> = resources
         .iter()
@@ -48,14 +90,19 @@ pub fn for_workload(resources: &[Resource], workload: &AuthzWorkload) -> Compile
     for (r, p) in selected {
         let policy = format!("{}/{}", r.namespace(), r.name());
         for rule in &p.jwt_rules {
-            let compiled = compile_rule(&policy, rule, &mut out.warnings);
+            let compiled = compile_rule(&policy, rule, resolver, &mut out.warnings);
             out.rules.rules.push(compiled);
         }
     }
     out
 }
 
-fn compile_rule(policy: &str, rule: &ra::JwtRule, warnings: &mut Vec<Warning>) -> JwtRule {
+fn compile_rule(
+    policy: &str,
+    rule: &ra::JwtRule,
+    resolver: &dyn JwksResolver,
+    warnings: &mut Vec<Warning>,
+) -> JwtRule {
     let warn = |warnings: &mut Vec<Warning>, message: String| {
         warnings.push(Warning {
             resource: format!("RequestAuthentication {policy}"),
@@ -63,14 +110,14 @@ fn compile_rule(policy: &str, rule: &ra::JwtRule, warnings: &mut Vec<Warning>) -
         })
     };
     let jwks_uri = rule.jwks_uri().map(str::to_string);
-    let jwks = rule.jwks.clone().filter(|j| !j.trim().is_empty());
+    let mut jwks = rule.jwks.clone().filter(|j| !j.trim().is_empty());
     if jwks.is_none() {
         let issuer = rule.issuer.as_deref().unwrap_or("(any)");
         match &jwks_uri {
-            Some(uri) => warn(
-                warnings,
-                format!("issuer {issuer}: {JWKS_URI_NOT_YET} (jwksUri {uri})"),
-            ),
+            Some(uri) => match resolver.resolve(uri) {
+                Ok(text) => jwks = Some(text),
+                Err(why) => warn(warnings, format!("issuer {issuer}: {why} (jwksUri {uri})")),
+            },
             // Istio would discover the keys through the issuer's OpenID configuration.
             None => warn(
                 warnings,

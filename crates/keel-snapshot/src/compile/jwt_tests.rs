@@ -5,7 +5,7 @@ use std::path::Path;
 
 use keel_config::{LoadOptions, Resource, load_paths, load_str};
 
-use super::{JWKS_URI_NOT_YET, for_workload};
+use super::{JWKS_URI_NOT_YET, for_workload, for_workload_with};
 use crate::compile::authz::{AuthzWorkload, GATEWAY_NAME_LABEL};
 use crate::jwt::TokenLocation;
 
@@ -264,4 +264,25 @@ spec:
     let json = serde_json::to_string(inbound).unwrap();
     let back: crate::listener::Listener = serde_json::from_str(&json).unwrap();
     assert_eq!(&back, inbound);
+}
+
+#[test]
+fn jwks_uri_is_resolved_when_a_resolver_knows_it() {
+    let rs = resources(POLICIES);
+    let w = AuthzWorkload::new("foo", labels(&[("app", "httpbin")]));
+    let known: BTreeMap<String, String> = [(
+        "https://example.com/jwks.json".to_string(),
+        r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}"#.to_string(),
+    )]
+    .into();
+    let compiled = for_workload_with(&rs, &w, &known);
+    let b = &compiled.rules.rules[1];
+    assert_eq!(b.jwks.as_deref(), known.values().next().map(String::as_str));
+    assert!(compiled.warnings.is_empty(), "{:?}", compiled.warnings);
+    let compiled = for_workload_with(&rs, &w, &BTreeMap::new());
+    assert!(
+        compiled.warnings[0]
+            .message
+            .contains("no key set known for this jwksUri")
+    );
 }
