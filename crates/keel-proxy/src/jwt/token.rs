@@ -23,6 +23,8 @@ pub enum JwtError {
     /// secret in a mesh-wide policy is a secret every proxy holds.
     #[error("Jwt header [alg] is not supported")]
     AlgNotSupported(String),
+    #[error("Jwt header [kid] field is not a string")]
+    HeaderBadKid,
     #[error("Jwt payload is an invalid Base64url encoded")]
     PayloadBadBase64,
     #[error("Jwt payload is an invalid JSON")]
@@ -50,6 +52,17 @@ pub enum JwtError {
     /// The rule's keys are behind `jwksUri`, which is not fetched yet.
     #[error("Jwks remote fetch is failed")]
     JwksUnavailable,
+}
+
+impl JwtError {
+    /// Envoy's response code details for the 401 (`%RESPONSE_CODE_DETAILS%` in access logs):
+    /// `jwt_authn_access_denied{Jwt_is_expired}`.
+    pub fn response_code_details(&self) -> String {
+        format!(
+            "jwt_authn_access_denied{{{}}}",
+            self.to_string().replace(' ', "_")
+        )
+    }
 }
 
 /// The JWS algorithms Keel verifies (all asymmetric, all in ring).
@@ -135,7 +148,7 @@ impl<'a> Token<'a> {
         let kid = match header.get("kid") {
             None | Some(Value::Null) => None,
             Some(Value::String(k)) => Some(k.clone()),
-            Some(_) => return Err(JwtError::HeaderBadJson),
+            Some(_) => return Err(JwtError::HeaderBadKid),
         };
         let payload_bytes = URL_SAFE_NO_PAD
             .decode(p)

@@ -182,6 +182,8 @@ impl JwtVerifier {
         let token = Token::decode(raw)?;
         let iss = token.string_claim("iss")?;
         let sub = token.string_claim("sub")?;
+        // Envoy refuses a token whose `iat` isn't a NumericDate, though it doesn't check it.
+        token.time_claim("iat")?;
         // An exact issuer first; a rule without one (jwksUri only) takes any issuer.
         let index = rules
             .iter()

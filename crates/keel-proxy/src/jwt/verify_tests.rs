@@ -216,6 +216,17 @@ fn malformed_tokens() {
         JwtError::PayloadBadJson,
     );
     invalid(check(&format!("{h}.e30.A")), JwtError::SignatureBadBase64);
+    let kid = b64(br#"{"alg":"EdDSA","kid":7}"#);
+    invalid(check(&format!("{kid}.e30.")), JwtError::HeaderBadKid);
+    let iat = b64(br#"{"iss":"https://issuer.keel.test","iat":"x"}"#);
+    invalid(
+        check(&format!("{h}.{iat}.")),
+        JwtError::ClaimNotInteger("iat"),
+    );
+    assert_eq!(
+        JwtError::Expired.response_code_details(),
+        "jwt_authn_access_denied{Jwt_is_expired}"
+    );
     // Characters outside the token alphabet end the token (Envoy's extractor): nothing left.
     assert_eq!(check("!!.e30.e30"), JwtOutcome::NoToken);
 }
