@@ -45,7 +45,7 @@ mod token;
 mod verify;
 
 #[cfg(test)]
-mod samples_tests;
+mod istio_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Istio's own sample key set and token (`security/tools/jwt/samples/jwks.json` and
-//! `demo.jwt` in istio/istio), when the shared samples carry them.
+//! From Istio's YAML and samples to decisions: Istio's own sample key set and token
+//! (`security/tools/jwt/samples/jwks.json` and `demo.jwt` in istio/istio) when the shared
+//! samples carry them, and RequestAuthentication (with AuthorizationPolicy) compiled and
+//! applied as the request path will.
 
 use std::path::Path;
 
@@ -90,5 +92,87 @@ spec:
     assert_eq!(
         verifier.verify(&bearer(&token), None, now()),
         JwtOutcome::NoToken
+    );
+}
+
+/// Istio's "require a JWT" pattern end to end: a RequestAuthentication plus an
+/// AuthorizationPolicy with `requestPrincipals: ["*"]` and a `scope` claim condition. What
+/// the request path will do: verify, then hand the payload to the authorization engine.
+#[test]
+fn verified_payload_feeds_authorization_policy() {
+    use super::test_support::{TestKey, claims, now};
+    use keel_snapshot::authz::{Attributes, HeaderList, HttpAttributes};
+    use keel_snapshot::compile::authz::AuthzWorkload;
+
+    let key = TestKey::ed25519();
+    let jwks = serde_json::json!({ "keys": [key.jwk("k1")] }).to_string();
+    let yaml = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: foo}}
+spec:
+  jwtRules: [{{issuer: "https://issuer.keel.test", jwks: '{jwks}'}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: require-jwt, namespace: foo}}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{{source: {{requestPrincipals: ["https://issuer.keel.test/*"]}}}}]
+    when: [{{key: "request.auth.claims[scope]", values: [write]}}]
+"#
+    );
+    let loaded = keel_config::load_str(&yaml, "ra.yaml", &keel_config::LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let workload = AuthzWorkload::new("foo", Default::default());
+    let rules = keel_snapshot::compile::jwt::for_workload(&loaded.resources, &workload).rules;
+    let authz = keel_snapshot::compile::authz::for_workload(&loaded.resources, &workload).policies;
+    let verifier = JwtVerifier::new(&rules);
+
+    let allowed = |headers: &http::HeaderMap| -> Result<bool, super::JwtError> {
+        let payload = match verifier.verify(headers, None, now()) {
+            JwtOutcome::Invalid(e) => return Err(e),
+            JwtOutcome::NoToken => None,
+            JwtOutcome::Valid(v) => Some(v.payload),
+        };
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let attrs = Attributes {
+            source_ip: ip,
+            remote_ip: None,
+            destination_ip: ip,
+            destination_port: 8080,
+            peer: None,
+            sni: None,
+            http: Some(HttpAttributes {
+                host: "httpbin",
+                method: "GET",
+                path: "/",
+                headers: &HeaderList(&[]),
+                jwt: payload.as_ref(),
+            }),
+        };
+        Ok(authz.evaluate(&attrs).decision.allowed)
+    };
+    let with_scope = |scope: &str| {
+        let mut c = claims();
+        c["scope"] = serde_json::json!(scope);
+        bearer(&key.token(serde_json::json!({}), c))
+    };
+    assert_eq!(
+        allowed(&with_scope("read write")),
+        Ok(true),
+        "scope is split into a list"
+    );
+    assert_eq!(allowed(&with_scope("read")), Ok(false));
+    assert_eq!(
+        allowed(&http::HeaderMap::new()),
+        Ok(false),
+        "no token: no principal, denied"
+    );
+    let forged = TestKey::ed25519().token(serde_json::json!({}), claims());
+    assert_eq!(
+        allowed(&bearer(&forged)),
+        Err(super::JwtError::VerificationFails)
     );
 }
