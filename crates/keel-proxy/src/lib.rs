@@ -14,6 +14,7 @@ pub mod error;
 pub mod fastrand;
 pub mod http;
 pub mod identity;
+pub mod jwt;
 pub mod l4;
 pub mod resilience;
 pub mod route;

@@ -361,6 +361,7 @@ mod tests {
             peer_authn: None,
             terminate_tls: Vec::new(),
             authz: None,
+            jwt: None,
         }
     }
 

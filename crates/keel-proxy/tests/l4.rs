@@ -30,6 +30,7 @@ fn listener(name: &str, port: u16, kind: ListenerKind, protocol: ListenerProtoco
         peer_authn: None,
         terminate_tls: Vec::new(),
         authz: None,
+        jwt: None,
     }
 }
 

@@ -530,6 +530,7 @@ mod netns {
                 peer_authn: None,
                 terminate_tls: Vec::new(),
                 authz: None,
+                jwt: None,
             }],
             clusters: [
                 (

@@ -10,6 +10,7 @@ pub mod authz;
 pub mod cluster;
 pub mod compile;
 pub mod identity;
+pub mod jwt;
 pub mod listener;
 pub mod route;
 pub mod tls;

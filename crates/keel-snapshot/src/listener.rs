@@ -35,6 +35,10 @@ pub struct Listener {
     /// listener serves; `None` when none does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authz: Option<crate::authz::WorkloadPolicies>,
+    /// The RequestAuthentication JWT rules for the same workload or gateway; `None` when none
+    /// applies. Not yet enforced on the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::jwt::JwtPolicies>,
 }
 
 /// A workload's effective PeerAuthentication mode, resolved (never UNSET).

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_config::model::common::PolicyTargetReference;
+use keel_config::model::common::{PolicyTargetReference, WorkloadSelector};
 use keel_config::model::security::AuthorizationPolicy;
 use keel_config::model::security::authorization_policy::{
     self as ap, Condition, Operation, Source,
@@ -91,7 +91,11 @@ pub fn for_workload(resources: &[Resource], workload: &AuthzWorkload) -> Compile
     let mut selected: Vec<(&Resource, &AuthorizationPolicy)> = resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::AuthorizationPolicy(p) if applies(r, p, workload) => Some((r, &**p)),
+            Spec::AuthorizationPolicy(p)
+                if applies(r, p.selector.as_ref(), target_refs(p), workload) =>
+            {
+                Some((r, &**p))
+            }
             _ => None,
         })
         .collect();
@@ -105,10 +109,18 @@ pub fn for_workload(resources: &[Resource], workload: &AuthzWorkload) -> Compile
 }
 
 fn target_refs(p: &AuthorizationPolicy) -> Vec<&PolicyTargetReference> {
-    if p.target_refs.is_empty() {
-        p.target_ref.iter().collect()
+    effective_target_refs(p.target_ref.as_ref(), &p.target_refs)
+}
+
+/// `targetRefs`, or the deprecated single `targetRef` when the list is empty.
+pub(crate) fn effective_target_refs<'a>(
+    one: Option<&'a PolicyTargetReference>,
+    list: &'a [PolicyTargetReference],
+) -> Vec<&'a PolicyTargetReference> {
+    if list.is_empty() {
+        one.into_iter().collect()
     } else {
-        p.target_refs.iter().collect()
+        list.iter().collect()
     }
 }
 
@@ -118,15 +130,20 @@ fn is_group_kind(t: &PolicyTargetReference, group: &str, kind: &str) -> bool {
     g == group && t.kind == kind
 }
 
-/// Istio's `ShouldAttachPolicy`, over the root and the workload's namespace.
-fn applies(r: &Resource, p: &AuthorizationPolicy, w: &AuthzWorkload) -> bool {
+/// Istio's `ShouldAttachPolicy`, over the root and the workload's namespace. Shared by every
+/// policy kind that selects workloads the same way (RequestAuthentication too).
+pub(crate) fn applies(
+    r: &Resource,
+    selector: Option<&WorkloadSelector>,
+    refs: Vec<&PolicyTargetReference>,
+    w: &AuthzWorkload,
+) -> bool {
     let ns = r.namespace();
     if ns != w.root_namespace && ns != w.namespace {
         return false;
     }
-    let refs = target_refs(p);
     let selected = || {
-        p.selector.as_ref().is_none_or(|s| {
+        selector.is_none_or(|s| {
             s.match_labels
                 .iter()
                 .all(|(k, v)| w.labels.get(k) == Some(v))

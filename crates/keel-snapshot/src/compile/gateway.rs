@@ -108,7 +108,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
 
     // AuthorizationPolicies select the gateway workload by its labels (or target its
     // Gateways), as in Istio; one set for every listener.
-    let authz = {
+    let (authz, jwt) = {
         let mut w = AuthzWorkload::new(&opts.namespace, opts.labels.clone());
         w.gateways = by_port
             .values()
@@ -116,9 +116,15 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             .filter_map(|s| s.gateway.split_once('/'))
             .map(|(ns, n)| (ns.to_string(), n.to_string()))
             .collect();
-        let compiled = super::authz::for_workload(resources, &w);
-        b.warnings.extend(compiled.warnings);
-        (!compiled.policies.is_empty()).then_some(compiled.policies)
+        let authz = super::authz::for_workload(resources, &w);
+        b.warnings.extend(authz.warnings);
+        // RequestAuthentications select the gateway the same way.
+        let jwt = super::jwt::for_workload(resources, &w);
+        b.warnings.extend(jwt.warnings);
+        (
+            (!authz.policies.is_empty()).then_some(authz.policies),
+            (!jwt.rules.is_empty()).then_some(jwt.rules),
+        )
     };
     let mut listeners = Vec::new();
     let mut listening: BTreeMap<u16, u16> = BTreeMap::new();
@@ -156,6 +162,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
             peer_authn: None,
             terminate_tls,
             authz: authz.clone(),
+            jwt: jwt.clone(),
         };
         for (r, v) in &vses {
             if !binding.selected_by(&v.gateways, r.namespace()) {

@@ -10,11 +10,13 @@
 //! - [`sidecar`]: a sidecar's outbound (15001) and inbound (15006) listeners.
 //! - [`visibility`]: `exportTo`, which resources a sidecar's namespace sees.
 //! - [`authz`]: the AuthorizationPolicies that apply to a workload, compiled for evaluation.
+//! - [`jwt`]: the RequestAuthentication JWT rules that apply to a workload.
 
 pub mod authz;
 pub mod delegate;
 pub mod gateway;
 pub mod gateway_tls;
+pub mod jwt;
 pub mod peer_authn;
 pub mod policy;
 pub mod registry;

@@ -166,8 +166,10 @@ pub fn compile(resources: &[Resource], opts: &SidecarOptions) -> Compiled {
     for port in &opts.outbound_ports {
         listeners.push(port_listener(&pieces, *port, opts));
     }
-    let (inbound, inbound_clusters) = super::sidecar_inbound::inbound(resources, opts);
+    let (inbound, inbound_clusters, inbound_warnings) =
+        super::sidecar_inbound::inbound(resources, opts);
     listeners.extend(inbound);
+    b.warnings.extend(inbound_warnings);
     let mut clusters = b.clusters;
     for c in inbound_clusters {
         clusters.insert(c.name.clone(), c);
@@ -370,6 +372,7 @@ fn outbound(pieces: &[Piece], opts: &SidecarOptions) -> Listener {
         peer_authn: None,
         terminate_tls: Vec::new(),
         authz: None,
+        jwt: None,
     }
 }
 
@@ -400,6 +403,7 @@ fn port_listener(pieces: &[Piece], port: u16, opts: &SidecarOptions) -> Listener
         peer_authn: None,
         terminate_tls: Vec::new(),
         authz: None,
+        jwt: None,
     }
 }
 

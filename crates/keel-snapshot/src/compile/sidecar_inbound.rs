@@ -16,7 +16,7 @@ use keel_config::{Resource, Spec};
 use super::authz::AuthzWorkload;
 use super::peer_authn::PeerAuthnIndex;
 use super::sidecar::{Class, INBOUND_PASSTHROUGH_CLUSTER, InboundPort, SidecarOptions, class};
-use super::{DEFAULT_DOMAIN, fqdn};
+use super::{DEFAULT_DOMAIN, Warning, fqdn};
 use crate::cluster::{Cluster, Endpoint, EndpointAddress, LbPolicy, UpstreamProtocol};
 use crate::cluster_name;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
@@ -25,12 +25,12 @@ use crate::route::{
     WeightedCluster,
 };
 
-/// The inbound listeners (`virtualInbound`, then one per direct inbound port) and the
-/// clusters for the application's ports.
+/// The inbound listeners (`virtualInbound`, then one per direct inbound port), the clusters
+/// for the application's ports, and warnings about the workload's RequestAuthentications.
 pub(super) fn inbound(
     resources: &[Resource],
     opts: &SidecarOptions,
-) -> (Vec<Listener>, Vec<Cluster>) {
+) -> (Vec<Listener>, Vec<Cluster>, Vec<Warning>) {
     let ports: Vec<(InboundPort, String)> = if opts.inbound_ports.is_empty() {
         selecting_services(resources, opts)
     } else {
@@ -104,6 +104,13 @@ pub(super) fn inbound(
         let compiled = super::authz::for_workload(resources, &w);
         (!compiled.policies.is_empty()).then_some(compiled.policies)
     };
+    let (jwt, warnings) = {
+        let mut w = AuthzWorkload::new(&opts.namespace, opts.labels.clone());
+        w.root_namespace = opts.root_namespace.clone();
+        let compiled = super::jwt::for_workload(resources, &w);
+        let rules = (!compiled.rules.is_empty()).then_some(compiled.rules);
+        (rules, compiled.warnings)
+    };
     let listener = |name: String, port: u16| Listener {
         name,
         address: SocketAddr::new(opts.bind, port),
@@ -121,12 +128,13 @@ pub(super) fn inbound(
         peer_authn: Some(peer_authn.clone()),
         terminate_tls: Vec::new(),
         authz: authz.clone(),
+        jwt: jwt.clone(),
     };
     let mut listeners = vec![listener("virtualInbound".into(), opts.inbound_port)];
     for port in &opts.direct_inbound_ports {
         listeners.push(listener(format!("virtualInbound_{port}"), *port));
     }
-    (listeners, clusters)
+    (listeners, clusters, warnings)
 }
 
 /// The target ports of the Services in the workload's namespace whose selector its labels
