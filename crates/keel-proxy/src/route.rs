@@ -366,9 +366,16 @@ pub fn strip_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
-        _ => authority,
+    // By bytes: the `str` pattern searchers cost a few hundred instructions per request.
+    let bytes = authority.as_bytes();
+    let Some(colon) = bytes.iter().rposition(|b| *b == b':') else {
+        return authority;
+    };
+    let (host, port) = (&bytes[..colon], &bytes[colon + 1..]);
+    if port.iter().all(u8::is_ascii_digit) && !host.contains(&b':') {
+        authority.get(..colon).unwrap_or(authority)
+    } else {
+        authority
     }
 }
 

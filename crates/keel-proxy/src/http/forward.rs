@@ -182,7 +182,7 @@ where
         route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
     cancelled.armed = false;
     drop(cancelled);
-    let mut record = RequestRecord {
+    let mut record = Box::new(RequestRecord {
         reporter: conn.reporter,
         method: Some(method),
         version,
@@ -190,7 +190,7 @@ where
         downstream_local_address: Some(conn.local),
         downstream_remote_address: Some(conn.remote),
         ..Default::default()
-    };
+    });
     if grpc {
         if !resp.headers().contains_key(&GRPC_STATUS)
             && let Some(msg) = resp.headers().get(ERROR_HEADER).cloned()

@@ -176,8 +176,24 @@ impl<'a> CaseCursor<'a> {
         }
     }
 
+    /// Appends the header line `name: value` to `out`, the name in its original spelling.
+    /// One reservation for the whole line (each is a call and a comparison otherwise).
+    pub(crate) fn write_field(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &HeaderName,
+        value: &HeaderValue,
+    ) {
+        let value_bytes = value.as_bytes();
+        out.reserve(name.as_str().len() + value_bytes.len() + 4);
+        self.write_name(out, name, value);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value_bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// Appends `name` to `out` in its original spelling.
-    pub(crate) fn write_name(&mut self, out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    fn write_name(&mut self, out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
         let i = self.written;
         self.written += 1;
         if let Some(raw) = self.find(name) {
