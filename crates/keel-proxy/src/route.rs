@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::request::Parts;
 use keel_snapshot::{HeaderMatcher, HttpRoute, RequestMatch, RouteTable, StringMatcher};
 use regex::Regex;
+
+use crate::runtime::{ClusterRuntime, FastMap};
 
 /// A route table ready for lookups.
 #[derive(Debug)]
@@ -41,6 +44,40 @@ pub struct CompiledRoute {
     pub rewrite_regex: Option<Regex>,
     /// Timeout, retries, fault and mirrors, ready for the request path.
     pub policies: crate::resilience::RoutePolicies,
+    /// The clusters of a forwarding route's destinations, in their order.
+    pub destinations: Destinations,
+}
+
+/// The clusters a forwarding route's destinations name, looked up once per snapshot (the
+/// table and the clusters are compiled together, so they agree) rather than by name on
+/// every request. `None`: the snapshot has no such cluster (the request gets `NC`).
+#[derive(Default)]
+pub struct Destinations(Vec<Option<Arc<ClusterRuntime>>>);
+
+impl Destinations {
+    fn resolve(route: &HttpRoute, clusters: &FastMap<String, Arc<ClusterRuntime>>) -> Self {
+        match &route.action {
+            keel_snapshot::RouteAction::Forward { clusters: wcs, .. } => Destinations(
+                wcs.iter()
+                    .map(|w| clusters.get(&w.cluster).cloned())
+                    .collect(),
+            ),
+            _ => Destinations::default(),
+        }
+    }
+
+    /// The cluster of the `i`-th destination.
+    pub fn get(&self, i: usize) -> Option<&Arc<ClusterRuntime>> {
+        self.0.get(i)?.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|c| c.as_ref().map(|c| &*c.name)))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -110,7 +147,11 @@ pub struct RequestInfo<'a> {
 }
 
 impl CompiledTable {
-    pub fn new(table: &RouteTable) -> CompiledTable {
+    /// Compiles `table`; its routes' destinations are looked up in `clusters`.
+    pub fn new(
+        table: &RouteTable,
+        clusters: &FastMap<String, Arc<ClusterRuntime>>,
+    ) -> CompiledTable {
         let mut hosts = Vec::new();
         let mut exact = crate::runtime::FastMap::default();
         let mut wildcards = Vec::new();
@@ -127,6 +168,7 @@ impl CompiledTable {
                     name: r.name.as_str().into(),
                     rewrite_regex: rewrite_regex(r),
                     policies: crate::resilience::RoutePolicies::new(r.policy.as_ref()),
+                    destinations: Destinations::resolve(r, clusters),
                 })
                 .collect();
             // Policy readings the user should know about, logged once per snapshot.
@@ -173,7 +215,11 @@ impl CompiledTable {
         info: &RequestInfo<'_>,
     ) -> Option<(&CompiledRoute, Option<&StringMatcher>)> {
         // Hosts almost always arrive in lower case: then nothing is copied.
-        let lower = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        // Without an early exit the check is a few vector instructions, not a loop.
+        let upper = authority
+            .bytes()
+            .fold(false, |upper, b| upper | b.is_ascii_uppercase());
+        let lower = if upper {
             std::borrow::Cow::Owned(authority.to_ascii_lowercase())
         } else {
             std::borrow::Cow::Borrowed(authority)
@@ -407,12 +453,15 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let table = CompiledTable::new(&RouteTable {
-            virtual_hosts: vec![
-                vh("web80", &["reviews", "reviews:80"]),
-                vh("web9080", &["reviews:9080"]),
-            ],
-        });
+        let table = CompiledTable::new(
+            &RouteTable {
+                virtual_hosts: vec![
+                    vh("web80", &["reviews", "reviews:80"]),
+                    vh("web9080", &["reviews:9080"]),
+                ],
+            },
+            &FastMap::default(),
+        );
         let (parts, ()) = http::Request::new(()).into_parts();
         let find = |authority: &str, port: u16| {
             let info = RequestInfo {

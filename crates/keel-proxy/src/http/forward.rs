@@ -20,6 +20,7 @@ use super::headers;
 use super::observe::{Counted, Recorded};
 use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
+use crate::runtime::ClusterRuntime;
 use crate::server::{ConnInfo, Shared};
 use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, RequestRecord, ServiceRef};
 use crate::upstream::Body;
@@ -127,7 +128,7 @@ pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     mut req: Request<B>,
-) -> Result<Response<Body>, Infallible>
+) -> Result<Response<Recorded>, Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<crate::upstream::BoxError>,
@@ -248,8 +249,7 @@ where
         shared.telemetry.clone(),
         started,
         request_bytes,
-    )
-    .boxed();
+    );
     Ok(Response::from_parts(parts, body))
 }
 
@@ -315,7 +315,7 @@ async fn route_and_forward(
         ),
         RouteAction::Forward { clusters, rewrite } => {
             headers::apply(&mut parts.headers, &route.route.request_headers);
-            let Some(wc) = choose_weighted(clusters) else {
+            let Some((i, wc)) = choose_weighted_at(clusters) else {
                 let e = ProxyError::no_healthy_upstream("(route has no destination)");
                 return (error_response(&e), outcome_of(&e, Some(&route.name)));
             };
@@ -330,10 +330,9 @@ async fn route_and_forward(
             };
             let (resp, mut outcome) = forward(
                 shared,
-                &rt,
                 conn,
                 route,
-                wc,
+                (wc, route.destinations.get(i)),
                 rewrite.as_ref(),
                 matched_uri,
                 parts,
@@ -446,28 +445,34 @@ fn authority_of<B>(req: &Request<B>) -> String {
 
 /// A destination by weight (zero-weight destinations are never chosen unless all are zero).
 pub(crate) fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedCluster> {
+    choose_weighted_at(clusters).map(|(_, c)| c)
+}
+
+/// [`choose_weighted`] with the destination's index.
+pub(crate) fn choose_weighted_at(
+    clusters: &[WeightedCluster],
+) -> Option<(usize, &WeightedCluster)> {
     let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
     if total == 0 {
-        return clusters.first();
+        return clusters.first().map(|c| (0, c));
     }
     let mut pick = crate::fastrand::with(|r| rand::Rng::random_range(r, 0..total));
-    for c in clusters {
+    for (i, c) in clusters.iter().enumerate() {
         let w = u64::from(c.weight);
         if pick < w {
-            return Some(c);
+            return Some((i, c));
         }
         pick -= w;
     }
-    clusters.last()
+    clusters.len().checked_sub(1).zip(clusters.last())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
-    rt: &crate::runtime::Runtime,
     conn: &ConnInfo,
     route: &CompiledRoute,
-    wc: &WeightedCluster,
+    (wc, cluster): (&WeightedCluster, Option<&Arc<ClusterRuntime>>),
     rewrite: Option<&Rewrite>,
     matched_uri: Option<&StringMatcher>,
     mut parts: http::request::Parts,
@@ -477,7 +482,7 @@ async fn forward(
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let route_name = Some(&route.name);
-    let Some(cluster) = rt.clusters.get(&wc.cluster) else {
+    let Some(cluster) = cluster else {
         let e = ProxyError::no_cluster(&wc.cluster);
         return (error_response(&e), outcome_of(&e, route_name));
     };

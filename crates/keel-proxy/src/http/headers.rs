@@ -17,6 +17,18 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     http::header::UPGRADE,
 ];
 
+/// The indexes in [`HOP_BY_HOP`] of the names `len` bytes long.
+fn hop_by_hop_of_len(len: usize) -> &'static [usize] {
+    match len {
+        2 => &[4],
+        7 => &[5, 6],
+        10 => &[0, 1],
+        16 => &[2],
+        17 => &[3],
+        _ => &[],
+    }
+}
+
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -27,13 +39,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // messages have none, or only `connection`.
     let mut present = 0u8;
     for k in headers.keys() {
-        // Most names can't be hop-by-hop by their length alone (2, 7, 10, 16 or 17 bytes):
-        // cheaper than comparing each with all seven.
-        if !matches!(k.as_str().len(), 2 | 7 | 10 | 16 | 17) {
-            continue;
-        }
-        for (i, h) in HOP_BY_HOP.iter().enumerate() {
-            if k == h {
+        // Most names can't be hop-by-hop by their length alone; the others are compared
+        // only with the hop-by-hop names of their length (indexes into `HOP_BY_HOP`).
+        for &i in hop_by_hop_of_len(k.as_str().len()) {
+            if *k == HOP_BY_HOP[i] {
                 present |= 1 << i;
             }
         }
@@ -161,6 +170,18 @@ pub fn request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_are_found_by_their_length() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert!(
+                hop_by_hop_of_len(name.as_str().len()).contains(&i),
+                "{name}"
+            );
+        }
+        let listed: usize = (0..=32).map(|n| hop_by_hop_of_len(n).len()).sum();
+        assert_eq!(listed, HOP_BY_HOP.len());
+    }
 
     #[test]
     fn hop_by_hop_and_ops() {
