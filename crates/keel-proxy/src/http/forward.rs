@@ -140,7 +140,14 @@ where
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let authority = authority_of(&req);
+    // The headers this function reads, in one pass.
+    let [host, content_type, upgrade_header] = headers::first_values(
+        req.headers(),
+        [&HOST, &http::header::CONTENT_TYPE, &http::header::UPGRADE],
+    );
+    let authority = authority_of(req.uri(), host);
+    let grpc = is_grpc_type(content_type);
+    let wants_upgrade = upgrade_header.is_some() && headers::connection_upgrade(req.headers());
     // Fields only the access log shows are copied only while it is on. The record itself is
     // built once the response is in: held across the wait, it would be moved with the
     // request's future through every layer.
@@ -160,8 +167,7 @@ where
     });
     let method = req.method().clone();
     let version = req.version();
-    let grpc = is_grpc(req.headers());
-    let downstream_upgrade = headers::is_upgrade(req.headers()).then(|| upgrade::on(&mut req));
+    let downstream_upgrade = wants_upgrade.then(|| upgrade::on(&mut req));
     // A request without a body (most are) needs neither a counter nor a boxed body.
     let request_bytes =
         (!req.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
@@ -393,9 +399,12 @@ async fn inject_fault(
 
 /// `content-type: application/grpc*`.
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
+    is_grpc_type(headers.get(http::header::CONTENT_TYPE))
+}
+
+/// [`is_grpc`] of the `content-type` value.
+fn is_grpc_type(content_type: Option<&HeaderValue>) -> bool {
+    content_type.is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Turns a proxy-made answer into a gRPC trailers-only response (HTTP 200, `grpc-status`,
@@ -438,16 +447,10 @@ fn outcome_of(e: &ProxyError, route: Option<&Arc<str>>) -> Outcome {
 }
 
 /// `:authority` (HTTP/2, absolute-form) or `Host`.
-fn authority_of<B>(req: &Request<B>) -> String {
-    req.uri()
-        .authority()
+fn authority_of(uri: &Uri, host: Option<&HeaderValue>) -> String {
+    uri.authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(ascii_str)
-                .map(str::to_string)
-        })
+        .or_else(|| host.and_then(ascii_str).map(str::to_string))
         .unwrap_or_default()
 }
 
@@ -550,13 +553,15 @@ async fn forward(
         && rewritten_authority.is_none()
         && parts.uri.scheme().is_none()
         && parts.uri.authority().is_none();
+    // What the rest needs of the headers as they now are, in one pass.
+    let [host, content_type] =
+        headers::first_values(&parts.headers, [&HOST, &http::header::CONTENT_TYPE]);
+    let (has_host, grpc) = (host.is_some(), is_grpc_type(content_type));
     if as_received {
         // The common case: an origin-form request to an HTTP/1.1 upstream with nothing
         // rewritten goes out with the URI and Host it came with; nothing is rebuilt. (With
         // no authority in the URI, `authority` is the Host header itself.)
-        if !parts.headers.contains_key(HOST)
-            && let Ok(v) = HeaderValue::from_str(authority)
-        {
+        if !has_host && let Ok(v) = HeaderValue::from_str(authority) {
             parts.headers.insert(HOST, v);
         }
     } else {
@@ -601,7 +606,7 @@ async fn forward(
         destination: wc,
         total_weight,
         h2,
-        grpc: is_grpc(&parts.headers),
+        grpc,
         upgrade,
     };
     let done = exchange(&x, parts, body).await;

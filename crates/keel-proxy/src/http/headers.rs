@@ -90,6 +90,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The first value of each of `names`. A message has few headers as a rule: then one pass
+/// over them, comparing names (an integer comparison for the standard ones), costs less
+/// than a lookup of each, which hashes it. A large map is searched by lookups.
+pub fn first_values<'a, const N: usize>(
+    headers: &'a HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'a HeaderValue>; N] {
+    let mut found = [None; N];
+    if headers.keys_len() > 8 {
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = headers.get(name);
+        }
+        return found;
+    }
+    // Every value in order, repeated names included: the first one seen is `get`'s.
+    for (k, v) in headers {
+        for (slot, name) in found.iter_mut().zip(names) {
+            if slot.is_none() && k == name {
+                *slot = Some(v);
+            }
+        }
+    }
+    found
+}
+
 /// Applies Istio header operations: `set` replaces, `add` appends, `remove` deletes.
 pub fn apply(headers: &mut HeaderMap, ops: &HeaderOps) {
     for (k, v) in &ops.set {
@@ -126,15 +151,19 @@ pub fn authority_in(ops: &HeaderOps) -> Option<&str> {
 
 /// Whether the request asks to switch protocols (WebSocket and the like).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+    headers.contains_key(http::header::UPGRADE) && connection_upgrade(headers)
+}
+
+/// Whether the `Connection` header lists `upgrade` (see [`is_upgrade`]).
+pub fn connection_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
 }
 
 /// Each byte's two lower-case hex digits.
@@ -192,6 +221,28 @@ fn id_bytes(id: &[u8; 36]) -> bytes::Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_values_are_gets() {
+        use http::header::{CONTENT_TYPE, HOST, UPGRADE};
+        let x_a = HeaderName::from_static("x-a");
+        for n in [0usize, 3, 8, 9, 20] {
+            let mut h = HeaderMap::new();
+            for i in 0..n {
+                h.append(
+                    HeaderName::try_from(format!("x-{i}")).unwrap(),
+                    HeaderValue::from(i),
+                );
+            }
+            h.append(&x_a, HeaderValue::from_static("1"));
+            h.append(HOST, HeaderValue::from_static("h"));
+            h.append(&x_a, HeaderValue::from_static("2"));
+            let [a, host, ct, up] = first_values(&h, [&x_a, &HOST, &CONTENT_TYPE, &UPGRADE]);
+            assert_eq!((a, host), (h.get(&x_a), h.get(HOST)), "{n}");
+            assert_eq!(a.map(|v| v.as_bytes()), Some(&b"1"[..]));
+            assert!(ct.is_none() && up.is_none());
+        }
+    }
 
     #[test]
     fn hop_by_hop_names_are_found_by_their_length() {
