@@ -47,9 +47,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    if present == 0 {
-        return;
+    if present != 0 {
+        remove_hop_by_hop(headers, keep_upgrade, present);
     }
+}
+
+/// The removal part of [`strip_hop_by_hop`], out of line: most messages have nothing to
+/// remove, and the scan alone then needs no stack frame of its own.
+#[inline(never)]
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, present: u8) {
     // Most requests have no `Connection` header, or just `keep-alive`: nothing is allocated.
     // The listed names are handled below (with their exceptions); `named` holds the rest.
     let named: Vec<String> = headers

@@ -88,6 +88,9 @@ pub struct HeadCache {
 
 impl HeadCache {
     /// The name of the `i`-th header line, spelled `raw` on the wire, and how it was spelled.
+    /// Inlined: the usual case, the name seen here last time, is a few instructions, and
+    /// a call would cost as much again (the parsing is kept out of line).
+    #[inline]
     pub(crate) fn name(
         &mut self,
         i: usize,
@@ -103,6 +106,16 @@ impl HeadCache {
                 framing: slot.framing,
             });
         }
+        self.parse_name(i, raw)
+    }
+
+    /// [`HeadCache::name`] for a name not seen at `i` last time: parsed, and remembered.
+    #[inline(never)]
+    fn parse_name(
+        &mut self,
+        i: usize,
+        raw: &[u8],
+    ) -> Result<Name, http::header::InvalidHeaderName> {
         let name = HeaderName::from_bytes(raw)?;
         let spelled = case::spelled(raw, name.as_str());
         let framing = is_framing(&name);
@@ -132,6 +145,7 @@ impl HeadCache {
 
     /// The value kept for the `i`-th header if it is spelled `raw` (the name at `i` having
     /// just been recognised by [`HeadCache::name`]).
+    #[inline]
     pub(crate) fn value(&self, i: usize, raw: &[u8]) -> Option<HeaderValue> {
         let kept = self.slots.get(i)?.kept.as_ref()?;
         (kept.as_bytes() == raw).then(|| kept.clone())

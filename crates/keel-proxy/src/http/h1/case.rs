@@ -121,6 +121,7 @@ const TITLE_SLOTS: usize = 12;
 
 impl TitleCache {
     /// Appends `name` in Title-Case, the `i`-th header of the message.
+    #[inline]
     fn write(&mut self, out: &mut Vec<u8>, i: usize, name: &HeaderName) {
         if let Some((cached, bytes, len)) = self.slots.get(i)
             && cached == name
@@ -128,6 +129,12 @@ impl TitleCache {
             out.extend_from_slice(&bytes[..usize::from(*len)]);
             return;
         }
+        self.write_new(out, i, name);
+    }
+
+    /// [`TitleCache::write`] of a name not written at `i` last time: recased, and kept.
+    #[inline(never)]
+    fn write_new(&mut self, out: &mut Vec<u8>, i: usize, name: &HeaderName) {
         let start = out.len();
         out.extend_from_slice(name.as_str().as_bytes());
         let mut word_start = true;
