@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::request::Parts;
 use keel_snapshot::{HeaderMatcher, HttpRoute, RequestMatch, RouteTable, StringMatcher};
 use regex::Regex;
+
+use crate::runtime::{ClusterRuntime, FastMap};
 
 /// A route table ready for lookups.
 #[derive(Debug)]
@@ -41,6 +44,40 @@ pub struct CompiledRoute {
     pub rewrite_regex: Option<Regex>,
     /// Timeout, retries, fault and mirrors, ready for the request path.
     pub policies: crate::resilience::RoutePolicies,
+    /// The clusters of a forwarding route's destinations, in their order.
+    pub destinations: Destinations,
+}
+
+/// The clusters a forwarding route's destinations name, looked up once per snapshot (the
+/// table and the clusters are compiled together, so they agree) rather than by name on
+/// every request. `None`: the snapshot has no such cluster (the request gets `NC`).
+#[derive(Default)]
+pub struct Destinations(Vec<Option<Arc<ClusterRuntime>>>);
+
+impl Destinations {
+    fn resolve(route: &HttpRoute, clusters: &FastMap<String, Arc<ClusterRuntime>>) -> Self {
+        match &route.action {
+            keel_snapshot::RouteAction::Forward { clusters: wcs, .. } => Destinations(
+                wcs.iter()
+                    .map(|w| clusters.get(&w.cluster).cloned())
+                    .collect(),
+            ),
+            _ => Destinations::default(),
+        }
+    }
+
+    /// The cluster of the `i`-th destination.
+    pub fn get(&self, i: usize) -> Option<&Arc<ClusterRuntime>> {
+        self.0.get(i)?.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|c| c.as_ref().map(|c| &*c.name)))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -110,7 +147,11 @@ pub struct RequestInfo<'a> {
 }
 
 impl CompiledTable {
-    pub fn new(table: &RouteTable) -> CompiledTable {
+    /// Compiles `table`; its routes' destinations are looked up in `clusters`.
+    pub fn new(
+        table: &RouteTable,
+        clusters: &FastMap<String, Arc<ClusterRuntime>>,
+    ) -> CompiledTable {
         let mut hosts = Vec::new();
         let mut exact = crate::runtime::FastMap::default();
         let mut wildcards = Vec::new();
@@ -127,6 +168,7 @@ impl CompiledTable {
                     name: r.name.as_str().into(),
                     rewrite_regex: rewrite_regex(r),
                     policies: crate::resilience::RoutePolicies::new(r.policy.as_ref()),
+                    destinations: Destinations::resolve(r, clusters),
                 })
                 .collect();
             // Policy readings the user should know about, logged once per snapshot.
@@ -173,7 +215,7 @@ impl CompiledTable {
         info: &RequestInfo<'_>,
     ) -> Option<(&CompiledRoute, Option<&StringMatcher>)> {
         // Hosts almost always arrive in lower case: then nothing is copied.
-        let lower = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower = if has_upper(authority.as_bytes()) {
             std::borrow::Cow::Owned(authority.to_ascii_lowercase())
         } else {
             std::borrow::Cow::Borrowed(authority)
@@ -361,14 +403,44 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether `s` has an ASCII upper-case letter, eight bytes at a time: hosts are shorter
+/// than the vectorised loop the compiler makes of a byte check, which then never runs.
+fn has_upper(s: &[u8]) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of the result: the byte is in `A..=Z`. With the high bits
+    // cleared first, the additions carry into no other byte.
+    let upper = |w: u64| {
+        let low7 = w & !HIGH;
+        let from_a = low7 + (0x80 - u64::from(b'A')) * LOW;
+        let past_z = low7 + (0x80 - u64::from(b'Z') - 1) * LOW;
+        (from_a & !past_z & !w & HIGH) != 0
+    };
+    let mut chunks = s.chunks_exact(8);
+    let found = chunks
+        .by_ref()
+        .any(|c| upper(u64::from_le_bytes(c.try_into().unwrap_or_default())));
+    let rest = chunks.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    found || upper(u64::from_le_bytes(last))
+}
+
 /// `host:port` → `host` (IPv6 literals keep their brackets off).
 pub fn strip_port(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match authority.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => h,
-        _ => authority,
+    // By bytes: the `str` pattern searchers cost a few hundred instructions per request.
+    let bytes = authority.as_bytes();
+    let Some(colon) = bytes.iter().rposition(|b| *b == b':') else {
+        return authority;
+    };
+    let (host, port) = (&bytes[..colon], &bytes[colon + 1..]);
+    if port.iter().all(u8::is_ascii_digit) && !host.contains(&b':') {
+        authority.get(..colon).unwrap_or(authority)
+    } else {
+        authority
     }
 }
 
@@ -400,12 +472,15 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let table = CompiledTable::new(&RouteTable {
-            virtual_hosts: vec![
-                vh("web80", &["reviews", "reviews:80"]),
-                vh("web9080", &["reviews:9080"]),
-            ],
-        });
+        let table = CompiledTable::new(
+            &RouteTable {
+                virtual_hosts: vec![
+                    vh("web80", &["reviews", "reviews:80"]),
+                    vh("web9080", &["reviews:9080"]),
+                ],
+            },
+            &FastMap::default(),
+        );
         let (parts, ()) = http::Request::new(()).into_parts();
         let find = |authority: &str, port: u16| {
             let info = RequestInfo {
@@ -427,6 +502,17 @@ mod tests {
 
     #[test]
     fn authorities_and_queries() {
+        for len in 0..20usize {
+            for b in 0..=255u8 {
+                for at in [0, len / 2, len.saturating_sub(1)] {
+                    let mut s = vec![b'a'; len];
+                    if let Some(x) = s.get_mut(at) {
+                        *x = b;
+                    }
+                    assert_eq!(has_upper(&s), s.iter().any(u8::is_ascii_uppercase), "{s:?}");
+                }
+            }
+        }
         assert_eq!(strip_port("reviews:9080"), "reviews");
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("example.com"), "example.com");

@@ -141,16 +141,7 @@ impl Runtime {
     /// Prepares `snapshot`, reusing the balancers (and their load counters) of clusters
     /// that did not change since `previous`.
     pub fn new(snapshot: Snapshot, previous: Option<&Runtime>, locality: &str) -> Runtime {
-        let tables = snapshot
-            .listeners
-            .iter()
-            .filter_map(|l| {
-                l.http
-                    .as_ref()
-                    .map(|t| (l.name.clone(), Arc::new(CompiledTable::new(t))))
-            })
-            .collect();
-        let clusters = snapshot
+        let clusters: FastMap<String, Arc<ClusterRuntime>> = snapshot
             .clusters
             .iter()
             .map(|(name, c)| {
@@ -169,6 +160,16 @@ impl Runtime {
                     ))),
                 };
                 (name.clone(), rt)
+            })
+            .collect();
+        // After the clusters: routes hold their destinations' clusters.
+        let tables = snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                l.http
+                    .as_ref()
+                    .map(|t| (l.name.clone(), Arc::new(CompiledTable::new(t, &clusters))))
             })
             .collect();
         Runtime {

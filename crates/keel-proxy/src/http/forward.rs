@@ -20,6 +20,7 @@ use super::headers;
 use super::observe::{Counted, Recorded};
 use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
+use crate::runtime::ClusterRuntime;
 use crate::server::{ConnInfo, Shared};
 use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, RequestRecord, ServiceRef};
 use crate::upstream::Body;
@@ -127,7 +128,7 @@ pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     mut req: Request<B>,
-) -> Result<Response<Body>, Infallible>
+) -> Result<Response<Recorded>, Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<crate::upstream::BoxError>,
@@ -139,7 +140,14 @@ where
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let authority = authority_of(&req);
+    // The headers this function reads, in one pass.
+    let [host, content_type, upgrade_header] = headers::first_values(
+        req.headers(),
+        [&HOST, &http::header::CONTENT_TYPE, &http::header::UPGRADE],
+    );
+    let authority = authority_of(req.uri(), host);
+    let grpc = is_grpc_type(content_type);
+    let wants_upgrade = upgrade_header.is_some() && headers::connection_upgrade(req.headers());
     // Fields only the access log shows are copied only while it is on. The record itself is
     // built once the response is in: held across the wait, it would be moved with the
     // request's future through every layer.
@@ -159,15 +167,17 @@ where
     });
     let method = req.method().clone();
     let version = req.version();
-    let grpc = is_grpc(req.headers());
-    let downstream_upgrade = headers::is_upgrade(req.headers()).then(|| upgrade::on(&mut req));
+    let downstream_upgrade = wants_upgrade.then(|| upgrade::on(&mut req));
     // A request without a body (most are) needs neither a counter nor a boxed body.
     let request_bytes =
         (!req.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
-    let req = req.map(|b| match &request_bytes {
-        Some(count) => Counted::new(crate::upstream::boxed(b), Some(count.clone())),
+    // Head and body go their own ways from here (a new `Request` around them would be a
+    // copy of the head).
+    let (parts, body) = req.into_parts();
+    let body = match &request_bytes {
+        Some(count) => Counted::new(crate::upstream::boxed(body), Some(count.clone())),
         None => Counted::new(empty(), None),
-    });
+    };
     let mut cancelled = Cancelled {
         shared: &shared,
         conn: &conn,
@@ -178,19 +188,25 @@ where
         started,
         armed: true,
     };
-    let (mut resp, outcome) =
-        route_and_forward(&shared, &conn, req, &authority, downstream_upgrade).await;
+    let (mut resp, outcome) = route_and_forward(
+        &shared,
+        &conn,
+        (parts, body),
+        &authority,
+        downstream_upgrade,
+    )
+    .await;
     cancelled.armed = false;
     drop(cancelled);
-    let mut record = RequestRecord {
-        reporter: conn.reporter,
-        method: Some(method),
-        version,
-        grpc,
-        downstream_local_address: Some(conn.local),
-        downstream_remote_address: Some(conn.remote),
-        ..Default::default()
-    };
+    // Made in its box and filled there: a record built first and then boxed is a copy of
+    // several hundred bytes.
+    let mut record = Box::<RequestRecord>::default();
+    record.reporter = conn.reporter;
+    record.method = Some(method);
+    record.version = version;
+    record.grpc = grpc;
+    record.downstream_local_address = Some(conn.local);
+    record.downstream_remote_address = Some(conn.remote);
     if grpc {
         if !resp.headers().contains_key(&GRPC_STATUS)
             && let Some(msg) = resp.headers().get(ERROR_HEADER).cloned()
@@ -250,25 +266,23 @@ where
         shared.telemetry.clone(),
         started,
         request_bytes,
-    )
-    .boxed();
+    );
     Ok(Response::from_parts(parts, body))
 }
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
-    req: Request<DownstreamBody>,
+    (mut parts, body): (http::request::Parts, DownstreamBody),
     authority: &str,
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
     let path = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Some(table) = rt.tables.get(&conn.listener) else {
-        let e = ProxyError::no_route(authority, &path(req.uri()), &conn.listener);
+        let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);
         return (error_response(&e), outcome_of(&e, None));
     };
-    let (mut parts, body) = req.into_parts();
     let info = RequestInfo {
         // `match.port` is the port the client addressed: the original destination's for
         // connections iptables redirected to the sidecar.
@@ -317,7 +331,7 @@ async fn route_and_forward(
         ),
         RouteAction::Forward { clusters, rewrite } => {
             headers::apply(&mut parts.headers, &route.route.request_headers);
-            let Some(wc) = choose_weighted(clusters) else {
+            let Some((i, wc)) = choose_weighted_at(clusters) else {
                 let e = ProxyError::no_healthy_upstream("(route has no destination)");
                 return (error_response(&e), outcome_of(&e, Some(&route.name)));
             };
@@ -332,10 +346,9 @@ async fn route_and_forward(
             };
             let (resp, mut outcome) = forward(
                 shared,
-                &rt,
                 conn,
                 route,
-                wc,
+                (wc, route.destinations.get(i)),
                 rewrite.as_ref(),
                 matched_uri,
                 parts,
@@ -388,9 +401,12 @@ async fn inject_fault(
 
 /// `content-type: application/grpc*`.
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
+    is_grpc_type(headers.get(http::header::CONTENT_TYPE))
+}
+
+/// [`is_grpc`] of the `content-type` value.
+fn is_grpc_type(content_type: Option<&HeaderValue>) -> bool {
+    content_type.is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Turns a proxy-made answer into a gRPC trailers-only response (HTTP 200, `grpc-status`,
@@ -433,43 +449,55 @@ fn outcome_of(e: &ProxyError, route: Option<&Arc<str>>) -> Outcome {
 }
 
 /// `:authority` (HTTP/2, absolute-form) or `Host`.
-fn authority_of<B>(req: &Request<B>) -> String {
-    req.uri()
-        .authority()
+fn authority_of(uri: &Uri, host: Option<&HeaderValue>) -> String {
+    uri.authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
+        .or_else(|| host.and_then(ascii_str).map(str::to_string))
         .unwrap_or_default()
+}
+
+/// `HeaderValue::to_str`, faster: a header value has no control characters but tab (its
+/// constructors check), so it is visible ASCII exactly when it is ASCII, which is checked
+/// eight bytes at a time rather than one by one.
+fn ascii_str(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if bytes.is_ascii() {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
 }
 
 /// A destination by weight (zero-weight destinations are never chosen unless all are zero).
 pub(crate) fn choose_weighted(clusters: &[WeightedCluster]) -> Option<&WeightedCluster> {
+    choose_weighted_at(clusters).map(|(_, c)| c)
+}
+
+/// [`choose_weighted`] with the destination's index.
+pub(crate) fn choose_weighted_at(
+    clusters: &[WeightedCluster],
+) -> Option<(usize, &WeightedCluster)> {
     let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
     if total == 0 {
-        return clusters.first();
+        return clusters.first().map(|c| (0, c));
     }
     let mut pick = crate::fastrand::with(|r| rand::Rng::random_range(r, 0..total));
-    for c in clusters {
+    for (i, c) in clusters.iter().enumerate() {
         let w = u64::from(c.weight);
         if pick < w {
-            return Some(c);
+            return Some((i, c));
         }
         pick -= w;
     }
-    clusters.last()
+    clusters.len().checked_sub(1).zip(clusters.last())
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Arc<Shared>,
-    rt: &crate::runtime::Runtime,
     conn: &ConnInfo,
     route: &CompiledRoute,
-    wc: &WeightedCluster,
+    (wc, cluster): (&WeightedCluster, Option<&Arc<ClusterRuntime>>),
     rewrite: Option<&Rewrite>,
     matched_uri: Option<&StringMatcher>,
     mut parts: http::request::Parts,
@@ -479,7 +507,7 @@ async fn forward(
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
     let route_name = Some(&route.name);
-    let Some(cluster) = rt.clusters.get(&wc.cluster) else {
+    let Some(cluster) = cluster else {
         let e = ProxyError::no_cluster(&wc.cluster);
         return (error_response(&e), outcome_of(&e, route_name));
     };
@@ -527,13 +555,15 @@ async fn forward(
         && rewritten_authority.is_none()
         && parts.uri.scheme().is_none()
         && parts.uri.authority().is_none();
+    // What the rest needs of the headers as they now are, in one pass.
+    let [host, content_type] =
+        headers::first_values(&parts.headers, [&HOST, &http::header::CONTENT_TYPE]);
+    let (has_host, grpc) = (host.is_some(), is_grpc_type(content_type));
     if as_received {
         // The common case: an origin-form request to an HTTP/1.1 upstream with nothing
         // rewritten goes out with the URI and Host it came with; nothing is rebuilt. (With
         // no authority in the URI, `authority` is the Host header itself.)
-        if !parts.headers.contains_key(HOST)
-            && let Ok(v) = HeaderValue::from_str(authority)
-        {
+        if !has_host && let Ok(v) = HeaderValue::from_str(authority) {
             parts.headers.insert(HOST, v);
         }
     } else {
@@ -578,7 +608,7 @@ async fn forward(
         destination: wc,
         total_weight,
         h2,
-        grpc: is_grpc(&parts.headers),
+        grpc,
         upgrade,
     };
     let done = exchange(&x, parts, body).await;
@@ -635,6 +665,23 @@ pub(crate) async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_str_is_to_str() {
+        for v in [
+            "",
+            "a",
+            "example.com:8080",
+            "tab\there",
+            "caf\u{e9}",
+            "\u{7e}~",
+        ] {
+            let value = HeaderValue::from_str(v).unwrap();
+            assert_eq!(ascii_str(&value), value.to_str().ok(), "{v:?}");
+        }
+        let obs = HeaderValue::from_bytes(b"a\xffb").unwrap();
+        assert_eq!(ascii_str(&obs), None);
+    }
 
     #[test]
     fn weighted_choice_respects_weights() {

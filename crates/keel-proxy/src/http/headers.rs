@@ -17,6 +17,18 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     http::header::UPGRADE,
 ];
 
+/// The indexes in [`HOP_BY_HOP`] of the names `len` bytes long.
+fn hop_by_hop_of_len(len: usize) -> &'static [usize] {
+    match len {
+        2 => &[4],
+        7 => &[5, 6],
+        10 => &[0, 1],
+        16 => &[2],
+        17 => &[3],
+        _ => &[],
+    }
+}
+
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -27,20 +39,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // messages have none, or only `connection`.
     let mut present = 0u8;
     for k in headers.keys() {
-        // Most names can't be hop-by-hop by their length alone (2, 7, 10, 16 or 17 bytes):
-        // cheaper than comparing each with all seven.
-        if !matches!(k.as_str().len(), 2 | 7 | 10 | 16 | 17) {
-            continue;
-        }
-        for (i, h) in HOP_BY_HOP.iter().enumerate() {
-            if k == h {
+        // Most names can't be hop-by-hop by their length alone; the others are compared
+        // only with the hop-by-hop names of their length (indexes into `HOP_BY_HOP`).
+        for &i in hop_by_hop_of_len(k.as_str().len()) {
+            if *k == HOP_BY_HOP[i] {
                 present |= 1 << i;
             }
         }
     }
-    if present == 0 {
-        return;
+    if present != 0 {
+        remove_hop_by_hop(headers, keep_upgrade, present);
     }
+}
+
+/// The removal part of [`strip_hop_by_hop`], out of line: most messages have nothing to
+/// remove, and the scan alone then needs no stack frame of its own.
+#[inline(never)]
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, present: u8) {
     // Most requests have no `Connection` header, or just `keep-alive`: nothing is allocated.
     // The listed names are handled below (with their exceptions); `named` holds the rest.
     let named: Vec<String> = headers
@@ -81,6 +96,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The first value of each of `names`. A message has few headers as a rule: then one pass
+/// over them, comparing names (an integer comparison for the standard ones), costs less
+/// than a lookup of each, which hashes it. A large map is searched by lookups.
+pub fn first_values<'a, const N: usize>(
+    headers: &'a HeaderMap,
+    names: [&HeaderName; N],
+) -> [Option<&'a HeaderValue>; N] {
+    let mut found = [None; N];
+    if headers.keys_len() > 8 {
+        for (slot, name) in found.iter_mut().zip(names) {
+            *slot = headers.get(name);
+        }
+        return found;
+    }
+    // Every value in order, repeated names included: the first one seen is `get`'s.
+    for (k, v) in headers {
+        for (slot, name) in found.iter_mut().zip(names) {
+            if slot.is_none() && k == name {
+                *slot = Some(v);
+            }
+        }
+    }
+    found
+}
+
 /// Applies Istio header operations: `set` replaces, `add` appends, `remove` deletes.
 pub fn apply(headers: &mut HeaderMap, ops: &HeaderOps) {
     for (k, v) in &ops.set {
@@ -117,42 +157,110 @@ pub fn authority_in(ops: &HeaderOps) -> Option<&str> {
 
 /// Whether the request asks to switch protocols (WebSocket and the like).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+    headers.contains_key(http::header::UPGRADE) && connection_upgrade(headers)
 }
 
+/// Whether the `Connection` header lists `upgrade` (see [`is_upgrade`]).
+pub fn connection_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+}
+
+/// Each byte's two lower-case hex digits.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    pairs
+};
+
 /// A random request id in UUID v4 form, as Envoy generates for `x-request-id`. Written
-/// into a fixed buffer: `format!` with padded hex fields cost several thousand instructions
-/// a request (bench/proxy.sh).
+/// into a fixed buffer by position: `format!` with padded hex fields cost several thousand
+/// instructions a request, pushing byte by byte several hundred (bench/proxy.sh).
 pub fn request_id() -> HeaderValue {
     let mut b = [0u8; 16];
     crate::fastrand::with(|r| rand::RngCore::fill_bytes(r, &mut b));
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Written straight into the header value's buffer: one allocation per request.
-    let mut out = Vec::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push(b'-');
-        }
-        out.push(HEX[usize::from(byte >> 4)]);
-        out.push(HEX[usize::from(byte & 0x0f)]);
+    let mut out = *b"00000000-0000-0000-0000-000000000000";
+    // Where each byte's two digits go: the dashes sit at 8, 13, 18 and 23.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    for (byte, at) in b.iter().zip(AT) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+    HeaderValue::from_maybe_shared(id_bytes(&out))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+/// Request ids generated on this thread share buffers of this many ids.
+const IDS_PER_BUFFER: usize = 64;
+
+thread_local! {
+    static ID_BUFFER: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// `id` in bytes of its own: a piece of a buffer shared by this thread's recent ids, so
+/// that an id costs a reference count rather than an allocation and a free (about 150
+/// instructions a request; a buffer is freed once its last id is).
+fn id_bytes(id: &[u8; 36]) -> bytes::Bytes {
+    ID_BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        if buffer.capacity() - buffer.len() < id.len() {
+            *buffer = bytes::BytesMut::with_capacity(id.len() * IDS_PER_BUFFER);
+        }
+        buffer.extend_from_slice(id);
+        buffer.split().freeze()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_values_are_gets() {
+        use http::header::{CONTENT_TYPE, HOST, UPGRADE};
+        let x_a = HeaderName::from_static("x-a");
+        for n in [0usize, 3, 8, 9, 20] {
+            let mut h = HeaderMap::new();
+            for i in 0..n {
+                h.append(
+                    HeaderName::try_from(format!("x-{i}")).unwrap(),
+                    HeaderValue::from(i),
+                );
+            }
+            h.append(&x_a, HeaderValue::from_static("1"));
+            h.append(HOST, HeaderValue::from_static("h"));
+            h.append(&x_a, HeaderValue::from_static("2"));
+            let [a, host, ct, up] = first_values(&h, [&x_a, &HOST, &CONTENT_TYPE, &UPGRADE]);
+            assert_eq!((a, host), (h.get(&x_a), h.get(HOST)), "{n}");
+            assert_eq!(a.map(|v| v.as_bytes()), Some(&b"1"[..]));
+            assert!(ct.is_none() && up.is_none());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_found_by_their_length() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert!(
+                hop_by_hop_of_len(name.as_str().len()).contains(&i),
+                "{name}"
+            );
+        }
+        let listed: usize = (0..=32).map(|n| hop_by_hop_of_len(n).len()).sum();
+        assert_eq!(listed, HOP_BY_HOP.len());
+    }
 
     #[test]
     fn hop_by_hop_and_ops() {
@@ -187,6 +295,10 @@ mod tests {
         assert!(up.get("te").is_none());
         strip_hop_by_hop(&mut up, false);
         assert!(up.is_empty(), "{up:?}");
+        // Many ids, so that they span more than one shared buffer.
+        let ids: Vec<HeaderValue> = (0..3 * IDS_PER_BUFFER).map(|_| request_id()).collect();
+        let distinct: std::collections::HashSet<&[u8]> = ids.iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(distinct.len(), ids.len());
         let id = request_id();
         let id = id.to_str().unwrap();
         assert_eq!(id.len(), 36);

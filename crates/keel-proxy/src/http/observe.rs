@@ -57,8 +57,10 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
 /// records the request when it ends or is dropped.
 pub struct Recorded {
     inner: Body,
-    record: RequestRecord,
-    /// The record has been written (it is then left as it was, not moved out: it is large).
+    /// Boxed: the record is several hundred bytes, and the body is moved a few times before
+    /// it is boxed itself (each move a copy of it; measured: more than the allocation).
+    record: Box<RequestRecord>,
+    /// The record has been written (it is then left as it was, not moved out).
     recorded: bool,
     telemetry: Arc<Telemetry>,
     started: std::time::Instant,
@@ -68,7 +70,7 @@ pub struct Recorded {
 impl Recorded {
     pub fn new(
         inner: Body,
-        record: RequestRecord,
+        record: Box<RequestRecord>,
         telemetry: Arc<Telemetry>,
         started: std::time::Instant,
         request_bytes: Option<Arc<AtomicU64>>,

@@ -338,8 +338,9 @@ impl RetryPolicy {
         if !by_status && !by_headers {
             return false;
         }
+        let (ratelimited, grpc) = ratelimited_and_grpc_status(headers);
         // A rate-limited answer from an upstream Envoy is only retried when asked for.
-        if headers.contains_key(&X_ENVOY_RATELIMITED) {
+        if ratelimited {
             return on.contains(RetryOn::ENVOY_RATELIMITED);
         }
         if on.contains(RetryOn::FIVE_XX) && (500..600).contains(&status) {
@@ -365,7 +366,7 @@ impl RetryPolicy {
             return true;
         }
         // Envoy reads `grpc-status` from the response headers only (trailers-only responses).
-        match grpc_status(headers) {
+        match grpc {
             Some(1) => on.contains(RetryOn::GRPC_CANCELLED),
             Some(4) => on.contains(RetryOn::GRPC_DEADLINE_EXCEEDED),
             Some(8) => on.contains(RetryOn::GRPC_RESOURCE_EXHAUSTED),
@@ -379,11 +380,26 @@ impl RetryPolicy {
 static X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
 static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
-fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get(&GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+/// Whether `x-envoy-ratelimited` is present, and `grpc-status` as a number. The default
+/// mesh retry policy (`cancelled`, `unavailable`) asks this of every response, and most
+/// have a handful of headers: comparing their names (an integer comparison for the standard
+/// ones) is cheaper than hashing these two names for lookups.
+fn ratelimited_and_grpc_status(headers: &HeaderMap) -> (bool, Option<u32>) {
+    let parse = |v: &http::HeaderValue| v.to_str().ok().and_then(|v| v.trim().parse().ok());
+    if headers.keys_len() > 8 {
+        let status = headers.get(&GRPC_STATUS).and_then(parse);
+        return (headers.contains_key(&X_ENVOY_RATELIMITED), status);
+    }
+    let (mut ratelimited, mut status) = (false, None);
+    for name in headers.keys() {
+        if *name == X_ENVOY_RATELIMITED {
+            ratelimited = true;
+        } else if *name == GRPC_STATUS {
+            // The first value, as `get` returns it.
+            status = headers.get(name).and_then(parse);
+        }
+    }
+    (ratelimited, status)
 }
 
 /// Istio's `parseRetryOn` followed by Envoy's parse: tokens trimmed, empty ones skipped;

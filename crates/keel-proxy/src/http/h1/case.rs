@@ -121,6 +121,7 @@ const TITLE_SLOTS: usize = 12;
 
 impl TitleCache {
     /// Appends `name` in Title-Case, the `i`-th header of the message.
+    #[inline]
     fn write(&mut self, out: &mut Vec<u8>, i: usize, name: &HeaderName) {
         if let Some((cached, bytes, len)) = self.slots.get(i)
             && cached == name
@@ -128,6 +129,12 @@ impl TitleCache {
             out.extend_from_slice(&bytes[..usize::from(*len)]);
             return;
         }
+        self.write_new(out, i, name);
+    }
+
+    /// [`TitleCache::write`] of a name not written at `i` last time: recased, and kept.
+    #[inline(never)]
+    fn write_new(&mut self, out: &mut Vec<u8>, i: usize, name: &HeaderName) {
         let start = out.len();
         out.extend_from_slice(name.as_str().as_bytes());
         let mut word_start = true;
@@ -176,8 +183,24 @@ impl<'a> CaseCursor<'a> {
         }
     }
 
+    /// Appends the header line `name: value` to `out`, the name in its original spelling.
+    /// One reservation for the whole line (each is a call and a comparison otherwise).
+    pub(crate) fn write_field(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &HeaderName,
+        value: &HeaderValue,
+    ) {
+        let value_bytes = value.as_bytes();
+        out.reserve(name.as_str().len() + value_bytes.len() + 4);
+        self.write_name(out, name, value);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value_bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// Appends `name` to `out` in its original spelling.
-    pub(crate) fn write_name(&mut self, out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    fn write_name(&mut self, out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
         let i = self.written;
         self.written += 1;
         if let Some(raw) = self.find(name) {

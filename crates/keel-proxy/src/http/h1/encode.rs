@@ -197,8 +197,7 @@ pub fn request_head(
             wrote_length = true;
         }
         host |= *name == HOST;
-        case.write_name(out, name, value);
-        value_line(out, value.as_bytes());
+        case.write_field(out, name, value);
     }
     if !host && let Some(a) = parts.uri.authority() {
         field(out, b"host", a.as_str().as_bytes());
@@ -290,8 +289,7 @@ pub fn response_head(
         } else if *name == DATE {
             date = true;
         }
-        case.write_name(out, name, value);
-        value_line(out, value.as_bytes());
+        case.write_field(out, name, value);
     }
     match encoder {
         Encoder::Length(n) if !wrote_length => {

@@ -18,7 +18,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, StatusCode, Uri, Version, request, response};
 
-use super::cache::HeadCache;
+use super::cache::{HeadCache, Name};
 use super::case::{self, HeaderCase, Spelled};
 use super::{MAX_HEAD, MAX_HEADERS};
 
@@ -166,7 +166,9 @@ struct Framing {
 }
 
 impl Framing {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
+    /// Notes a framing header; `Ok(true)` if it concerns only this connection's framing and
+    /// is not kept in the map (see [`header_map`]).
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<bool, HeadError> {
         if name == CONTENT_LENGTH {
             for part in value.as_bytes().split(|b| *b == b',') {
                 let n = content_length(part.trim_ascii())
@@ -183,18 +185,38 @@ impl Framing {
                 te.push(',');
             }
             te.push_str(&v);
+            return Ok(true);
         } else if name == CONNECTION {
-            for token in value.as_bytes().split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            return Ok(self.connection(value.as_bytes()));
         } else if name == UPGRADE {
             self.upgrade = true;
         } else if name == EXPECT {
             self.expect_continue |= value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Notes a `Connection` header's persistence tokens; true if it lists nothing else.
+    fn connection(&mut self, value: &[u8]) -> bool {
+        // The usual values in one comparison each, before splitting into tokens.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            self.keep_alive = true;
+            return true;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            self.close = true;
+            return true;
+        }
+        let mut only_persistence = true;
+        for token in value.split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            let close = token.eq_ignore_ascii_case(b"close");
+            let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+            self.close |= close;
+            self.keep_alive |= keep_alive;
+            only_persistence &= close || keep_alive || token.is_empty();
+        }
+        only_persistence
     }
 
     fn keep_alive(&self, version: Version) -> bool {
@@ -260,29 +282,39 @@ fn header_map(
     let mut headers = cache.map(fields.len());
     let mut irregular = false;
     for (i, f) in fields.iter().enumerate() {
-        let (name, spelled) = cache
+        let Name {
+            name,
+            spelled,
+            framing: framing_header,
+        } = cache
             .name(i, bytes_at(head, f.name)?)
             .map_err(|_| invalid("invalid header name"))?;
-        let mut value = HeaderValue::from_maybe_shared(slice(head, f.value)?)
-            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
-        framing.note(&name, &value)?;
+        let mut value = match cache.value(i, bytes_at(head, f.value)?) {
+            Some(kept) => kept,
+            None => {
+                let value = HeaderValue::from_maybe_shared(slice(head, f.value)?)
+                    .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+                cache.saw_value(i, &value);
+                value
+            }
+        };
         match spelled {
             Spelled::Lower => {}
             Spelled::Title => case::mark_title(&mut value),
             Spelled::Other => irregular = true,
         }
-        let consumed = name == TRANSFER_ENCODING
-            || (name == CONNECTION && only_persistence_tokens(value.as_bytes()));
-        if !consumed {
-            headers.append(name, value);
+        if framing_header && framing.note(&name, &value)? {
+            continue;
         }
+        headers.append(name, value);
     }
     let case = if irregular {
         let mut names = Vec::with_capacity(fields.len());
         for (i, f) in fields.iter().enumerate() {
-            let (name, _) = cache
+            let name = cache
                 .name(i, bytes_at(head, f.name)?)
-                .map_err(|_| invalid("invalid header name"))?;
+                .map_err(|_| invalid("invalid header name"))?
+                .name;
             names.push((name, f.name.0));
         }
         Some(HeaderCase::new(head.clone(), names))
@@ -290,14 +322,6 @@ fn header_map(
         None
     };
     Ok((headers, case))
-}
-
-/// A `Connection` value listing nothing but `keep-alive` and `close`.
-fn only_persistence_tokens(value: &[u8]) -> bool {
-    value.split(|b| *b == b',').all(|t| {
-        let t = t.trim_ascii();
-        t.is_empty() || t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
-    })
 }
 
 fn version(v: Option<u8>) -> Version {

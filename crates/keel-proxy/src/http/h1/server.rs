@@ -44,7 +44,6 @@ use crate::http::{forward, headers};
 use crate::l4::detect::{H2_PREFACE, Rewind};
 use crate::server::{ConnInfo, Shared};
 use crate::telemetry::RequestRecord;
-use crate::upstream::Body;
 
 /// How long (and how much) a closing connection reads and discards client input.
 const LINGER: Duration = Duration::from_secs(2);
@@ -304,7 +303,13 @@ where
 
     /// Writes a response: `None` if it could not be written whole, else whether the
     /// connection may carry another request.
-    async fn respond(&mut self, resp: Response<Body>, mut info: RequestInfo) -> Option<bool> {
+    ///
+    /// Generic over the body: the proxied response's `Recorded` comes unboxed (an
+    /// allocation less per request), the proxy's own answers as a boxed `Body`.
+    async fn respond<B>(&mut self, resp: Response<B>, mut info: RequestInfo) -> Option<bool>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    {
         info.keep_alive &= !draining(&self.drain);
         let (parts, mut body) = resp.into_parts();
         let (mut encoder, keep_alive) = encode::response_head(
@@ -331,13 +336,16 @@ where
     /// writes when it is full or the body has nothing ready. The body is polled without
     /// holding the connection's lock: it may be driving the upload of this connection's
     /// own request body.
-    fn poll_write_body(
+    fn poll_write_body<B>(
         &mut self,
         cx: &mut Context<'_>,
-        body: &mut Body,
+        body: &mut B,
         enc: &mut Encoder,
         cut_short: &mut bool,
-    ) -> Poll<bool> {
+    ) -> Poll<bool>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    {
         loop {
             if *enc != Encoder::Ended && self.out.can_take() {
                 let mut waiting = false;

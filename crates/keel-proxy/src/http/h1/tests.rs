@@ -53,6 +53,42 @@ fn request_head_parts_and_leftover() {
 }
 
 #[test]
+fn repeated_heads_on_one_connection_parse_alike() {
+    // The cache keeps names and repeated values per connection: the third head reuses what
+    // the first two had in common, and whatever changed is read afresh.
+    let mut cache = super::cache::HeadCache::default();
+    let mut parse = |raw: &str| {
+        let h = parse::request(&mut BytesMut::from(raw.as_bytes()), &mut cache)
+            .unwrap()
+            .unwrap();
+        (h.parts.headers, h.keep_alive, h.body)
+    };
+    let same = "GET / HTTP/1.1\r\nHost: a\r\nuser-agent: ua\r\nConnection: keep-alive\r\n\r\n";
+    for _ in 0..3 {
+        let (headers, keep_alive, body) = parse(same);
+        assert_eq!(headers["host"], "a");
+        assert!(headers["host"].is_sensitive(), "Title-Case mark kept");
+        assert!(!headers["user-agent"].is_sensitive());
+        assert_eq!(headers["user-agent"], "ua");
+        assert!(keep_alive && !headers.contains_key("connection"));
+        assert_eq!(body, BodyLength::Empty);
+    }
+    let (headers, keep_alive, _) =
+        parse("GET / HTTP/1.1\r\nHost: b\r\nuser-agent: ua\r\nConnection: close\r\n\r\n");
+    assert_eq!(headers["host"], "b");
+    assert!(!keep_alive);
+    let (headers, _, body) =
+        parse("GET / HTTP/1.1\r\nhost: a\r\nContent-Length: 2\r\nConnection: x-hop, close\r\n\r\n");
+    assert_eq!(headers["host"], "a");
+    assert!(
+        !headers["host"].is_sensitive(),
+        "spelled lower case this time"
+    );
+    assert_eq!(body, BodyLength::Length(2));
+    assert_eq!(headers["connection"], "x-hop, close");
+}
+
+#[test]
 fn keep_alive_and_expect() {
     assert!(head("GET / HTTP/1.1\r\n\r\n").keep_alive);
     assert!(!head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
