@@ -129,6 +129,32 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
         r.text
     );
 
+    // Istio's authorization task (back to PERMISSIVE, so that a client outside the mesh gets
+    // an answer): allow-nothing for httpbin, then GET from sleep's identity.
+    mesh.apply_yaml("strict.yaml", &peer_authentication("PERMISSIVE"));
+    eventually("plaintext accepted again", || {
+        plain(port).starts_with("HTTP/1.1 200").then_some(())
+    });
+    mesh.apply_yaml(
+        "authz.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing}\nspec: {selector: {matchLabels: {app: httpbin}}}\n",
+    );
+    let r = get(sleep, "http://httpbin:8000/get", &[]);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.ends_with("RBAC: access denied"), "{}", r.text);
+    mesh.apply_yaml(
+        "authz.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing}\nspec:\n  selector: {matchLabels: {app: httpbin}}\n  action: ALLOW\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/default/sa/sleep]}}]\n    to: [{operation: {methods: [GET]}}]\n",
+    );
+    assert_eq!(get(sleep, "http://httpbin:8000/get", &[]).status, 200);
+    // A client outside the mesh has no identity: denied (PERMISSIVE lets it connect).
+    let seen = plain(port);
+    assert!(seen.starts_with("HTTP/1.1 403"), "{seen}");
+    mesh.apply_yaml(
+        "authz.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing}\nspec: {selector: {matchLabels: {app: nobody}}}\n",
+    );
+
     // DISABLE: plaintext again, and the sidecars send it too (auto mTLS follows).
     mesh.apply_yaml("strict.yaml", &peer_authentication("DISABLE"));
     eventually("plaintext accepted under DISABLE", || {

@@ -135,6 +135,8 @@ pub struct Runtime {
     /// Route tables by listener name.
     pub tables: FastMap<String, Arc<CompiledTable>>,
     pub clusters: FastMap<String, Arc<ClusterRuntime>>,
+    /// AuthorizationPolicies by listener name (only listeners that have some).
+    pub authz: FastMap<String, Arc<keel_snapshot::authz::WorkloadPolicies>>,
 }
 
 impl Runtime {
@@ -172,10 +174,16 @@ impl Runtime {
                     .map(|t| (l.name.clone(), Arc::new(CompiledTable::new(t, &clusters))))
             })
             .collect();
+        let authz = snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), Arc::new(l.authz.clone()?))))
+            .collect();
         Runtime {
             snapshot: Arc::new(snapshot),
             tables,
             clusters,
+            authz,
         }
     }
 
@@ -184,6 +192,7 @@ impl Runtime {
             snapshot: Arc::new(Snapshot::default()),
             tables: FastMap::default(),
             clusters: FastMap::default(),
+            authz: FastMap::default(),
         }
     }
 }

@@ -279,6 +279,20 @@ async fn route_and_forward(
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
     let path = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    // AuthorizationPolicy decides before routing, as Envoy's RBAC filter runs before its
+    // router: a denied request gets Istio's 403 whatever route it would have taken.
+    if let Some(policies) = rt.authz.get(&conn.listener)
+        && let Err(why) = crate::authz::check_request(
+            policies,
+            conn,
+            authority,
+            parts.method.as_str(),
+            parts.uri.path(),
+            &crate::authz::HeaderMapHeaders(&parts.headers),
+        )
+    {
+        return rbac_denied(why);
+    }
     let Some(table) = rt.tables.get(&conn.listener) else {
         let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);
         return (error_response(&e), outcome_of(&e, None));
@@ -437,6 +451,28 @@ fn grpc_message_encode(message: &str) -> String {
         }
     }
     out
+}
+
+/// Istio's answer to a request AuthorizationPolicy denies: 403 `RBAC: access denied`, with
+/// the policy that decided in `x-keel-error` and the access log (Envoy logs it as the
+/// response code details `rbac_access_denied_matched_policy[...]`, with no response flag).
+fn rbac_denied(why: String) -> (Response<Body>, Outcome) {
+    let mut resp = Response::new(full(keel_snapshot::authz::DENIED_BODY));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    if let Ok(v) = HeaderValue::from_str(&why) {
+        resp.headers_mut().insert(ERROR_HEADER, v);
+    }
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    (
+        resp,
+        Outcome {
+            detail: why,
+            ..Default::default()
+        },
+    )
 }
 
 fn outcome_of(e: &ProxyError, route: Option<&Arc<str>>) -> Outcome {

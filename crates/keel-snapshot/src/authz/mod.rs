@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use attributes::{Attributes, HeaderList, HttpAttributes, PeerIdentity, RequestHeaders};
-pub use eval::{Decision, DryRunResult, Evaluation, PolicyMatch, Reason};
+pub use eval::{DENIED_BODY, Decision, DryRunResult, Evaluation, PolicyMatch, Reason};
 use matcher::{Glob, JwtPrincipal, PathMatch, ServiceAccount, StringMatch};
 
 /// The policies that apply to one proxy, in evaluation order (by namespace, then name, like
