@@ -69,7 +69,8 @@ pub fn check_connection(
     enforce(&ev, "TCP connection", conn)
 }
 
-/// Decides a request: `host` (`:authority`), `method`, `path` and its headers.
+/// Decides a request: `host` (`:authority`), `method`, `path`, its headers and the payload
+/// of its JWT, verified by RequestAuthentication.
 pub fn check_request(
     policies: &WorkloadPolicies,
     conn: &ConnInfo,
@@ -77,6 +78,7 @@ pub fn check_request(
     method: &str,
     path: &str,
     headers: &dyn RequestHeaders,
+    jwt: Option<&serde_json::Value>,
 ) -> Result<(), String> {
     let attrs = attributes(
         conn,
@@ -85,7 +87,7 @@ pub fn check_request(
             method,
             path,
             headers,
-            jwt: None,
+            jwt,
         }),
     );
     let ev = policies.evaluate(&attrs);

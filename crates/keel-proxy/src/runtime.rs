@@ -137,6 +137,8 @@ pub struct Runtime {
     pub clusters: FastMap<String, Arc<ClusterRuntime>>,
     /// AuthorizationPolicies by listener name (only listeners that have some).
     pub authz: FastMap<String, Arc<keel_snapshot::authz::WorkloadPolicies>>,
+    /// RequestAuthentication's JWT verifiers by listener name (only listeners that have rules).
+    pub jwt: FastMap<String, Arc<crate::jwt::JwtVerifier>>,
 }
 
 impl Runtime {
@@ -179,11 +181,23 @@ impl Runtime {
             .iter()
             .filter_map(|l| Some((l.name.clone(), Arc::new(l.authz.clone()?))))
             .collect();
+        let jwt = snapshot
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let rules = l.jwt.as_ref().filter(|j| !j.rules.is_empty())?;
+                Some((
+                    l.name.clone(),
+                    Arc::new(crate::jwt::JwtVerifier::new(rules)),
+                ))
+            })
+            .collect();
         Runtime {
             snapshot: Arc::new(snapshot),
             tables,
             clusters,
             authz,
+            jwt,
         }
     }
 
@@ -193,6 +207,7 @@ impl Runtime {
             tables: FastMap::default(),
             clusters: FastMap::default(),
             authz: FastMap::default(),
+            jwt: FastMap::default(),
         }
     }
 }

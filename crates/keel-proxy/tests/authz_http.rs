@@ -86,3 +86,73 @@ spec: {}
     let p = Proxy::start(|port| config(port, &up, allow_nothing)).await;
     assert_eq!(fetch(p.port, "a.test", "/get").await.status, 403);
 }
+
+/// A signed ES256 token and the JWKS that verifies it.
+fn es256(claims: &serde_json::Value) -> (String, String) {
+    use base64::Engine;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let public = key.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "x": b64.encode(&public[1..33]), "y": b64.encode(&public[33..65]),
+    }]});
+    let header = b64.encode(br#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#);
+    let payload = b64.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let sig = key.sign(&rng, signing_input.as_bytes()).unwrap();
+    (
+        format!("{signing_input}.{}", b64.encode(sig.as_ref())),
+        jwks.to_string(),
+    )
+}
+
+/// Istio's JWT task: RequestAuthentication rejects an invalid token (401) and passes a
+/// request without one; an AuthorizationPolicy on `requestPrincipals` then requires it.
+#[tokio::test]
+async fn request_authentication_then_request_principals() {
+    let up = echo("echo").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (token, jwks) = es256(&serde_json::json!({
+        "iss": "testing@secure.istio.io", "sub": "jason", "exp": now + 600,
+    }));
+    let policies = format!(
+        "apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: istio-system}}
+spec:
+  jwtRules:
+  - issuer: testing@secure.istio.io
+    jwks: '{jwks}'
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: require-jwt, namespace: istio-system}}
+spec:
+  action: ALLOW
+  rules: [{{from: [{{source: {{requestPrincipals: [testing@secure.istio.io/jason]}}}}]}}]
+"
+    );
+    let p = Proxy::start(|port| config(port, &up, &policies)).await;
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let with = |value: &str| {
+        req("GET", "a.test", "/headers")
+            .header("authorization", value)
+            .body(empty())
+            .unwrap()
+    };
+    let ok = send(p.port, with(&format!("Bearer {token}"))).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let bad = send(p.port, with("Bearer invalidtoken")).await;
+    assert_eq!(bad.status, 401, "{bad:?}");
+    assert!(bad.headers.contains_key("www-authenticate"));
+    // No token: RequestAuthentication lets it pass, the ALLOW policy does not.
+    assert_eq!(fetch(p.port, "a.test", "/headers").await.status, 403);
+}

@@ -279,8 +279,21 @@ async fn route_and_forward(
 ) -> (Response<Body>, Outcome) {
     let rt = shared.runtime.load_full();
     let path = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    // AuthorizationPolicy decides before routing, as Envoy's RBAC filter runs before its
-    // router: a denied request gets Istio's 403 whatever route it would have taken.
+    // RequestAuthentication, then AuthorizationPolicy, before routing, in the order of
+    // Envoy's jwt_authn and RBAC filters: an invalid token is 401, a denied request 403,
+    // whatever route it would have taken. No token passes to the policies.
+    let mut jwt_payload = None;
+    if let Some(verifier) = rt.jwt.get(&conn.listener) {
+        let query = parts.uri.query();
+        match verifier.verify(&parts.headers, query, std::time::SystemTime::now()) {
+            crate::jwt::JwtOutcome::NoToken => {}
+            crate::jwt::JwtOutcome::Valid(v) => {
+                v.apply(&mut parts.headers);
+                jwt_payload = Some(v.payload);
+            }
+            crate::jwt::JwtOutcome::Invalid(e) => return jwt_denied(&e),
+        }
+    }
     if let Some(policies) = rt.authz.get(&conn.listener)
         && let Err(why) = crate::authz::check_request(
             policies,
@@ -289,6 +302,7 @@ async fn route_and_forward(
             parts.method.as_str(),
             parts.uri.path(),
             &crate::authz::HeaderMapHeaders(&parts.headers),
+            jwt_payload.as_ref(),
         )
     {
         return rbac_denied(why);
@@ -470,6 +484,28 @@ fn rbac_denied(why: String) -> (Response<Body>, Outcome) {
         resp,
         Outcome {
             detail: why,
+            ..Default::default()
+        },
+    )
+}
+
+/// Istio's answer to a request whose JWT fails RequestAuthentication: 401 with Envoy's
+/// message as the body and a `www-authenticate` challenge.
+fn jwt_denied(e: &crate::jwt::JwtError) -> (Response<Body>, Outcome) {
+    let why = e.to_string();
+    let mut resp = Response::new(full(why.clone()));
+    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("JWT {why}")) {
+        resp.headers_mut().insert(ERROR_HEADER, v);
+    }
+    (
+        resp,
+        Outcome {
+            detail: e.response_code_details(),
             ..Default::default()
         },
     )
