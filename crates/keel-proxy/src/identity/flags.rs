@@ -27,8 +27,9 @@ pub struct IdentityArgs {
     /// The mesh's trust domain, the first part of its SPIFFE identity
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
-    /// The certificate lifetime asked for (Istio's SECRET_TTL); renewed at about half of it
-    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    /// The certificate lifetime asked for (Istio's SECRET_TTL); renewed at about half of it.
+    /// `keel up` passes its environment on, so KEEL_CERT_TTL sets it for a whole local mesh
+    #[arg(long, default_value = "24h", value_parser = parse_ttl, env = "KEEL_CERT_TTL")]
     pub cert_ttl: Duration,
     /// The workload key's type: ecdsa-p256 (rsa-2048 is refused: ring can't generate RSA keys)
     #[arg(long, value_name = "ALG", default_value = "ecdsa-p256", value_parser = parse_key_algorithm)]
