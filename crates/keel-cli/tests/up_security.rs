@@ -116,6 +116,17 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
         "{metrics}"
     );
 
+    // The client side names the Deployment behind the endpoint, as for Kubernetes pods.
+    let sleep_metrics = admin(mesh.pod("sleep").admin, "/stats/prometheus");
+    assert!(
+        sleep_metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"source\"")
+                && l.contains("destination_workload=\"httpbin\",")),
+        "{sleep_metrics}"
+    );
+
     // STRICT, mesh-wide: plaintext is refused, the mesh still works.
     mesh.apply_yaml("strict.yaml", &peer_authentication("STRICT"));
     eventually("plaintext refused under STRICT", || {

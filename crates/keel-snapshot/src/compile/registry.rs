@@ -189,7 +189,7 @@ impl Registry {
                 if wr.namespace() == r.namespace()
                     && sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
                 {
-                    let mut inst = from_entry(w, wr.name(), wr.namespace());
+                    let mut inst = from_entry(w, workload_name(wr, w), wr.namespace());
                     inst.labels = labels;
                     instances.push(inst);
                 }
@@ -342,7 +342,7 @@ impl Registry {
                         labels,
                         locality: w.locality.clone(),
                         weight: w.weight.max(1),
-                        workload: wr.name().to_string(),
+                        workload: workload_name(wr, w).to_string(),
                         namespace: wr.namespace().to_string(),
                         service_account: w.service_account.clone(),
                     });
@@ -386,4 +386,16 @@ fn pod_facts(
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// Istio's label naming the workload a WorkloadEntry belongs to (its Deployment, for the local
+/// mesh's pods), which metrics report as `destination_workload`.
+pub const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
+
+/// The workload a WorkloadEntry stands for: [`WORKLOAD_NAME_LABEL`] when set, else its name.
+fn workload_name<'a>(r: &'a Resource, w: &'a WorkloadEntry) -> &'a str {
+    w.labels
+        .get(WORKLOAD_NAME_LABEL)
+        .or_else(|| r.meta.labels.get(WORKLOAD_NAME_LABEL))
+        .map_or(r.name(), String::as_str)
 }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use keel_config::model::kube::pod::Container;
 use keel_config::types::IntOrString;
 use keel_config::{Resource, Spec};
+use keel_snapshot::compile::registry::WORKLOAD_NAME_LABEL;
 use keel_snapshot::compile::routes::TLS_MODE_LABEL;
 
 use super::image::{AppCommand, Program, RUN_ANNOTATION, map_image};
@@ -339,6 +340,8 @@ pub fn workload_entry(r: &Replica, ports: &Ports) -> serde_json::Value {
     if r.inject {
         labels.insert(TLS_MODE_LABEL.into(), "istio".into());
     }
+    // Metrics name the Deployment, as for Kubernetes pods, not the pod.
+    labels.insert(WORKLOAD_NAME_LABEL.into(), r.deployment.clone());
     let mut spec = serde_json::json!({
         "address": "127.0.0.1",
         "labels": labels,
