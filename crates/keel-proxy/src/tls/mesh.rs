@@ -8,15 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, ServerConfig};
 
+use super::verify::{NameCheck, ServerVerifier};
 use crate::identity::WorkloadIdentity;
 
 /// ALPN of mesh mTLS carrying HTTP/2 (Istio's name).
@@ -69,100 +63,6 @@ pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
         })
         .collect()
 }
-
-/// Verifies a mesh server: its chain to the mesh roots, then its SPIFFE ID against the
-/// identities expected (any mesh identity when empty, as when the control plane knows none).
-#[derive(Debug)]
-pub struct SpiffeServerVerifier {
-    roots: Arc<RootCertStore>,
-    expected: Vec<String>,
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl SpiffeServerVerifier {
-    pub fn new(roots: Arc<RootCertStore>, expected: Vec<String>) -> Self {
-        SpiffeServerVerifier {
-            roots,
-            expected,
-            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-        }
-    }
-}
-
-impl ServerCertVerifier for SpiffeServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algs.all,
-        )?;
-        if self.expected.is_empty() {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let ids = spiffe_ids(end_entity);
-        if ids.iter().any(|id| self.expected.contains(id)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(WrongIdentity {
-                    found: ids,
-                    expected: self.expected.clone(),
-                })),
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
-}
-
-/// The server presented another identity than the one expected behind the endpoint.
-#[derive(Debug)]
-struct WrongIdentity {
-    found: Vec<String>,
-    expected: Vec<String>,
-}
-
-impl std::fmt::Display for WrongIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the peer is {:?}, not the expected {:?}",
-            self.found, self.expected
-        )
-    }
-}
-
-impl std::error::Error for WrongIdentity {}
 
 /// The rustls configurations of a proxy's mesh mTLS, built once for its identity: each
 /// handshake presents the certificate in use at that moment.
@@ -231,9 +131,9 @@ impl MeshTls {
         } else {
             vec![expected.to_string()]
         };
-        let verifier = Arc::new(SpiffeServerVerifier::new(
+        let verifier = Arc::new(ServerVerifier::new(
             self.identity.roots().store.clone(),
-            expected_ids,
+            NameCheck::Spiffe(expected_ids),
         ));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)

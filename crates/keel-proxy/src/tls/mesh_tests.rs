@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use keel_control::ca::{Ca, CaOptions};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;

@@ -5,3 +5,4 @@ pub mod mesh;
 pub mod origin;
 pub mod terminate;
 pub mod upstream;
+pub mod verify;

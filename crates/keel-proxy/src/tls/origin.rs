@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use keel_config::model::networking::destination_rule::{ClientTlsSettings, TlsMode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 
 use super::upstream::OriginTls;
+use super::verify::{NameCheck, ServerVerifier};
 
 /// Debian's (and most distributions') bundle of public CAs: the roots when `caCertificates`
 /// is not set, as Envoy would use the system's.
@@ -71,12 +70,12 @@ fn config(tls: &ClientTlsSettings) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Verifier {
-        roots: Arc::new(roots),
-        sans: tls.subject_alt_names.clone(),
-        skip,
-        algs: provider.signature_verification_algorithms,
-    });
+    let check = if skip {
+        NameCheck::Skip
+    } else {
+        NameCheck::SubjectAltNames(tls.subject_alt_names.clone())
+    };
+    let verifier = Arc::new(ServerVerifier::new(Arc::new(roots), check));
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -94,79 +93,4 @@ fn config(tls: &ClientTlsSettings) -> Result<Arc<ClientConfig>, String> {
     };
     config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
-}
-
-/// WebPKI verification, by the SNI's name or by `subjectAltNames` when given (Istio's
-/// SAN check replaces the host name check), or none with `insecureSkipVerify`.
-#[derive(Debug)]
-struct Verifier {
-    roots: Arc<RootCertStore>,
-    sans: Vec<String>,
-    skip: bool,
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        if self.skip {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algs.all,
-        )?;
-        if self.sans.is_empty() {
-            rustls::client::verify_server_name(&cert, server_name)?;
-            return Ok(ServerCertVerified::assertion());
-        }
-        for san in &self.sans {
-            if let Ok(name) = ServerName::try_from(san.as_str())
-                && rustls::client::verify_server_name(&cert, &name).is_ok()
-            {
-                return Ok(ServerCertVerified::assertion());
-            }
-        }
-        if super::mesh::spiffe_ids(end_entity)
-            .iter()
-            .any(|id| self.sans.contains(id))
-        {
-            return Ok(ServerCertVerified::assertion());
-        }
-        Err(Error::InvalidCertificate(
-            rustls::CertificateError::NotValidForName,
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
