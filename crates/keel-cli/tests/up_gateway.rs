@@ -10,26 +10,6 @@ use std::time::Duration;
 
 use common::{Mesh, binaries_built, eventually, get};
 
-const HTTPBIN: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 8080}]
-  selector: {app: httpbin}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin}
-spec:
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin}}
-    spec:
-      containers:
-      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
-"#;
-
 /// A Gateway named `name` on `port` and a VirtualService sending its traffic to httpbin.
 fn gateway(name: &str, port: u16) -> String {
     format!(
@@ -81,7 +61,7 @@ fn a_gateway_applied_later_starts_the_ingress_gateway_and_it_is_restarted_when_i
     }
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("httpbin.yaml");
-    std::fs::write(&manifests, HTTPBIN).unwrap();
+    std::fs::write(&manifests, common::HTTPBIN).unwrap();
     let mesh = Mesh::up_with(&[&manifests], &[], &[("KEEL_RESTART_BACKOFF_MS", "50")]);
     let log = mesh.state.join("logs/istio-ingressgateway.log");
     assert!(!log.exists(), "no Gateway yet, so no ingress gateway");

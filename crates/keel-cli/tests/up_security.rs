@@ -11,29 +11,8 @@ use std::process::Command;
 
 use common::{KEEL, Mesh, admin, binaries_built, eventually, get};
 
-const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: httpbin}
----
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 8080}]
-  selector: {app: httpbin}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpbin}
-spec:
-  selector: {matchLabels: {app: httpbin}}
-  template:
-    metadata: {labels: {app: httpbin, version: v1}}
-    spec:
-      serviceAccountName: httpbin
-      containers:
-      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
+/// httpbin, and sleep to call it.
+const SLEEP: &str = r#"
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -46,6 +25,10 @@ spec:
       serviceAccountName: sleep
       containers: [{name: sleep, image: curlimages/curl}]
 "#;
+
+fn httpbin_and_sleep() -> String {
+    format!("{}{SLEEP}", common::HTTPBIN)
+}
 
 /// A plaintext GET straight to `port`, as a client without a sidecar sends it; the status
 /// line, or what went wrong.
@@ -77,7 +60,7 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
     }
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("app.yaml");
-    std::fs::write(&manifests, MANIFESTS).unwrap();
+    std::fs::write(&manifests, httpbin_and_sleep()).unwrap();
     let mesh = Mesh::up(&[&manifests]);
     let sleep = mesh.pod("sleep").proxy;
 
@@ -185,7 +168,7 @@ fn certificate_rotation_under_load_loses_no_request() {
     }
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("app.yaml");
-    std::fs::write(&manifests, MANIFESTS).unwrap();
+    std::fs::write(&manifests, httpbin_and_sleep()).unwrap();
     let mesh = Mesh::up_with(&[&manifests], &[], &[("KEEL_CERT_TTL", "4s")]);
     mesh.apply_yaml("strict.yaml", &peer_authentication("STRICT"));
     let sleep = mesh.pod("sleep").proxy;

@@ -47,6 +47,33 @@ pub fn istio_samples() -> Option<PathBuf> {
     }
 }
 
+/// httpbin as Istio's tasks deploy it: its ServiceAccount, Service (8000 → 8080) and a
+/// one-replica Deployment labelled `app: httpbin, version: v1`.
+pub const HTTPBIN: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: httpbin}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin}
+spec:
+  ports: [{name: http, port: 8000, targetPort: 8080}]
+  selector: {app: httpbin}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  template:
+    metadata: {labels: {app: httpbin, version: v1}}
+    spec:
+      serviceAccountName: httpbin
+      containers:
+      - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
+"#;
+
 /// One pod of the mesh, as `keel up`'s summary names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Pod {
