@@ -273,6 +273,18 @@ impl Ca {
         &self.root
     }
 
+    /// What every certificate this CA issues has: its key identifier, a fresh serial, and a
+    /// validity from a minute ago (grace for clocks a little behind the CA's) for `ttl`, never
+    /// past the signing certificate's end.
+    fn issued(&self, params: &mut CertificateParams, ttl: Duration) -> Result<(), SignError> {
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - ::time::Duration::minutes(1);
+        params.not_after = (now + ttl).min(self.not_after);
+        params.serial_number = Some(random_serial().map_err(SignError::Internal)?);
+        Ok(())
+    }
+
     /// Signs the public key of `csr_pem` for `id`, the identity the caller proved, for `ttl`
     /// (the default when `None`). Returns Istio's `cert_chain`: the new certificate, then
     /// `cert-chain.pem` when plugged in, then the root.
@@ -320,12 +332,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        // A minute's grace for clocks a little behind the CA's.
-        params.not_before = now - ::time::Duration::minutes(1);
-        params.not_after = (now + ttl).min(self.not_after);
-        params.serial_number = Some(random_serial().map_err(SignError::Internal)?);
+        self.issued(&mut params, ttl)?;
         let signed = CertificateSigningRequestParams {
             params,
             public_key: csr.public_key,
@@ -365,11 +372,7 @@ impl Ca {
         );
         params.is_ca = IsCa::ExplicitNoCa;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - ::time::Duration::minutes(1);
-        params.not_after = (now + ttl).min(self.not_after);
-        params.serial_number = Some(random_serial().map_err(SignError::Internal)?);
+        self.issued(&mut params, ttl)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(internal)?;
         let mut chain = cert.pem();
         if !self.chain.trim().is_empty() {
