@@ -18,13 +18,7 @@ const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{path}: not PEM certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{path}: no certificate in it"));
-    }
-    Ok(certs)
+    super::terminate::certs(&bytes, path)
 }
 
 /// The origination for a cluster of `host` (`name` in messages).

@@ -69,7 +69,8 @@ fn read(pem: &Pem, files: &mut Vec<(PathBuf, Option<SystemTime>)>) -> Result<Vec
     }
 }
 
-fn certs(bytes: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The PEM certificates in `bytes` (`what` names them in errors); at least one.
+pub(super) fn certs(bytes: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
