@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use keel_proxy::admin::{self, AdminHooks};
 use keel_proxy::identity::{self, IdentityArgs, WorkloadIdentity};
 use keel_proxy::l4::L4Config;
+use keel_proxy::l4::orig_dst::{PortAliases, SoOriginalDst};
 use keel_proxy::server::{Listeners, Shared};
 use keel_proxy::sidecar;
 use keel_proxy::standalone::{self, Compiler, StandaloneConfig};
@@ -162,9 +163,12 @@ struct SidecarArgs {
     /// A service port that also gets its own outbound listener; repeatable (with -f)
     #[arg(long = "outbound-listener", value_name = "PORT")]
     outbound_listeners: Vec<u16>,
-    /// A port the application serves, PORT or PORT/PROTOCOL; repeatable (with -f; default:
-    /// the target ports of the Services selecting the workload)
-    #[arg(long = "app-port", value_name = "PORT[/PROTOCOL]", value_parser = parse_app_port)]
+    /// A port the application serves, PORT or PORT/PROTOCOL; repeatable (default: the target
+    /// ports of the Services selecting the workload). PORT=LOCAL[/PROTOCOL]: the workload's
+    /// PORT (what policies name) is served by the application on LOCAL, and a connection to
+    /// the --inbound-port in the same position counts as addressed to PORT (the local mesh,
+    /// where pods share one loopback)
+    #[arg(long = "app-port", value_name = "[PORT=]LOCAL[/PROTOCOL]", value_parser = parse_app_port)]
     app_ports: Vec<InboundPort>,
     /// Address the listeners bind (with -f)
     #[arg(long, default_value = "0.0.0.0")]
@@ -553,6 +557,15 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
             drain_timeout: args.process.drain_timeout,
+            original_dst: Arc::new(PortAliases::new(
+                Arc::new(SoOriginalDst),
+                // Each inbound listener stands for the app port in the same position.
+                args.inbound_ports
+                    .iter()
+                    .zip(&args.app_ports)
+                    .filter(|(_, app)| app.local.is_some())
+                    .map(|(listener, app)| (*listener, app.port)),
+            )),
             ..Default::default()
         },
     );

@@ -111,6 +111,9 @@ pub struct ConnInfo {
     pub reporter: Reporter,
     /// The peer's SPIFFE ID, when it authenticated with mesh mTLS.
     pub peer_identity: Option<Arc<str>>,
+    /// The client certificate's `x-forwarded-client-cert` element, when the client presented
+    /// one (mesh mTLS, or a MUTUAL gateway server): see [`crate::tls::xfcc`].
+    pub client_cert: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -300,6 +303,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             tls: false,
             reporter,
             peer_identity: None,
+            client_cert: None,
         });
         let shared = shared.clone();
         let protocol = listener.protocol;
@@ -310,8 +314,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             tokio::spawn(async move {
                 match terminator.accept(stream, shared.l4.hello_timeout).await {
                     Ok(t) => {
+                        // A gateway's own certificate rarely has a URI SAN: no `By`.
+                        let client_cert = t
+                            .stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|leaf| Arc::from(crate::tls::xfcc::element(None, leaf)));
                         let conn = Arc::new(ConnInfo {
                             tls: true,
+                            client_cert,
                             ..(*conn).clone()
                         });
                         crate::l4::serve_terminated(shared, conn, protocol, t).await

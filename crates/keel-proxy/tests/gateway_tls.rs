@@ -294,4 +294,71 @@ async fn https_servers_terminate_tls_by_sni_with_secrets_and_files_and_redirect_
         Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}"),
         Err(e) => println!("skipping the curl check: curl can't run here ({e})"),
     }
+
+    // openssl s_client: the certificate chosen by SNI verifies against its CA, and MUTUAL
+    // refuses a client without a certificate and serves one with a good one.
+    let files_ca = dir.path().join("files-ca.pem");
+    std::fs::write(&files_ca, &ca.pem).unwrap();
+    let good_cert = dir.path().join("good.pem");
+    let good_key = dir.path().join("good.key");
+    std::fs::write(&good_cert, &good.0).unwrap();
+    std::fs::write(&good_key, &good.1).unwrap();
+    let s_client = move |port: u16, sni: &'static str, extra: Vec<std::ffi::OsString>| {
+        let mut child = std::process::Command::new("timeout")
+            .args([
+                "10",
+                "openssl",
+                "s_client",
+                "-ign_eof",
+                "-verify_return_error",
+            ])
+            .args(["-connect", &format!("127.0.0.1:{port}"), "-servername", sni])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        use std::io::Write;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = write!(
+                stdin,
+                "GET /openssl HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
+            );
+        }
+        let out = child.wait_with_output()?;
+        Ok::<String, std::io::Error>(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    };
+    let ca_arg = |f: &std::path::Path| vec!["-CAfile".into(), f.as_os_str().to_owned()];
+    let (a, b, c) = (ca_arg(&files_ca), ca_arg(&files_ca), {
+        let mut v = ca_arg(&files_ca);
+        v.extend(["-cert".into(), good_cert.into_os_string()]);
+        v.extend(["-key".into(), good_key.into_os_string()]);
+        v
+    });
+    let runs = tokio::task::spawn_blocking(move || {
+        (
+            s_client(https, "renewed.files.test", a),
+            s_client(mutual_port, "mutual.test", b),
+            s_client(mutual_port, "mutual.test", c),
+        )
+    })
+    .await
+    .unwrap();
+    match runs {
+        (Ok(by_sni), Ok(no_cert), Ok(with_cert)) => {
+            assert!(
+                by_sni.contains("Verify return code: 0 (ok)") && by_sni.contains("HTTP/1.1 200"),
+                "{by_sni}"
+            );
+            assert!(!no_cert.contains("HTTP/1.1 200"), "{no_cert}");
+            assert!(with_cert.contains("HTTP/1.1 200"), "{with_cert}");
+        }
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            println!("skipping the openssl check: openssl can't run here ({e})")
+        }
+    }
 }

@@ -79,6 +79,7 @@ async fn sidecar(
                 inbound_ports: vec![InboundPort {
                     port: app.port(),
                     protocol: "HTTP".into(),
+                    local: None,
                 }],
                 bind: "127.0.0.1".parse().unwrap(),
                 ..Default::default()
@@ -287,6 +288,7 @@ spec:
             inbound_ports: vec![InboundPort {
                 port: db.port(),
                 protocol: "TCP".into(),
+                local: None,
             }],
             bind: "127.0.0.1".parse().unwrap(),
             ..Default::default()

@@ -321,6 +321,7 @@ fn inbound_forwards_to_the_app_on_its_target_ports() {
         inbound_ports: vec![InboundPort {
             port: 7000,
             protocol: "HTTP".into(),
+            local: None,
         }],
         ..productpage()
     });
@@ -457,10 +458,12 @@ fn a_connection_addressed_to_the_inbound_listener_itself_goes_to_the_first_app_p
             InboundPort {
                 port: 31000,
                 protocol: "HTTP".into(),
+                local: None,
             },
             InboundPort {
                 port: 31001,
                 protocol: "TCP".into(),
+                local: None,
             },
         ],
         ..productpage()
@@ -485,6 +488,34 @@ fn a_connection_addressed_to_the_inbound_listener_itself_goes_to_the_first_app_p
             .iter()
             .any(|r| r.name == "inbound|31001||"
                 && r.matches.iter().map(|m| m.port).eq([Some(31001)]))
+    );
+}
+
+#[test]
+fn a_workload_port_served_on_a_local_port_keeps_its_number_for_routes_and_clusters() {
+    // `--app-port 8080=31000/HTTP`: the pod's 8080, served by the app on 31000 (the local mesh).
+    let s = snapshot(SidecarOptions {
+        inbound_port: 20006,
+        inbound_ports: vec![InboundPort {
+            port: 8080,
+            protocol: "HTTP".into(),
+            local: Some(31000),
+        }],
+        ..productpage()
+    });
+    let inbound = listener(&s, "virtualInbound");
+    let routes = &inbound.http.as_ref().unwrap().virtual_hosts[0].routes;
+    let route = routes
+        .iter()
+        .find(|r| r.name == "inbound|8080||")
+        .expect("route named for the pod's port");
+    let ports: Vec<_> = route.matches.iter().map(|m| m.port).collect();
+    assert_eq!(ports, vec![Some(8080), Some(20006)]);
+    let cluster = &s.clusters["inbound|8080||"];
+    assert_eq!(
+        cluster.endpoints[0].address.to_string(),
+        "127.0.0.1:31000",
+        "the app's own port"
     );
 }
 
@@ -606,10 +637,12 @@ fn each_direct_inbound_port_is_a_listener_forwarding_to_the_app_port_in_its_posi
             InboundPort {
                 port: 31000,
                 protocol: "HTTP".into(),
+                local: None,
             },
             InboundPort {
                 port: 31001,
                 protocol: "TCP".into(),
+                local: None,
             },
         ],
         ..productpage()

@@ -142,13 +142,7 @@ impl ProxyNode {
         );
         fields.insert(
             "KEEL_APP_PORTS".into(),
-            list_value(self.app_ports.iter().map(|p| {
-                if p.protocol.is_empty() {
-                    string_value(p.port.to_string())
-                } else {
-                    string_value(format!("{}/{}", p.port, p.protocol))
-                }
-            })),
+            list_value(self.app_ports.iter().map(|p| string_value(p.to_string()))),
         );
         fields.insert(
             "KEEL_GATEWAYS".into(),
@@ -322,15 +316,20 @@ pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
     Ok((server, local))
 }
 
-/// `PORT` or `PORT/PROTOCOL` (the protocol upper-cased), as `keel-proxy --app-port` takes it.
+/// `PORT` or `PORT/PROTOCOL` (the protocol upper-cased), as `keel-proxy --app-port` takes it;
+/// `PORT=LOCAL[/PROTOCOL]` when the application serves the workload's `PORT` on `LOCAL`.
 pub fn parse_app_port(s: &str) -> Result<InboundPort, String> {
-    let (port, protocol) = s.split_once('/').unwrap_or((s, ""));
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("\"{s}\" is not PORT or PORT/PROTOCOL"))?;
+    let bad = || format!("\"{s}\" is not PORT, PORT/PROTOCOL or PORT=LOCAL[/PROTOCOL]");
+    let (ports, protocol) = s.split_once('/').unwrap_or((s, ""));
+    let (port, local) = match ports.split_once('=') {
+        Some((port, local)) => (port, Some(local.parse::<u16>().map_err(|_| bad())?)),
+        None => (ports, None),
+    };
+    let port = port.parse::<u16>().map_err(|_| bad())?;
     Ok(InboundPort {
         port,
         protocol: protocol.to_ascii_uppercase(),
+        local,
     })
 }
 
@@ -397,7 +396,10 @@ mod tests {
             inbound_port: 2,
             direct_inbound_ports: vec![3, 4],
             outbound_listeners: vec![9080],
-            app_ports: vec![parse_app_port("9080/http").expect("port")],
+            app_ports: vec![
+                parse_app_port("9080/http").expect("port"),
+                parse_app_port("8080=41234/tcp").expect("port"),
+            ],
             gateways: vec!["istio-system/ingress".into()],
             gateway_ports: vec![(80, 8080)],
             proxy_version: "0.1.0".into(),

@@ -33,9 +33,14 @@ pub fn binaries_built() -> bool {
 }
 
 /// Istio's samples and task YAML (`../shared/istio-samples` beside the repository), or `None`
-/// after saying why (a fresh clone has no `../shared`).
+/// after saying why (a fresh clone has no `../shared`; `KEEL_NO_ISTIO_SAMPLES=1` acts as one).
 pub fn istio_samples() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio-samples");
+    // KEEL_NO_ISTIO_SAMPLES=1 runs the tests as a fresh clone would, on the repo's fixtures.
+    if std::env::var_os("KEEL_NO_ISTIO_SAMPLES").is_some() {
+        eprintln!("skipped: KEEL_NO_ISTIO_SAMPLES is set (Istio's own YAML is not read)");
+        return None;
+    }
     if root.join("samples").is_dir() {
         Some(root)
     } else {
@@ -216,6 +221,15 @@ impl Mesh {
             .find(|(name, _)| name.starts_with(prefix))
             .map(|(_, p)| *p)
             .unwrap_or_else(|| panic!("no pod {prefix}* in {:?}", self.pods))
+    }
+
+    /// The pod whose name starts with `prefix` in namespace `ns`.
+    pub fn pod_in(&self, prefix: &str, ns: &str) -> Pod {
+        self.pods
+            .iter()
+            .find(|(name, _)| name.starts_with(prefix) && name.ends_with(&format!(".{ns}")))
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no pod {prefix}*.{ns} in {:?}", self.pods))
     }
 
     /// `keel apply -f FILE --wait` on this mesh's control plane: returns once every sidecar

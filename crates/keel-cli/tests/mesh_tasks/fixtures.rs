@@ -18,7 +18,8 @@ impl Fixtures {
     }
 }
 
-/// Services and Deployments for Bookinfo; `productpage_env` is added to productpage's
+/// Services, ServiceAccounts and Deployments for Bookinfo (Istio's identities:
+/// `bookinfo-<app>`); `productpage_env` is added to productpage's
 /// container (`REVIEWS_TIMEOUT_MS` shortens its 3 s timeout on each of its two reviews calls).
 pub(crate) fn bookinfo(productpage_env: &[(&str, &str)]) -> String {
     let mut out = String::from("# Bookinfo for Keel's local-mesh tests: one pod per version.\n");
@@ -30,7 +31,8 @@ pub(crate) fn bookinfo(productpage_env: &[(&str, &str)]) -> String {
     ] {
         out += &format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec:\n  \
-             selector: {{app: {app}}}\n  ports: [{{name: http, port: 9080}}]\n"
+             selector: {{app: {app}}}\n  ports: [{{name: http, port: 9080}}]\n\
+             ---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: bookinfo-{app}}}\n"
         );
         for v in versions {
             let env: String = if app == "productpage" {
@@ -49,7 +51,8 @@ pub(crate) fn bookinfo(productpage_env: &[(&str, &str)]) -> String {
             out += &format!(
                 "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}-{v}}}\n\
                  spec:\n  selector: {{matchLabels: {{app: {app}, version: {v}}}}}\n  template:\n    \
-                 metadata: {{labels: {{app: {app}, version: {v}}}}}\n    spec:\n      containers:\n      \
+                 metadata: {{labels: {{app: {app}, version: {v}}}}}\n    spec:\n      \
+                 serviceAccountName: bookinfo-{app}\n      containers:\n      \
                  - name: {app}\n        image: docker.io/istio/examples-bookinfo-{app}-{v}:1.20.2\n        \
                  ports: [{{containerPort: 9080}}]\n{env}"
             );

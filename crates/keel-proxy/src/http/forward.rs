@@ -622,6 +622,7 @@ async fn forward(
         .headers
         .entry(headers::X_FORWARDED_PROTO.clone())
         .or_insert(HeaderValue::from_static(conn.scheme()));
+    crate::tls::xfcc::apply(&mut parts.headers, conn);
     let as_received = !h2
         && rewrite.is_none()
         && rewritten_authority.is_none()

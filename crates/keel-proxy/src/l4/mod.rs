@@ -204,17 +204,18 @@ async fn serve_mesh_mtls(
             return;
         }
     };
-    let (peer, alpn) = {
+    let (peer, client_cert, alpn) = {
         let c = &tls.get_ref().1;
-        let peer = c
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|leaf| crate::tls::mesh::spiffe_ids(leaf).into_iter().next());
-        (peer, c.alpn_protocol().map(<[u8]>::to_vec))
+        let leaf = c.peer_certificates().and_then(|certs| certs.first());
+        let peer = leaf.and_then(|leaf| crate::tls::mesh::spiffe_ids(leaf).into_iter().next());
+        let by = mesh.identity().id().to_string();
+        let client_cert = leaf.map(|leaf| Arc::from(crate::tls::xfcc::element(Some(&by), leaf)));
+        (peer, client_cert, c.alpn_protocol().map(<[u8]>::to_vec))
     };
     let conn = Arc::new(ConnInfo {
         tls: true,
         peer_identity: peer.map(Arc::from),
+        client_cert,
         ..(*conn).clone()
     });
     match alpn.as_deref() {

@@ -52,6 +52,36 @@ impl OriginalDst for NoOriginalDst {
     }
 }
 
+/// Listener ports that stand for a port of the workload: a connection to one counts as
+/// addressed to that port (the local mesh has no iptables; `--app-port PORT=LOCAL`). A real
+/// redirect still wins.
+pub struct PortAliases {
+    inner: Arc<dyn OriginalDst>,
+    ports: std::collections::HashMap<u16, u16>,
+}
+
+impl PortAliases {
+    pub fn new(
+        inner: Arc<dyn OriginalDst>,
+        ports: impl IntoIterator<Item = (u16, u16)>,
+    ) -> PortAliases {
+        PortAliases {
+            inner,
+            ports: ports.into_iter().collect(),
+        }
+    }
+}
+
+impl OriginalDst for PortAliases {
+    fn original_dst(&self, stream: &TcpStream) -> Option<SocketAddr> {
+        self.inner.original_dst(stream).or_else(|| {
+            let local = stream.local_addr().ok()?;
+            let port = self.ports.get(&local.port())?;
+            Some(SocketAddr::new(local.ip(), *port))
+        })
+    }
+}
+
 /// A settable answer, for tests: every connection reports the address last set, as if
 /// iptables had redirected it from there.
 #[derive(Debug, Clone, Default)]
@@ -91,5 +121,18 @@ mod tests {
         assert_eq!(NoOriginalDst.original_dst(&s), None);
         let fake = FixedOriginalDst::new(Some(([10, 0, 0, 1], 80).into()));
         assert_eq!(fake.original_dst(&s), Some(([10, 0, 0, 1], 80).into()));
+        // The listener's port stands for the workload's 8080; a real redirect would win.
+        let aliased = PortAliases::new(Arc::new(NoOriginalDst), [(addr.port(), 8080)]);
+        assert_eq!(
+            aliased.original_dst(&s),
+            Some(([127, 0, 0, 1], 8080).into())
+        );
+        let other = PortAliases::new(Arc::new(NoOriginalDst), [(addr.port() ^ 1, 8080)]);
+        assert_eq!(other.original_dst(&s), None);
+        let redirected = PortAliases::new(Arc::new(fake), [(addr.port(), 8080)]);
+        assert_eq!(
+            redirected.original_dst(&s),
+            Some(([10, 0, 0, 1], 80).into())
+        );
     }
 }

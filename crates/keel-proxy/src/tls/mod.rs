@@ -6,3 +6,4 @@ pub mod origin;
 pub mod terminate;
 pub mod upstream;
 pub mod verify;
+pub mod xfcc;

@@ -88,12 +88,37 @@ impl Default for SidecarOptions {
 }
 
 /// A port the local application listens on (at 127.0.0.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundPort {
-    /// The port connections were addressed to (the Service's target port).
+    /// The port connections were addressed to (the Service's target port, the workload's port
+    /// in PeerAuthentication's `portLevelMtls` and AuthorizationPolicy's `ports`).
     pub port: u16,
     /// Istio protocol name, upper case; empty or unknown is sniffed.
     pub protocol: String,
+    /// Where the application really listens, when not on `port`: the local mesh runs every
+    /// pod on one loopback, so a pod's port 8080 is served on a port of its own.
+    pub local: Option<u16>,
+}
+
+impl InboundPort {
+    /// The port the application listens on.
+    pub fn app_port(&self) -> u16 {
+        self.local.unwrap_or(self.port)
+    }
+}
+
+impl std::fmt::Display for InboundPort {
+    /// `[PORT=]LOCAL[/PROTOCOL]`, as `--app-port` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.local {
+            Some(local) => write!(f, "{}={local}", self.port)?,
+            None => write!(f, "{}", self.port)?,
+        }
+        if !self.protocol.is_empty() {
+            write!(f, "/{}", self.protocol)?;
+        }
+        Ok(())
+    }
 }
 
 /// How a service port is served.

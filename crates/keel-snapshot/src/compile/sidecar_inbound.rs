@@ -49,7 +49,10 @@ pub(super) fn inbound(
     let listening: Vec<u16> = std::iter::once(opts.inbound_port)
         .chain(opts.direct_inbound_ports.iter().copied())
         .collect();
-    let declared: BTreeSet<u16> = ports.iter().map(|(p, _)| p.port).collect();
+    let declared: BTreeSet<u16> = ports
+        .iter()
+        .flat_map(|(p, _)| [p.port, p.app_port()])
+        .collect();
     for (i, (port, service)) in ports.iter().enumerate() {
         let cluster = inbound_cluster(port, service);
         let (http, l4, opaque) = inbound_handling(&port.protocol);
@@ -171,6 +174,7 @@ fn selecting_services(resources: &[Resource], opts: &SidecarOptions) -> Vec<(Inb
                     InboundPort {
                         port: target,
                         protocol: p.mesh_protocol().to_string().to_ascii_uppercase(),
+                        local: None,
                     },
                     fqdn(r.name(), r.namespace(), DEFAULT_DOMAIN),
                 ));
@@ -255,7 +259,7 @@ pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
         endpoints: vec![Endpoint {
             address: EndpointAddress::Socket(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port.port,
+                port.app_port(),
             )),
             labels: BTreeMap::new(),
             locality: String::new(),

@@ -201,7 +201,9 @@ pub(super) fn start_replica(
 }
 
 /// Starts a replica's sidecar: one inbound listener per port its Services target, each
-/// paired (`--inbound-port`, `--app-port` in the same position) with that port's local port.
+/// paired (`--inbound-port`, `--app-port` in the same position) with that port's local port,
+/// and counted as the pod's port (`--app-port 8080=LOCAL`), which PeerAuthentication's
+/// `portLevelMtls` and AuthorizationPolicy's `ports` name.
 pub(super) fn start_sidecar(r: &Replica, ports: &Ports, bins: &Binaries) -> std::io::Result<Proc> {
     use std::os::unix::process::CommandExt;
     let (o, e) = log_file(bins.logs, &format!("{}.proxy.log", r.pod))?;
@@ -224,11 +226,16 @@ pub(super) fn start_sidecar(r: &Replica, ports: &Ports, bins: &Binaries) -> std:
         let (Some(port), Some(local)) = (r.ports.get(k), ports.app.get(k)) else {
             continue;
         };
-        let app_port = if port.protocol.is_empty() {
+        // `PORT=LOCAL`: policies name the pod's port (8080), the app serves it on its own
+        // loopback port.
+        let mut app_port = if port.port == 0 || port.port == *local {
             local.to_string()
         } else {
-            format!("{local}/{}", port.protocol)
+            format!("{}={local}", port.port)
         };
+        if !port.protocol.is_empty() {
+            app_port = format!("{app_port}/{}", port.protocol);
+        }
         proxy
             .args(["--inbound-port", &inbound.to_string()])
             .args(["--app-port", &app_port]);
