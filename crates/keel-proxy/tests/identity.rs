@@ -372,3 +372,40 @@ impl Drop for Kill {
         let _ = self.0.wait();
     }
 }
+
+/// `--key-algorithm rsa-2048`: the CA signs the RSA key's request, and two proxies holding
+/// such certificates complete mesh mTLS with each other.
+#[tokio::test]
+async fn an_rsa_2048_workload_key_is_certified_and_does_mesh_mtls() {
+    use keel_proxy::tls::mesh::{Carries, MeshTls};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = RunningCa::start(&dir.path().join("ca"), "127.0.0.1:0".parse().unwrap()).await;
+    let (root, token_file) = files(dir.path(), &token("default", "sleep"));
+    let mut cfg = config(ca.addr, &root, &token_file, Duration::from_secs(3600));
+    cfg.key_algorithm = KeyAlgorithm::Rsa2048;
+    let identity = identity::manager::spawn(cfg).unwrap();
+    tokio::time::timeout(LIMIT, identity.wait_for_certificate())
+        .await
+        .expect("a certificate for the RSA key");
+    let leaf = identity.current().unwrap();
+    let der = leaf.certified_key.cert[0].as_ref().to_vec();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert_eq!(
+        cert.public_key().parsed().unwrap().key_size(),
+        2048,
+        "an RSA 2048 public key"
+    );
+
+    let mesh = MeshTls::new(identity.clone()).unwrap();
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = tokio_rustls::TlsAcceptor::from(mesh.server_config());
+    let client = tokio_rustls::TlsConnector::from(
+        mesh.client_config("spiffe://cluster.local/ns/default/sa/sleep", Carries::Http1)
+            .unwrap(),
+    );
+    let name = rustls::pki_types::ServerName::try_from("outbound_.8000_._.httpbin").unwrap();
+    let (s, c) = tokio::join!(server.accept(a), client.connect(name, b));
+    let (s, _c) = (s.expect("server side"), c.expect("client side"));
+    assert!(s.get_ref().1.peer_certificates().is_some(), "mutual");
+    ca.stop().await;
+}

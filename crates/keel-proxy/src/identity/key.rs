@@ -17,26 +17,20 @@ pub enum KeyAlgorithm {
     /// smaller and faster handshakes than RSA.
     #[default]
     EcdsaP256,
-    /// RSA 2048 (Istio's default, `WORKLOAD_RSA_KEY_SIZE`). Named so the flag can explain why
-    /// it is refused: ring, Keel's only crypto backend, signs with RSA keys but cannot
-    /// generate them (rcgen's `KeyPair::generate_rsa_for` exists only with aws-lc-rs).
+    /// RSA 2048 (Istio's default, `WORKLOAD_RSA_KEY_SIZE`): for peers or policies that want
+    /// RSA. The key is generated with the `rsa` crate (ring signs with RSA keys but can't make
+    /// them); every signature after that is ring's.
     Rsa2048,
 }
 
-/// Why RSA is refused, shared by the flag's error and [`generate`].
-pub const RSA_UNAVAILABLE: &str = "rsa-2048 is not available: Keel's crypto backend (ring) cannot generate RSA keys \
-(rcgen's KeyPair::generate_rsa_for needs aws-lc-rs, which Keel leaves out); use ecdsa-p256, which Istio also \
-supports (ECC_SIGNATURE_ALGORITHM=ECDSA) and every peer accepts";
-
 impl FromStr for KeyAlgorithm {
     type Err = String;
-    /// Parses the flag's values; `rsa-2048` is refused with [`RSA_UNAVAILABLE`].
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "ecdsa-p256" => Ok(KeyAlgorithm::EcdsaP256),
-            "rsa-2048" => Err(RSA_UNAVAILABLE.to_string()),
+            "rsa-2048" => Ok(KeyAlgorithm::Rsa2048),
             other => Err(format!(
-                "\"{other}\" is not a key algorithm; use ecdsa-p256"
+                "\"{other}\" is not a key algorithm; use ecdsa-p256 or rsa-2048"
             )),
         }
     }
@@ -72,7 +66,7 @@ pub fn generate(alg: KeyAlgorithm, id: &SpiffeId) -> Result<KeyAndCsr, String> {
     let key = match alg {
         KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| format!("cannot generate an ECDSA P-256 key: {e}"))?,
-        KeyAlgorithm::Rsa2048 => return Err(RSA_UNAVAILABLE.to_string()),
+        KeyAlgorithm::Rsa2048 => rsa_2048()?,
     };
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -87,6 +81,21 @@ pub fn generate(alg: KeyAlgorithm, id: &SpiffeId) -> Result<KeyAndCsr, String> {
         .map_err(|e| format!("cannot build the CSR: {e}"))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok(KeyAndCsr { key, csr_pem })
+}
+
+/// A new RSA 2048 key (exponent 65537), handed to rcgen as PKCS#8 to sign the CSR with
+/// RSA PKCS#1 v1.5 SHA-256, as Istio's agent does.
+fn rsa_2048() -> Result<KeyPair, String> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let mut rng = rsa::rand_core::OsRng;
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048)
+        .map_err(|e| format!("cannot generate an RSA 2048 key: {e}"))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| format!("cannot encode the RSA key: {e}"))?;
+    let der = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| format!("the RSA key can't sign: {e}"))
 }
 
 #[cfg(test)]
@@ -120,15 +129,31 @@ mod tests {
     }
 
     #[test]
-    fn rsa_is_refused_with_the_reason_and_the_alternative() {
-        let err = "rsa-2048".parse::<KeyAlgorithm>().unwrap_err();
-        assert!(err.contains("ring") && err.contains("ecdsa-p256"), "{err}");
+    fn rsa_2048_is_selectable_and_its_key_signs_for_rustls() {
+        assert_eq!(
+            "rsa-2048".parse::<KeyAlgorithm>().unwrap(),
+            KeyAlgorithm::Rsa2048
+        );
         assert_eq!(
             "ecdsa-p256".parse::<KeyAlgorithm>().unwrap(),
             KeyAlgorithm::EcdsaP256
         );
-        assert!("dsa".parse::<KeyAlgorithm>().is_err());
+        let err = "dsa".parse::<KeyAlgorithm>().unwrap_err();
+        assert!(err.contains("ecdsa-p256 or rsa-2048"), "{err}");
         let id = SpiffeId::new("cluster.local", "default", "sleep");
-        assert!(generate(KeyAlgorithm::Rsa2048, &id).is_err());
+        let out = generate(KeyAlgorithm::Rsa2048, &id).unwrap();
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(&out.csr_pem).unwrap();
+        assert_eq!(csr.public_key.algorithm(), &rcgen::PKCS_RSA_SHA256);
+        // rcgen parsed the request and checked its signature; the key is 2048 bits.
+        let spki_der = rcgen::PublicKeyData::subject_public_key_info(&csr.public_key);
+        let (_, spki) =
+            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<
+                '_,
+                x509_parser::error::X509Error,
+            >>::from_der(&spki_der)
+            .unwrap();
+        assert_eq!(spki.parsed().unwrap().key_size(), 2048);
+        let signer = rustls::crypto::ring::sign::any_supported_type(&out.key).unwrap();
+        assert_eq!(signer.algorithm(), rustls::SignatureAlgorithm::RSA);
     }
 }
