@@ -109,6 +109,18 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
                 && l.contains("destination_workload=\"httpbin\",")),
         "{sleep_metrics}"
     );
+    // ... and both identities, the server's as its certificate proved it.
+    assert!(
+        sleep_metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"source\"")
+                && l.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/sleep\"")
+                && l.contains(
+                    "destination_principal=\"spiffe://cluster.local/ns/default/sa/httpbin\""
+                )),
+        "{sleep_metrics}"
+    );
 
     // STRICT, mesh-wide: plaintext is refused, the mesh still works.
     mesh.apply_yaml("strict.yaml", &peer_authentication("STRICT"));

@@ -166,6 +166,21 @@ impl Pools {
         self.mesh.get()
     }
 
+    /// The identity behind `addr` (cluster pool key `key`) when connections to it are mesh
+    /// mTLS: the client side's `destination_principal`. The handshake checked the server's
+    /// certificate against exactly this identity.
+    pub fn mesh_peer(&self, key: usize, addr: SocketAddr) -> Option<String> {
+        self.mesh.get()?;
+        let table = self.tls.load();
+        if table.origin(key).is_some() {
+            return None;
+        }
+        table
+            .mesh(key, addr)
+            .map(|t| t.identity.clone())
+            .filter(|id| !id.is_empty())
+    }
+
     /// Which endpoints take mesh mTLS, from a new snapshot.
     pub fn set_tls(&self, table: UpstreamTlsTable) {
         self.tls.store(Arc::new(table));

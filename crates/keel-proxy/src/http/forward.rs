@@ -22,7 +22,7 @@ use crate::error::{ERROR_HEADER, ProxyError};
 use crate::route::{CompiledRoute, RequestInfo};
 use crate::runtime::ClusterRuntime;
 use crate::server::{ConnInfo, Shared};
-use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, RequestRecord, ServiceRef};
+use crate::telemetry::{AccessLogFormat, Peer, ProxyIdentity, Reporter, RequestRecord, ServiceRef};
 use crate::upstream::Body;
 
 /// What the access log and metrics need to know about how a request ended.
@@ -38,6 +38,8 @@ pub struct Outcome {
     pub service: Option<Arc<ServiceRef>>,
     /// The workload behind the chosen endpoint, when the registry knows it.
     pub peer: Option<Arc<ProxyIdentity>>,
+    /// The chosen endpoint's SPIFFE ID, when the hop to it was mesh mTLS.
+    pub peer_principal: Option<String>,
     /// Fault injection delayed the request (flag `DI` besides `flag`).
     pub delayed: bool,
     /// The `x-request-id` the proxy generated, kept only while the access log is on.
@@ -241,9 +243,12 @@ where
     record.service = outcome.service;
     record.peer = Peer {
         workload: outcome.peer,
-        // The client's identity, when it came over mesh mTLS (inbound). On outbound hops the
-        // server's isn't kept yet: `destination_principal` stays unknown there.
-        principal: conn.peer_identity.as_deref().map(str::to_string),
+        // The other side's identity when the hop was mesh mTLS: the client's (inbound), or
+        // the server's (outbound), which the handshake verified.
+        principal: match conn.reporter {
+            Reporter::Destination => conn.peer_identity.as_deref().map(str::to_string),
+            Reporter::Source => outcome.peer_principal,
+        },
     };
     if let Some(l) = logged {
         let Logged {
@@ -691,6 +696,9 @@ async fn forward(
         upstream_addr: done.endpoint.map(|(_, a)| a),
         service: Some(cluster.service.clone()),
         peer: done.endpoint.and_then(|(i, _)| cluster.peer(i)),
+        peer_principal: done
+            .endpoint
+            .and_then(|(_, a)| shared.pools.mesh_peer(cluster.policies.breakers.id(), a)),
         flag: done.flag,
         request_id: generated_id,
         ..Default::default()
