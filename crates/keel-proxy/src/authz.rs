@@ -9,12 +9,31 @@ use keel_snapshot::authz::{
 
 use crate::server::ConnInfo;
 
+/// The original client's address (`remote.ip`, `remoteIpBlocks`) from a request's
+/// `X-Forwarded-For` as it arrived, by Envoy's rules as Istio configures them: a gateway
+/// trusts `n` proxies in front of it (`numTrustedProxies`) and takes the n-th address from the
+/// right (none trusted: the peer itself); a sidecar takes the last address. `None`: the peer.
+pub fn remote_ip(conn: &ConnInfo, xff: Option<&str>) -> Option<std::net::IpAddr> {
+    let xff = xff?;
+    let from_right = match conn.gateway_trusted_hops {
+        Some(0) => return None,
+        Some(n) => usize::from(n),
+        None => 1,
+    };
+    let entries: Vec<&str> = xff.split(',').map(str::trim).collect();
+    let i = entries.len().checked_sub(from_right)?;
+    entries.get(i)?.parse().ok()
+}
+
 /// The connection-level attributes of `conn` (`http` to be filled per request).
 pub fn attributes<'a>(conn: &'a ConnInfo, http: Option<HttpAttributes<'a>>) -> Attributes<'a> {
     let destination = conn.original_dst.unwrap_or(conn.local);
+    let remote = http
+        .as_ref()
+        .and_then(|h| remote_ip(conn, h.headers.get("x-forwarded-for").as_deref()));
     Attributes {
         source_ip: conn.remote.ip(),
-        remote_ip: None,
+        remote_ip: remote,
         destination_ip: destination.ip(),
         destination_port: conn.destination_port(),
         peer: conn
@@ -112,5 +131,42 @@ impl RequestHeaders for HeaderMapHeaders<'_> {
                 Some(std::borrow::Cow::Owned(joined))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(gateway_trusted_hops: Option<u8>) -> ConnInfo {
+        let a = "10.0.0.9:1234".parse().expect("addr");
+        ConnInfo {
+            listener: "l".into(),
+            local: a,
+            remote: a,
+            original_dst: None,
+            tls: false,
+            reporter: crate::telemetry::Reporter::Source,
+            peer_identity: None,
+            client_cert: None,
+            gateway_trusted_hops,
+        }
+    }
+
+    #[test]
+    fn the_original_client_follows_envoys_x_forwarded_for_rules() {
+        let xff = Some("192.0.2.10, 203.0.113.1");
+        let ip = |s: &str| Some(s.parse().expect("ip"));
+        // A gateway trusting nobody: the peer (None falls back to it).
+        assert_eq!(remote_ip(&conn(Some(0)), xff), None);
+        // One trusted proxy: the address it appended (Envoy's documented example).
+        assert_eq!(remote_ip(&conn(Some(1)), xff), ip("203.0.113.1"));
+        assert_eq!(remote_ip(&conn(Some(2)), xff), ip("192.0.2.10"));
+        // More trusted than listed: the peer.
+        assert_eq!(remote_ip(&conn(Some(3)), xff), None);
+        // A sidecar: the last address; garbage there is no address.
+        assert_eq!(remote_ip(&conn(None), xff), ip("203.0.113.1"));
+        assert_eq!(remote_ip(&conn(None), Some("1.2.3.4, junk")), None);
+        assert_eq!(remote_ip(&conn(None), None), None);
     }
 }

@@ -126,6 +126,16 @@ struct ProcessArgs {
     /// Worker threads of the async runtime; default: one per core. A sidecar usually wants 1 or 2
     #[arg(long, value_name = "N", env = "KEEL_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
+    /// Gateways: how many proxies in front of this one append to X-Forwarded-For and are
+    /// trusted (Istio's gatewayTopology.numTrustedProxies): the client address that
+    /// AuthorizationPolicy's remoteIpBlocks and remote.ip see is the N-th from the right
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "KEEL_NUM_TRUSTED_PROXIES"
+    )]
+    num_trusted_proxies: u8,
 }
 
 #[derive(clap::Args)]
@@ -557,6 +567,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
             drain_timeout: args.process.drain_timeout,
+            num_trusted_proxies: args.process.num_trusted_proxies,
             original_dst: Arc::new(PortAliases::new(
                 Arc::new(SoOriginalDst),
                 // Each inbound listener stands for the app port in the same position.
@@ -606,6 +617,7 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         ),
         L4Config {
             drain_timeout: args.process.drain_timeout,
+            num_trusted_proxies: args.process.num_trusted_proxies,
             ..Default::default()
         },
     );
@@ -690,6 +702,7 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
         &args.locality,
         L4Config {
             drain_timeout: args.process.drain_timeout,
+            num_trusted_proxies: args.process.num_trusted_proxies,
             ..Default::default()
         },
     );

@@ -114,6 +114,11 @@ pub struct ConnInfo {
     /// The client certificate's `x-forwarded-client-cert` element, when the client presented
     /// one (mesh mTLS, or a MUTUAL gateway server): see [`crate::tls::xfcc`].
     pub client_cert: Option<Arc<str>>,
+    /// Gateways: `Some(n)`, Istio's `gatewayTopology.numTrustedProxies` — the client's address
+    /// is appended to `X-Forwarded-For`, and the original client (`remote.ip`) is the n-th
+    /// address from its right (the peer itself when n is 0). Sidecars: `None`, and `remote.ip`
+    /// is the last `X-Forwarded-For` address, as Envoy without `use_remote_address`.
+    pub gateway_trusted_hops: Option<u8>,
 }
 
 impl ConnInfo {
@@ -304,6 +309,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             reporter,
             peer_identity: None,
             client_cert: None,
+            gateway_trusted_hops: matches!(listener.kind, ListenerKind::Gateway { .. })
+                .then_some(shared.l4.num_trusted_proxies),
         });
         let shared = shared.clone();
         let protocol = listener.protocol;

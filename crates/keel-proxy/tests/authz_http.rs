@@ -156,3 +156,91 @@ spec:
     // No token: RequestAuthentication lets it pass, the ALLOW policy does not.
     assert_eq!(fetch(p.port, "a.test", "/headers").await.status, 403);
 }
+
+fn ip_policy(field: &str, blocks: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ingress-policy, namespace: istio-system}}
+spec:
+  action: ALLOW
+  rules: [{{from: [{{source: {{{field}: [{blocks}]}}}}]}}]
+"
+    )
+}
+
+/// Istio's "Ingress Gateway" authorization task (IP-based allow list): `ipBlocks` judges the
+/// peer's address, `remoteIpBlocks` the original client's, which the gateway reads from
+/// `X-Forwarded-For` past `numTrustedProxies` trusted proxies (none by default: the peer).
+/// The gateway appends the peer to `X-Forwarded-For` for the app.
+#[tokio::test]
+async fn ip_blocks_judge_the_peer_and_remote_ip_blocks_the_forwarded_client() {
+    let up = echo("echo").await;
+    let with_xff = |port: u16, xff: Option<&'static str>| async move {
+        let mut r = req("GET", "a.test", "/headers");
+        if let Some(x) = xff {
+            r = r.header("x-forwarded-for", x);
+        }
+        send(port, r.body(empty()).unwrap()).await
+    };
+    let listed = "'1.2.3.4', '5.6.7.0/24'";
+
+    // No trusted proxy (Istio's default).
+    let mut p = Proxy::start(|port| config(port, &up, &ip_policy("ipBlocks", listed))).await;
+    assert_eq!(
+        with_xff(p.port, None).await.status,
+        403,
+        "127.0.0.1 is not listed"
+    );
+    assert_eq!(
+        with_xff(p.port, Some("1.2.3.4")).await.status,
+        403,
+        "ipBlocks reads the peer, not the header"
+    );
+    let port = p.port;
+    p.install(&config(
+        port,
+        &up,
+        &ip_policy("ipBlocks", &format!("{listed}, '127.0.0.1'")),
+    ))
+    .await;
+    let ok = with_xff(p.port, Some("1.2.3.4")).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(
+        ok.json()["headers"]["x-forwarded-for"][0],
+        "1.2.3.4, 127.0.0.1",
+        "the gateway appends its peer"
+    );
+    // Trusting nobody, remoteIpBlocks also reads the peer.
+    p.install(&config(port, &up, &ip_policy("remoteIpBlocks", listed)))
+        .await;
+    assert_eq!(with_xff(p.port, Some("1.2.3.4")).await.status, 403);
+
+    // One trusted proxy in front: the address it appended is the client.
+    let one = Proxy::start_with(
+        || {
+            keel_proxy::server::Shared::with_l4(
+                "",
+                keel_proxy::l4::L4Config {
+                    num_trusted_proxies: 1,
+                    ..Default::default()
+                },
+            )
+        },
+        |port| resources(&config(port, &up, &ip_policy("remoteIpBlocks", listed))),
+    )
+    .await;
+    assert_eq!(
+        with_xff(one.port, Some("9.9.9.9, 5.6.7.8")).await.status,
+        200
+    );
+    assert_eq!(
+        with_xff(one.port, Some("1.2.3.4, 9.9.9.9")).await.status,
+        403
+    );
+    assert_eq!(
+        with_xff(one.port, None).await.status,
+        403,
+        "no header: the peer"
+    );
+}

@@ -628,6 +628,9 @@ async fn forward(
         .entry(headers::X_FORWARDED_PROTO.clone())
         .or_insert(HeaderValue::from_static(conn.scheme()));
     crate::tls::xfcc::apply(&mut parts.headers, conn);
+    if conn.gateway_trusted_hops.is_some() {
+        headers::append_forwarded_for(&mut parts.headers, conn.remote.ip());
+    }
     let as_received = !h2
         && rewrite.is_none()
         && rewritten_authority.is_none()

@@ -31,6 +31,25 @@ fn hop_by_hop_of_len(len: usize) -> &'static [usize] {
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Appends the client's address to `X-Forwarded-For`, as a gateway does (Envoy's
+/// `use_remote_address`, which Istio sets on gateways): `a, b` becomes `a, b, client`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::IpAddr) {
+    use std::io::Write;
+    let mut buf = Vec::with_capacity(64);
+    // Several header lines are one list.
+    for prior in headers.get_all(&X_FORWARDED_FOR) {
+        if !prior.is_empty() {
+            buf.extend_from_slice(prior.as_bytes());
+            buf.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(buf, "{client}");
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade the `Upgrade`/`Connection` pair is kept (`keep_upgrade`).
@@ -227,6 +246,19 @@ fn id_bytes(id: &[u8; 36]) -> bytes::Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_appends_the_client_to_x_forwarded_for() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.7"));
+        append_forwarded_for(&mut h, "::1".parse().unwrap());
+        assert_eq!(
+            h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(),
+            ["10.0.0.1, 192.0.2.7, ::1"]
+        );
+    }
 
     #[test]
     fn first_values_are_gets() {

@@ -50,6 +50,9 @@ pub struct L4Config {
     pub drain_timeout: Duration,
     /// Where redirected connections were going.
     pub original_dst: Arc<dyn OriginalDst>,
+    /// Proxies in front of a gateway whose `X-Forwarded-For` entries are trusted (Istio's
+    /// `gatewayTopology.numTrustedProxies`, default 0).
+    pub num_trusted_proxies: u8,
 }
 
 impl Default for L4Config {
@@ -60,6 +63,7 @@ impl Default for L4Config {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             original_dst: Arc::new(SoOriginalDst),
+            num_trusted_proxies: 0,
         }
     }
 }

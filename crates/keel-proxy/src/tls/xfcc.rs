@@ -201,6 +201,7 @@ mod tests {
             reporter,
             peer_identity: None,
             client_cert: client_cert.map(Into::into),
+            gateway_trusted_hops: None,
         }
     }
 

@@ -13,8 +13,9 @@
 //! none of its `not` values does. Attributes that only exist for HTTP are marked so the
 //! evaluator can apply Istio's rule for plain TCP (see [`eval`]).
 //!
-//! Not here yet: the proxy does not call this (it needs mTLS peer identities first); trust
-//! domain aliases; CUSTOM (external authorization) is recognised and reported, never run.
+//! The proxy calls it per TCP connection and per HTTP request (`keel-proxy/src/authz.rs`).
+//! Not here yet: trust domain aliases; CUSTOM (external authorization) is recognised and
+//! reported, never run.
 
 pub mod attributes;
 pub mod eval;
