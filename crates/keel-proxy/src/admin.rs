@@ -16,6 +16,19 @@ use tokio::net::TcpListener;
 use crate::server::Shared;
 use crate::upstream::Body;
 
+/// Private keys from Secrets travel in the snapshot (gateway and DestinationRule
+/// `credentialName`); `/config_dump` shows `[redacted]` in their place, as Envoy's does.
+fn redact_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains("PRIVATE KEY-----") => {
+            *s = "[redacted]".into();
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_keys),
+        serde_json::Value::Object(o) => o.values_mut().for_each(redact_keys),
+        _ => {}
+    }
+}
+
 /// Admin actions the binary performs (log level, shutdown) and extra pages.
 pub trait AdminHooks: Send + Sync + 'static {
     /// `/logging?level=debug`: returns the new level or why not.
@@ -94,7 +107,12 @@ fn handle(shared: &Arc<Shared>, hooks: &dyn AdminHooks, req: Request<Incoming>) 
         (_, "/healthz") => text(StatusCode::OK, "OK\n"),
         (_, "/config_dump") => {
             let rt = shared.runtime.load_full();
-            let json = serde_json::to_string_pretty(&*rt.snapshot)
+            let json = serde_json::to_value(&*rt.snapshot)
+                .map(|mut v| {
+                    redact_keys(&mut v);
+                    v
+                })
+                .and_then(|v| serde_json::to_string_pretty(&v))
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
             let mut r = text(StatusCode::OK, json);
             r.headers_mut().insert(
@@ -304,5 +322,27 @@ fn cluster_lines(out: &mut String, name: &str, c: &crate::runtime::ClusterRuntim
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn private_keys_are_redacted_wherever_they_sit() {
+        let mut v = serde_json::json!({
+            "listeners": [{"terminate_tls": [{"certificates": [{
+                "chain": {"inline": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+                "key": {"inline": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"},
+            }]}]}],
+            "ec": "-----BEGIN EC PRIVATE KEY-----\nx\n-----END EC PRIVATE KEY-----",
+        });
+        super::redact_keys(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert!(
+            text.contains("BEGIN CERTIFICATE"),
+            "certificates stay: {text}"
+        );
+        assert_eq!(v["ec"], "[redacted]");
     }
 }

@@ -192,3 +192,69 @@ async fn simple_and_mutual_tls_origination_verify_the_server_and_present_the_cli
     let p = Proxy::start(|port| config(port, mutual, &tls)).await;
     assert_ne!(fetch(p.port, "anything", "/").await.status, 200);
 }
+
+fn tls_secret(name: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: istio-system}}\nstringData:\n"
+    );
+    for (k, v) in fields {
+        out.push_str(&format!("  {k}: |\n"));
+        for line in v.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out.push_str("---\n");
+    out
+}
+
+/// `credentialName`: the client certificate, key and CA from a Secret in the gateway's
+/// namespace (Istio's egress TLS origination with a Secret); a missing Secret fails the
+/// connection with a reason that names it.
+#[tokio::test]
+async fn mutual_origination_with_a_credential_name_secret() {
+    let ca = Ca::new();
+    let clients = Ca::new();
+    let mutual = https_server(&ca.issue(&["api.example.test"]), Some(&clients)).await;
+    let (cert, key) = clients.issue(&["client.test"]);
+    let secret = tls_secret(
+        "client-credential",
+        &[("tls.crt", &cert), ("tls.key", &key), ("ca.crt", &ca.pem)],
+    );
+    let tls = "{mode: MUTUAL, credentialName: client-credential}";
+    let p = Proxy::start(|port| format!("{secret}{}", config(port, mutual, tls))).await;
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let r = fetch(p.port, "anything", "/").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body.as_ref(), b"tls-ok");
+    drop(p);
+
+    // The CA alone, in `<name>-cacert`, does for SIMPLE.
+    let simple = https_server(&ca.issue(&["api.example.test"]), None).await;
+    let ca_only = tls_secret("server-ca-cacert", &[("ca.crt", &ca.pem)]);
+    let placeholder = tls_secret("server-ca", &[("note", "the CA is in server-ca-cacert")]);
+    let tls = "{mode: SIMPLE, credentialName: server-ca}";
+    let p =
+        Proxy::start(|port| format!("{ca_only}{placeholder}{}", config(port, simple, tls))).await;
+    let r = fetch(p.port, "anything", "/").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    drop(p);
+
+    let tls = "{mode: MUTUAL, credentialName: nowhere}";
+    let p = Proxy::start(|port| config(port, mutual, tls)).await;
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("no Secret istio-system/nowhere")),
+        "{:?}",
+        p.warnings
+    );
+    let r = fetch(p.port, "anything", "/").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.headers
+            .get("x-keel-error")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|e| e.starts_with("UF") && e.contains("no Secret istio-system/nowhere")),
+        "{r:?}"
+    );
+}

@@ -27,6 +27,10 @@ pub struct Cluster {
     /// written for the resilience layer (connection pools, outlier detection, TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<keel_config::model::networking::destination_rule::TrafficPolicy>,
+    /// The Secret the traffic policy's `tls.credentialName` names, resolved in the proxy's
+    /// namespace when compiled (the proxy reads no Secrets itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_credential: Option<crate::tls::ClientCredential>,
 }
 
 /// One upstream instance.

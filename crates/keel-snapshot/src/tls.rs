@@ -55,6 +55,23 @@ pub struct CertificatePair {
     pub key: Pem,
 }
 
+/// A DestinationRule's `credentialName`, resolved: the Secret's client certificate and key
+/// (`tls.crt`/`tls.key` or `cert`/`key`) and CA (`ca.crt`/`cacert`, or the Secret
+/// `<name>-cacert`), as PEM; `None` where the Secret has no such entry. `found: false`: there
+/// is no Secret of that name in the proxy's namespace (connections then fail, saying so).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClientCredential {
+    /// `namespace/name` of the Secret.
+    pub secret: String,
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
 /// PEM material: a file the proxy reads, or the PEM itself (from a Secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -173,6 +173,7 @@ mod tests {
                 mtls: false,
             }],
             traffic_policy: None,
+            client_credential: None,
         }
     }
 

@@ -48,6 +48,7 @@
 //!     protocol: UpstreamProtocol::Http1,
 //!     endpoints: vec![endpoint("10.0.0.1:80", 3), endpoint("10.0.0.2:80", 1)],
 //!     traffic_policy: None,
+//!     client_credential: None,
 //! };
 //! let balancer = Balancer::new(&cluster, "us-east/a/1");
 //! let headers = http::HeaderMap::new();

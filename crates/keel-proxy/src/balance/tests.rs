@@ -42,6 +42,7 @@ fn cluster(lb: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
         protocol: UpstreamProtocol::Http1,
         endpoints,
         traffic_policy: None,
+        client_credential: None,
     }
 }
 

@@ -302,6 +302,7 @@ fn cluster(ips: &[&str], outlier: OutlierDetection) -> Cluster {
             outlier_detection: Some(outlier),
             ..Default::default()
         }),
+        client_credential: None,
     }
 }
 

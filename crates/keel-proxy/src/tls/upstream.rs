@@ -74,7 +74,12 @@ impl UpstreamTlsTable {
             {
                 origin.insert(
                     c.policies.breakers.id(),
-                    Arc::new(super::origin::build(tls, &cluster.service, &cluster.name)),
+                    Arc::new(super::origin::build(
+                        tls,
+                        cluster.client_credential.as_ref(),
+                        &cluster.service,
+                        &cluster.name,
+                    )),
                 );
                 continue;
             }

@@ -126,6 +126,7 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr], protocol: UpstreamProtocol)
             })
             .collect(),
         traffic_policy: None,
+        client_credential: None,
     }
 }
 

@@ -89,6 +89,7 @@ struct ServerRef<'a> {
 pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
     let registry = Registry::build(resources);
     let mut b = RouteBuilder::new(&registry, resources);
+    b.secrets_namespace = opts.namespace.clone();
     let mut by_port: BTreeMap<u16, Vec<ServerRef<'_>>> = BTreeMap::new();
     for r in resources {
         let Spec::Gateway(g) = &r.spec else { continue };

@@ -16,7 +16,7 @@ use keel_config::model::networking::gateway::{Server, ServerTlsSettings, TlsMode
 use keel_config::{Resource, Spec};
 
 use super::Warning;
-use crate::tls::{CertificatePair, Pem, ServerTls, ServerTlsMode, TlsVersion};
+use crate::tls::{CertificatePair, ClientCredential, Pem, ServerTls, ServerTlsMode, TlsVersion};
 
 /// Whether `server` terminates TLS (HTTPS or TLS with a mode other than passthrough).
 pub fn terminates(server: &Server) -> bool {
@@ -37,6 +37,34 @@ fn secret<'a>(resources: &'a [Resource], namespace: &str, name: &str) -> Option<
         Spec::Secret(s) if r.namespace() == namespace && r.name() == name => Some(&**s),
         _ => None,
     })
+}
+
+/// A DestinationRule's `credentialName` in `namespace`, Istio's way: `cert`/`key`/`cacert`
+/// or `tls.crt`/`tls.key`/`ca.crt`, the CA possibly in a Secret `<name>-cacert` of its own.
+pub fn client_credential(resources: &[Resource], namespace: &str, name: &str) -> ClientCredential {
+    let main = secret(resources, namespace, name);
+    let value = |s: &Secret, keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| s.get(k)?.ok().filter(|v| !v.is_empty()))
+            .map(text)
+    };
+    let ca = main
+        .and_then(|s| value(s, &["cacert", "ca.crt"]))
+        .or_else(|| {
+            secret(resources, namespace, &format!("{name}-cacert"))
+                .and_then(|s| value(s, &["cacert", "ca.crt"]))
+        });
+    let (chain, key) = match main.and_then(Secret::tls_material) {
+        Some(m) => (Some(text(m.cert)), Some(text(m.key))),
+        None => (None, None),
+    };
+    ClientCredential {
+        secret: format!("{namespace}/{name}"),
+        found: main.is_some(),
+        chain,
+        key,
+        ca,
+    }
 }
 
 fn text(bytes: Vec<u8>) -> String {

@@ -71,6 +71,8 @@ pub struct RouteBuilder<'a> {
     pub resources: &'a [Resource],
     pub clusters: BTreeMap<String, Cluster>,
     pub warnings: Vec<Warning>,
+    /// Where DestinationRule `credentialName` Secrets are read: the proxy's own namespace.
+    pub secrets_namespace: String,
 }
 
 impl<'a> RouteBuilder<'a> {
@@ -87,6 +89,10 @@ impl<'a> RouteBuilder<'a> {
         let root = client
             .as_ref()
             .map_or("istio-system", |c| c.root_namespace.as_str());
+        let secrets_namespace = client
+            .as_ref()
+            .map_or("istio-system", |c| c.namespace.as_str())
+            .to_string();
         let peer_authn = PeerAuthnIndex::new(resources, root);
         RouteBuilder {
             registry,
@@ -95,6 +101,7 @@ impl<'a> RouteBuilder<'a> {
             resources,
             clusters: BTreeMap::new(),
             warnings: Vec::new(),
+            secrets_namespace,
         }
     }
 
@@ -177,6 +184,27 @@ impl<'a> RouteBuilder<'a> {
             Some("TCP" | "TLS" | "MONGO" | "MYSQL" | "REDIS") => UpstreamProtocol::Tcp,
             _ => UpstreamProtocol::SameAsDownstream,
         };
+        let client_credential = policy
+            .as_ref()
+            .and_then(|p| p.tls.as_ref())
+            .filter(|t| !t.credential_name.is_empty())
+            .map(|t| {
+                let c = super::gateway_tls::client_credential(
+                    self.resources,
+                    &self.secrets_namespace,
+                    &t.credential_name,
+                );
+                if !c.found {
+                    self.warnings.push(Warning {
+                        resource: origin.to_string(),
+                        message: format!(
+                            "DestinationRule tls.credentialName for host \"{host}\": no Secret {} (it must be in the proxy's namespace); TLS to the host fails until one is applied",
+                            c.secret
+                        ),
+                    });
+                }
+                c
+            });
         let cluster = Cluster {
             name: name.clone(),
             service: host.clone(),
@@ -192,6 +220,7 @@ impl<'a> RouteBuilder<'a> {
             protocol,
             endpoints,
             traffic_policy: policy,
+            client_credential,
         };
         self.clusters.insert(name.clone(), cluster);
         name

@@ -635,5 +635,6 @@ pub fn passthrough_cluster(name: &str) -> Cluster {
         protocol: UpstreamProtocol::SameAsDownstream,
         endpoints: Vec::new(),
         traffic_policy: None,
+        client_credential: None,
     }
 }

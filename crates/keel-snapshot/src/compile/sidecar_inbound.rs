@@ -270,6 +270,7 @@ pub fn inbound_cluster(port: &InboundPort, service: &str) -> Cluster {
             mtls: false,
         }],
         traffic_policy: None,
+        client_credential: None,
     }
 }
 
