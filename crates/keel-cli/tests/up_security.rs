@@ -98,6 +98,27 @@ fn sidecars_use_mtls_and_strict_refuses_clients_outside_the_mesh() {
                 && l.contains("connection_security_policy=\"mutual_tls\"")),
         "{metrics}"
     );
+    // The server side names the calling workload too: sleep's sidecar told it (peer metadata
+    // exchange), and httpbin didn't see the headers that carried it.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"destination\"")
+                && l.contains("source_workload=\"sleep\",")
+                && l.contains("source_app=\"sleep\",")
+                && l.contains("source_workload_namespace=\"default\",")),
+        "{metrics}"
+    );
+    let headers = get(sleep, "http://httpbin:8000/headers", &[]);
+    assert!(
+        !headers
+            .text
+            .to_ascii_lowercase()
+            .contains("x-envoy-peer-metadata"),
+        "{}",
+        headers.text
+    );
 
     // The client side names the Deployment behind the endpoint, as for Kubernetes pods.
     let sleep_metrics = admin(mesh.pod("sleep").admin, "/stats/prometheus");

@@ -79,6 +79,12 @@ impl ClusterRuntime {
     pub fn peer(&self, index: usize) -> Option<Arc<ProxyIdentity>> {
         self.peers.get(index).cloned().flatten()
     }
+
+    /// Whether the registry knows a workload behind any endpoint: a mesh service, which
+    /// gets this proxy's peer metadata (an external one doesn't).
+    pub fn in_mesh(&self) -> bool {
+        self.peers.iter().any(Option::is_some)
+    }
 }
 
 /// Outlier detection's interval timer for `cluster`: every `interval`, endpoints whose

@@ -167,6 +167,13 @@ where
             forwarded_for: header("x-forwarded-for"),
         })
     });
+    // The client's proxy said who it is (metadata exchange): taken off before the app sees
+    // it, and before policies decide, so denied requests are attributed too.
+    let exchange = shared.telemetry.peer_exchange();
+    let inbound_peer = match (conn.reporter, exchange) {
+        (Reporter::Destination, Some(x)) => x.take_peer(req.headers_mut()),
+        _ => None,
+    };
     let method = req.method().clone();
     let version = req.version();
     let downstream_upgrade = wants_upgrade.then(|| upgrade::on(&mut req));
@@ -241,8 +248,11 @@ where
     record.upstream_cluster = outcome.cluster;
     record.route_name = outcome.route;
     record.service = outcome.service;
+    if let (Reporter::Destination, Some(x)) = (conn.reporter, exchange) {
+        x.announce(resp.headers_mut());
+    }
     record.peer = Peer {
-        workload: outcome.peer,
+        workload: inbound_peer.or(outcome.peer),
         // The other side's identity when the hop was mesh mTLS: the client's (inbound), or
         // the server's (outbound), which the handshake verified.
         principal: match conn.reporter {
@@ -628,6 +638,13 @@ async fn forward(
         .entry(headers::X_FORWARDED_PROTO.clone())
         .or_insert(HeaderValue::from_static(conn.scheme()));
     crate::tls::xfcc::apply(&mut parts.headers, conn);
+    let metadata = shared
+        .telemetry
+        .peer_exchange()
+        .filter(|_| conn.reporter == Reporter::Source && cluster.in_mesh());
+    if let Some(x) = metadata {
+        x.announce(&mut parts.headers);
+    }
     if conn.gateway_trusted_hops.is_some() {
         headers::append_forwarded_for(&mut parts.headers, conn.remote.ip());
     }
@@ -716,6 +733,13 @@ async fn forward(
         }
     };
     drop(done.guard);
+    // The server's proxy answered with who it is: off the response, and its name where the
+    // registry had none for the endpoint.
+    if let Some(x) = metadata
+        && let Some(peer) = x.take_peer(resp.headers_mut())
+    {
+        outcome.peer.get_or_insert(peer);
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
             tokio::spawn(upgrade::splice(down, upgrade::on(&mut resp)));

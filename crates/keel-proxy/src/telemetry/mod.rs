@@ -24,6 +24,7 @@
 mod access_log;
 mod exposition;
 mod labels;
+pub mod peer_exchange;
 mod record;
 mod series;
 mod shortcut;
@@ -124,6 +125,7 @@ pub struct Telemetry {
     access_log: AtomicU8,
     sink: OnceLock<Arc<dyn AccessLogSink>>,
     dropped_lines: AtomicU64,
+    exchange: Option<peer_exchange::PeerExchange>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -139,6 +141,11 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     /// Telemetry for the proxy `proxy`, access logs off, lines to stdout once turned on.
+    /// Peer metadata exchange with this proxy's identity (`None` without a workload name).
+    pub fn peer_exchange(&self) -> Option<&peer_exchange::PeerExchange> {
+        self.exchange.as_ref()
+    }
+
     pub fn new(proxy: ProxyIdentity) -> Telemetry {
         Telemetry::with_options(proxy, TelemetryOptions::default())
     }
@@ -150,6 +157,7 @@ impl Telemetry {
             let _ = sink.set(given);
         }
         Telemetry {
+            exchange: peer_exchange::PeerExchange::new(&proxy),
             proxy,
             byte_buckets: options.byte_buckets,
             http: SeriesMap::new(options.clock.clone()),
