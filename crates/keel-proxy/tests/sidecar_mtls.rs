@@ -339,3 +339,107 @@ spec:
     );
     listeners.stop_all();
 }
+
+/// A Gateway server with `tls.mode: ISTIO_MUTUAL` presents the gateway's workload certificate
+/// and takes only clients with a mesh certificate — a sidecar calling it over auto mTLS, with
+/// Istio's ALPN; a client without one is refused.
+#[tokio::test]
+async fn an_istio_mutual_gateway_server_takes_mesh_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
+    let app = http_server("app").await;
+    for _ in 0..5 {
+        let port = free_port();
+        let yaml = format!(
+            "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: east-west, namespace: istio-system}}
+spec:
+  servers:
+  - port: {{number: {port}, name: tls, protocol: HTTPS}}
+    hosts: [\"*\"]
+    tls: {{mode: ISTIO_MUTUAL}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: app, namespace: istio-system}}
+spec:
+  hosts: [app.internal]
+  resolution: STATIC
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {app}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: app, namespace: istio-system}}
+spec:
+  hosts: [\"*\"]
+  gateways: [east-west]
+  http: [{{route: [{{destination: {{host: app.internal}}}}]}}]
+",
+            app = app.port()
+        );
+        let loaded = keel_config::load_str(&yaml, "gw.yaml", &Default::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let compiled = keel_snapshot::compile::gateway::compile(
+            &loaded.resources,
+            &keel_snapshot::compile::gateway::GatewayOptions {
+                bind: "127.0.0.1".parse().unwrap(),
+                namespace: "istio-system".into(),
+                ..Default::default()
+            },
+        );
+        let Ok((shared, listeners)) = try_start(
+            compiled.snapshot,
+            Duration::from_millis(200),
+            Arc::new(FixedOriginalDst::new(None)),
+        )
+        .await
+        else {
+            continue;
+        };
+        let gateway = mesh_tls(&ca, "istio-system", "ingress");
+        let _ = shared.identity.set(gateway.identity().clone());
+        let sleep = mesh_tls(&ca, "foo", "sleep");
+        let tcp = tokio::net::TcpStream::connect(local(port)).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(
+            sleep
+                .client_config(
+                    "spiffe://cluster.local/ns/istio-system/sa/ingress",
+                    Carries::Http1,
+                )
+                .unwrap(),
+        );
+        let name = ServerName::try_from("app.internal").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("mesh client");
+        tls.write_all(b"GET /east HTTP/1.1\r\nHost: app.internal\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = tls.read_to_string(&mut out).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains("app HTTP/1.1 app.internal /east"), "{out}");
+
+        // A TLS client without a mesh certificate: no handshake.
+        let plain_tls = rustls::ClientConfig::builder()
+            .with_root_certificates(gateway.identity().roots().store.as_ref().clone())
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(local(port)).await.unwrap();
+        let refused = async {
+            let mut t = tokio_rustls::TlsConnector::from(Arc::new(plain_tls))
+                .connect(ServerName::try_from("app.internal").unwrap(), tcp)
+                .await
+                .ok()?;
+            t.write_all(b"GET / HTTP/1.1\r\nHost: app.internal\r\n\r\n")
+                .await
+                .ok()?;
+            let mut buf = vec![0u8; 16];
+            let n = t.read(&mut buf).await.ok()?;
+            (n > 0).then_some(())
+        };
+        assert!(refused.await.is_none(), "no client certificate, no answer");
+        listeners.stop_all();
+        return;
+    }
+    panic!("the gateway could not bind");
+}

@@ -228,6 +228,13 @@ fn build(
     };
     if http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if tls.mode == ServerTlsMode::IstioMutual {
+            // A sidecar calling the gateway over auto mTLS offers Istio's names only.
+            config.alpn_protocols.extend([
+                super::mesh::ALPN_H2.to_vec(),
+                super::mesh::ALPN_HTTP11.to_vec(),
+            ]);
+        }
     }
     Ok(Arc::new(config))
 }
@@ -313,7 +320,10 @@ impl Terminator {
             if !entry.subject_alt_names.is_empty() {
                 check_sans(&stream, &entry.subject_alt_names)?;
             }
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let h2 = matches!(
+                stream.get_ref().1.alpn_protocol(),
+                Some(b"h2" | super::mesh::ALPN_H2)
+            );
             Ok(Terminated { stream, sni, h2 })
         };
         tokio::time::timeout(timeout, handshake)
