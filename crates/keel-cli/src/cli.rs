@@ -283,6 +283,27 @@ pub struct ServerListen {
     /// The trust domain of workload identities (spiffe://TRUST-DOMAIN/ns/NS/sa/SA)
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
+
+    /// A PEM bundle of further CAs to trust when fetching RequestAuthentication jwksUri and
+    /// OpenID configurations over HTTPS (Mozilla's roots and the system's bundle are always
+    /// trusted), for issuers under a private CA
+    #[arg(long, value_name = "FILE", env = "KEEL_JWKS_CA")]
+    pub jwks_ca: Option<std::path::PathBuf>,
+
+    /// How often fetched JWT key sets are fetched again (a failed fetch is retried sooner,
+    /// and its last good keys stay in use)
+    #[arg(long, value_name = "DURATION", default_value = "20m", env = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", value_parser = parse_refresh)]
+    pub jwks_refresh_interval: std::time::Duration,
+}
+
+fn parse_refresh(s: &str) -> Result<std::time::Duration, String> {
+    let d = keel_config::types::Duration::parse(s)?.to_std();
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "{s} is too short for a refresh interval: give at least 1s"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

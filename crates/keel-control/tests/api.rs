@@ -45,6 +45,7 @@ async fn start() -> Running {
         proxies: None,
         metrics: None,
         monitoring_only: false,
+        jwks: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async move {

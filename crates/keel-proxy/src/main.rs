@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use keel_jwks::JwksHandle;
 use keel_proxy::admin::{self, AdminHooks};
 use keel_proxy::identity::{self, IdentityArgs, WorkloadIdentity};
 use keel_proxy::l4::L4Config;
@@ -101,6 +102,46 @@ struct CompileArgs {
     /// Namespace of resources that name none
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// Read the fetched JWT key sets (JSON, as `standalone` hands them over) from stdin and
+    /// compile them in for the RequestAuthentications' jwksUri and OpenID discovery
+    #[arg(long)]
+    jwks_stdin: bool,
+}
+
+/// How the modes that compile their own configuration fetch RequestAuthentication key sets
+/// (`jwksUri`, OpenID discovery), as the control plane does.
+#[derive(clap::Args)]
+struct JwksArgs {
+    /// A PEM bundle of further CAs to trust when fetching jwksUri and OpenID configurations
+    /// over HTTPS (Mozilla's roots and the system's bundle are always trusted)
+    #[arg(long, value_name = "FILE", env = "KEEL_JWKS_CA")]
+    jwks_ca: Option<PathBuf>,
+    /// How often fetched key sets are fetched again (a failed fetch is retried sooner, and
+    /// its last good keys stay in use)
+    #[arg(long, value_name = "DURATION", default_value = "20m", env = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", value_parser = parse_duration)]
+    jwks_refresh_interval: Duration,
+}
+
+impl JwksArgs {
+    /// The key cache; the error (an unreadable `--jwks-ca`) says what to fix.
+    fn start(&self) -> Result<JwksHandle, ExitCode> {
+        JwksHandle::http(
+            &keel_jwks::ClientOptions {
+                extra_ca: self.jwks_ca.clone(),
+            },
+            keel_jwks::Settings {
+                timing: keel_jwks::Timing {
+                    refresh: self.jwks_refresh_interval.max(Duration::from_secs(1)),
+                    ..Default::default()
+                },
+                reporter: None,
+            },
+        )
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        })
+    }
 }
 
 /// What every serving mode takes: the admin and metrics ports, logging, draining and threads.
@@ -195,6 +236,8 @@ struct SidecarArgs {
     #[arg(long, env = "KEEL_MIRROR_SHADOW_SUFFIX")]
     mirror_shadow_suffix: bool,
     #[command(flatten)]
+    jwks: JwksArgs,
+    #[command(flatten)]
     identity: IdentityArgs,
     #[command(flatten)]
     process: ProcessArgs,
@@ -278,6 +321,8 @@ struct StandaloneArgs {
     /// (`keel-proxy compile`); the child keeps the gateway's memory smaller
     #[arg(long)]
     compile_in_process: bool,
+    #[command(flatten)]
+    jwks: JwksArgs,
     #[command(flatten)]
     process: ProcessArgs,
 }
@@ -502,6 +547,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         };
         XdsConfig::new(address, node)
     });
+    let mut follow: Option<Follow> = None;
     let snapshot = match &args.snapshot {
         _ if xds.is_some() => Snapshot::default(),
         Some(path) => match sidecar::load_snapshot(path) {
@@ -512,7 +558,7 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             }
         },
         None => {
-            let opts = SidecarOptions {
+            let mut opts = SidecarOptions {
                 namespace: args.namespace.clone(),
                 labels: args.labels.iter().cloned().collect(),
                 outbound_port: args.outbound_port,
@@ -524,13 +570,8 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
                 version: "1".into(),
                 ..Default::default()
             };
-            match sidecar::compile_yaml(&args.files, &opts) {
-                Ok((snapshot, warnings)) => {
-                    for w in &warnings {
-                        tracing::warn!("{w}");
-                    }
-                    snapshot
-                }
+            let resources = match sidecar::load_yaml(&args.files, &opts.namespace) {
+                Ok(r) => r,
                 Err(errors) => {
                     for e in &errors {
                         eprintln!("{e}");
@@ -541,7 +582,29 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
                     );
                     return ExitCode::from(1);
                 }
+            };
+            // Remote key sets are fetched as the control plane would (only when a
+            // RequestAuthentication needs one), and kept fresh while the sidecar runs.
+            let sources = keel_snapshot::compile::jwt::remote_sources(&resources);
+            if !sources.is_empty() {
+                let jwks = match args.jwks.start() {
+                    Ok(j) => j,
+                    Err(code) => return code,
+                };
+                jwks.want(&sources, keel_jwks::FIRST_FETCH_WAIT).await;
+                opts.jwks = jwks.current();
+                let (resources, opts) = (resources.clone(), opts.clone());
+                follow = Some(Box::new(move |shared, listeners| {
+                    tokio::spawn(sidecar::follow_keys(
+                        shared, listeners, resources, opts, jwks,
+                    ));
+                }));
             }
+            let (snapshot, warnings) = sidecar::compile_resources(&resources, &opts);
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            snapshot
         }
     };
     if args.print_snapshot {
@@ -587,7 +650,16 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
         Ok(i) => i,
         Err(code) => return code,
     };
-    serve(shared, snapshot, &args.process, reload, None, xds, identity).await
+    serve(
+        shared,
+        snapshot,
+        &args.process,
+        reload,
+        follow,
+        xds,
+        identity,
+    )
+    .await
 }
 
 async fn run_gateway(args: GatewayArgs) -> ExitCode {
@@ -638,6 +710,17 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
 }
 
 fn run_compile(args: CompileArgs) -> ExitCode {
+    let jwks = if args.jwks_stdin {
+        match standalone::read_jwks(std::io::stdin().lock()) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Arc::default()
+    };
     let cfg = StandaloneConfig {
         paths: args.files,
         namespace: args.namespace.clone(),
@@ -645,6 +728,7 @@ fn run_compile(args: CompileArgs) -> ExitCode {
             bind: args.bind,
             gateways: args.gateways,
             namespace: args.namespace.clone(),
+            jwks,
             ..Default::default()
         },
         compiler: Compiler::InProcess,
@@ -667,7 +751,11 @@ fn run_compile(args: CompileArgs) -> ExitCode {
 
 async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     let reload = init_logging(&args.process.log_level);
-    let cfg = StandaloneConfig {
+    let jwks = match args.jwks.start() {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let mut cfg = StandaloneConfig {
         paths: args.files.clone(),
         namespace: args.namespace.clone(),
         gateway: GatewayOptions {
@@ -682,8 +770,8 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
             _ => Compiler::InProcess,
         },
     };
-    let (snapshot, warnings) = match standalone::load(&cfg) {
-        Ok(x) => x,
+    let (snapshot, warnings) = match standalone::load_resolving(&mut cfg, &jwks).await {
+        Ok(loaded) => (loaded.snapshot, loaded.warnings),
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
@@ -709,12 +797,15 @@ async fn run_standalone(args: StandaloneArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
+    let follow: Follow = Box::new(move |shared, listeners| {
+        tokio::spawn(standalone::watch(shared, listeners, cfg, jwks));
+    });
     serve(
         shared,
         snapshot,
         &args.process,
         reload,
-        Some(cfg),
+        Some(follow),
         None,
         None,
     )
@@ -729,15 +820,19 @@ fn set_access_log(shared: &Shared, format: &str) {
     });
 }
 
-/// Serves `snapshot` (watching the standalone configuration, or following the control plane,
-/// when given) until SIGTERM, Ctrl-C or `/quitquitquit`, then drains.
+/// What keeps a self-configured proxy's configuration current once it serves (watching
+/// the standalone files, following fetched key sets): started with the live state.
+type Follow = Box<dyn FnOnce(Arc<Shared>, Arc<Listeners>) + Send>;
+
+/// Serves `snapshot` (kept current by `follow`, or following the control plane, when given)
+/// until SIGTERM, Ctrl-C or `/quitquitquit`, then drains.
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     shared: Arc<Shared>,
     snapshot: Snapshot,
     process: &ProcessArgs,
     reload: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
-    watch: Option<StandaloneConfig>,
+    follow: Option<Follow>,
     xds: Option<XdsConfig>,
     identity: Option<Arc<WorkloadIdentity>>,
 ) -> ExitCode {
@@ -836,8 +931,8 @@ async fn serve(
             }
         }
     }
-    if let Some(cfg) = watch {
-        tokio::spawn(standalone::watch(shared.clone(), listeners.clone(), cfg));
+    if let Some(follow) = follow {
+        follow(shared.clone(), listeners.clone());
     }
 
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

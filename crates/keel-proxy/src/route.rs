@@ -89,6 +89,8 @@ struct CompiledMatch {
     method: Option<Matcher>,
     authority: Option<Matcher>,
     headers: Vec<(String, Option<Matcher>, bool)>,
+    /// `@request.auth.claims.*`: (claim path, matcher, inverted).
+    claims: Vec<(Vec<String>, Option<Matcher>, bool)>,
     query: Vec<(String, Option<Matcher>)>,
     port: Option<u16>,
     source_labels: BTreeMap<String, String>,
@@ -144,6 +146,9 @@ pub struct RequestInfo<'a> {
     pub source_labels: Option<&'a BTreeMap<String, String>>,
     pub source_namespace: Option<&'a str>,
     pub source_ip: Option<IpAddr>,
+    /// The payload of the JWT the listener's RequestAuthentication verified, for
+    /// `@request.auth.claims.*` matches.
+    pub jwt: Option<&'a serde_json::Value>,
 }
 
 impl CompiledTable {
@@ -275,6 +280,17 @@ fn compile_match(m: &RequestMatch) -> CompiledMatch {
                 )
             })
             .collect(),
+        claims: m
+            .claims
+            .iter()
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.matcher.as_ref().map(|x| Matcher::new(x, false)),
+                    c.invert,
+                )
+            })
+            .collect(),
         query: m
             .query_params
             .iter()
@@ -334,6 +350,11 @@ impl CompiledMatch {
                 return false;
             }
         }
+        for (path, matcher, invert) in &self.claims {
+            if claim_matches(info.jwt, path, matcher.as_ref()) == *invert {
+                return false;
+            }
+        }
         if !self.query.is_empty() {
             let query = parts.uri.query().unwrap_or("");
             for (key, matcher) in &self.query {
@@ -366,6 +387,28 @@ impl CompiledMatch {
             return false;
         }
         true
+    }
+}
+
+/// Istio's claim routing as Envoy evaluates it (a metadata matcher on the verified payload:
+/// `or_match` of `string_match` and `list_match.one_of`): the claim at `path` matches when
+/// it is a string that matches, or a list with a string element that does; numbers,
+/// booleans, objects and a missing claim (or no token) don't. Without a matcher (`{}`), the
+/// claim need only be there.
+fn claim_matches(jwt: Option<&serde_json::Value>, path: &[String], m: Option<&Matcher>) -> bool {
+    let Some(claim) = jwt.and_then(|j| path.iter().try_fold(j, |v, key| v.get(key.as_str())))
+    else {
+        return false;
+    };
+    match (claim, m) {
+        (serde_json::Value::Null, _) => false,
+        (_, None) => true,
+        (serde_json::Value::String(s), Some(m)) => m.matches(s),
+        (serde_json::Value::Array(items), Some(m)) => items
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .any(|s| m.matches(s)),
+        _ => false,
     }
 }
 
@@ -498,6 +541,108 @@ mod tests {
         // An unknown port falls back to the bare name.
         assert_eq!(find("reviews:1234", 15001).as_deref(), Some("web80"));
         assert_eq!(find("ratings", 80), None);
+    }
+
+    /// Istio's JWT claim routing, compiled from a VirtualService as a gateway gets it and
+    /// matched against verified payloads: string and list claims, nested claims (dots or
+    /// brackets), regex and prefix, presence, `withoutHeaders`, and no token at all.
+    #[test]
+    fn jwt_claim_matches() {
+        let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - name: group1
+    match: [{headers: {"@request.auth.claims.groups": {exact: group1}}}]
+    route: [{destination: {host: a.example}}]
+  - name: nested
+    match: [{headers: {"@request.auth.claims.nested.key": {prefix: val}}}]
+    route: [{destination: {host: a.example}}]
+  - name: bracketed
+    match: [{headers: {"@request.auth.claims[https://keel.test/role]": {regex: "adm.*"}}}]
+    route: [{destination: {host: a.example}}]
+  - name: not-jason
+    match: [{uri: {prefix: /private}, withoutHeaders: {"@request.auth.claims.sub": {exact: jason}}}]
+    route: [{destination: {host: a.example}}]
+  - name: has-tier
+    match: [{headers: {"@request.auth.claims.tier": {}}}]
+    route: [{destination: {host: a.example}}]
+  - name: default
+    route: [{destination: {host: a.example}}]
+"#;
+        let loaded =
+            keel_config::load_str(yaml, "claims.yaml", &keel_config::LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let compiled = keel_snapshot::compile::gateway::compile(
+            &loaded.resources,
+            &keel_snapshot::compile::gateway::GatewayOptions::default(),
+        );
+        let table = compiled.snapshot.listeners[0].http.clone().expect("routes");
+        let claims = &table.virtual_hosts[0].routes[0].matches[0].claims;
+        assert_eq!(claims[0].path, ["groups"], "a claim, not a header");
+        assert!(
+            table.virtual_hosts[0].routes[0].matches[0]
+                .headers
+                .is_empty()
+        );
+        let table = CompiledTable::new(&table, &FastMap::default());
+        let route = |path: &str, jwt: Option<serde_json::Value>| {
+            let (parts, ()) = http::Request::get(path).body(()).unwrap().into_parts();
+            let info = RequestInfo {
+                port: 80,
+                jwt: jwt.as_ref(),
+                ..Default::default()
+            };
+            table
+                .find(&parts, "shop.example", &info)
+                .map(|(r, _)| r.route.name.clone())
+                .unwrap_or_default()
+        };
+        use serde_json::json;
+        assert_eq!(
+            route("/", Some(json!({"groups": ["group2", "group1"]}))),
+            "group1"
+        );
+        assert_eq!(route("/", Some(json!({"groups": "group1"}))), "group1");
+        assert_eq!(route("/", Some(json!({"groups": ["group2"]}))), "default");
+        assert_eq!(
+            route("/", Some(json!({"groups": 1}))),
+            "default",
+            "numbers never match"
+        );
+        assert_eq!(
+            route("/", Some(json!({"nested": {"key": "value"}}))),
+            "nested"
+        );
+        assert_eq!(route("/", Some(json!({"nested.key": "value"}))), "default");
+        assert_eq!(
+            route("/", Some(json!({"https://keel.test/role": ["admin"]}))),
+            "bracketed"
+        );
+        assert_eq!(route("/", Some(json!({"tier": "gold"}))), "has-tier");
+        assert_eq!(route("/", Some(json!({"tier": null}))), "default");
+        assert_eq!(route("/", None), "default", "no token: no claim matches");
+        assert_eq!(route("/private", Some(json!({"sub": "jason"}))), "default");
+        assert_eq!(
+            route("/private", Some(json!({"sub": "alice"}))),
+            "not-jason"
+        );
+        assert_eq!(
+            route("/private", None),
+            "not-jason",
+            "withoutHeaders: no token matches"
+        );
     }
 
     #[test]

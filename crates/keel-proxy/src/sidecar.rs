@@ -10,10 +10,14 @@
 //! (`GET http://reviews:9080/ HTTP/1.1`) route on the URI's authority.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use keel_config::{Level, LoadOptions, load_paths, validate_resources};
+use keel_config::{Level, LoadOptions, Resource, load_paths, validate_resources};
+use keel_jwks::JwksHandle;
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::sidecar::{SidecarOptions, compile};
+
+use crate::server::{Listeners, Shared};
 
 /// Reads a snapshot written as JSON. The error says which file and what is wrong in it.
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
@@ -29,16 +33,13 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
     })
 }
 
-/// Reads, validates and compiles Istio YAML for the workload `opts` describes. Errors are
-/// the lines a user must fix; warnings are what the proxy can run without.
-pub fn compile_yaml(
-    paths: &[PathBuf],
-    opts: &SidecarOptions,
-) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+/// Reads and validates Istio YAML (resources that name no namespace are in `namespace`).
+/// Errors are the lines a user must fix.
+pub fn load_yaml(paths: &[PathBuf], namespace: &str) -> Result<Vec<Resource>, Vec<String>> {
     let loaded = load_paths(
         paths,
         &LoadOptions {
-            default_namespace: opts.namespace.clone(),
+            default_namespace: namespace.to_string(),
             ..Default::default()
         },
     );
@@ -54,16 +55,70 @@ pub fn compile_yaml(
             .filter(|d| d.level == Level::Error)
             .map(|d| d.to_string()),
     );
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(loaded.resources)
+    } else {
+        Err(errors)
     }
-    let compiled = compile(&loaded.resources, opts);
+}
+
+/// Compiles `resources` for the workload `opts` describes (with the key sets in
+/// `opts.jwks`); the warnings are what the proxy can run without.
+pub fn compile_resources(resources: &[Resource], opts: &SidecarOptions) -> (Snapshot, Vec<String>) {
+    let compiled = compile(resources, opts);
     let warnings = compiled
         .warnings
         .iter()
         .map(|w| format!("{}: {}", w.resource, w.message))
         .collect();
-    Ok((compiled.snapshot, warnings))
+    (compiled.snapshot, warnings)
+}
+
+/// Reads, validates and compiles Istio YAML for the workload `opts` describes. Errors are
+/// the lines a user must fix; warnings are what the proxy can run without.
+pub fn compile_yaml(
+    paths: &[PathBuf],
+    opts: &SidecarOptions,
+) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+    let resources = load_yaml(paths, &opts.namespace)?;
+    Ok(compile_resources(&resources, opts))
+}
+
+/// A static sidecar (`-f`) whose RequestAuthentications fetch keys: the files are read once,
+/// but the keys are refreshed, so each change of keys recompiles the same resources and
+/// applies the result, as the control plane would push it.
+pub async fn follow_keys(
+    shared: Arc<Shared>,
+    listeners: Arc<Listeners>,
+    resources: Vec<Resource>,
+    mut opts: SidecarOptions,
+    jwks: JwksHandle,
+) {
+    let resources = Arc::new(resources);
+    let mut keys = jwks.subscribe();
+    keys.mark_unchanged();
+    while keys.changed().await.is_ok() {
+        opts.jwks = keys.borrow_and_update().clone();
+        let (job_resources, job_opts) = (resources.clone(), opts.clone());
+        let compiled =
+            tokio::task::spawn_blocking(move || compile_resources(&job_resources, &job_opts)).await;
+        let Ok((snapshot, warnings)) = compiled else {
+            tracing::error!(
+                "recompiling for the new JWT key sets failed; the last configuration keeps serving"
+            );
+            continue;
+        };
+        if crate::standalone::same_config(&shared.runtime.load().snapshot, &snapshot) {
+            continue;
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        for e in crate::standalone::apply(&shared, &listeners, snapshot).await {
+            tracing::error!("{e}");
+        }
+        tracing::info!("JWT key sets changed; configuration recompiled");
+    }
 }
 
 /// `key=value` → the pair (for `--label`).

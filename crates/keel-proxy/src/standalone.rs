@@ -1,6 +1,11 @@
 //! Standalone mode: a gateway configured from Istio YAML files alone. The files are read,
 //! validated with Istio's rules and compiled; when they change they are read again, and an
 //! invalid change is reported and ignored — the last good configuration keeps serving.
+//!
+//! The gateway is its own control plane, so it also does what istiod does for
+//! RequestAuthentications: the key sets of `jwksUri` (and of OpenID discovery) are fetched,
+//! refreshed and compiled in inline (crate `keel-jwks`, the code the control plane runs), and
+//! a change of keys is applied like a change of files.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,8 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keel_config::{Level, LoadOptions, load_paths, validate_resources};
+use keel_jwks::{FIRST_FETCH_WAIT, JwksHandle};
 use keel_snapshot::Snapshot;
 use keel_snapshot::compile::gateway::{GatewayOptions, compile};
+use keel_snapshot::compile::jwt::remote_sources;
+use keel_snapshot::jwt::{RemoteJwks, WantedJwks};
 use serde::{Deserialize, Serialize};
 
 use crate::server::{Listeners, Shared};
@@ -50,6 +58,19 @@ pub struct CompileOutput {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The remote key sets the configuration's RequestAuthentications need: the parent
+    /// fetches them (it keeps the cache) and hands them to the next compile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwks_sources: Vec<WantedJwks>,
+}
+
+/// A compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    /// The remote key sets it needs ([`remote_sources`]).
+    pub jwks_sources: Vec<WantedJwks>,
 }
 
 static VERSION: AtomicU64 = AtomicU64::new(0);
@@ -58,8 +79,14 @@ static VERSION: AtomicU64 = AtomicU64::new(0);
 /// a user needs to fix; any error rejects the whole change (a half-applied configuration
 /// would route surprisingly).
 pub fn load(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+    load_full(cfg).map(|l| (l.snapshot, l.warnings))
+}
+
+/// As [`load`], with the remote key sets the configuration needs. Compiles with the key sets
+/// in `cfg.gateway.jwks`.
+pub fn load_full(cfg: &StandaloneConfig) -> Result<Loaded, Vec<String>> {
     let reads_stdin = cfg.paths.iter().any(|p| p.as_os_str() == "-");
-    let (mut snapshot, warnings) = match &cfg.compiler {
+    let mut loaded = match &cfg.compiler {
         Compiler::Child(exe) if !reads_stdin => match load_in_child(exe, cfg) {
             Ok(result) => result?,
             Err(e) => {
@@ -69,30 +96,59 @@ pub fn load(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<Strin
         },
         _ => load_in_process(cfg)?,
     };
-    snapshot.version = format!("{}", VERSION.fetch_add(1, Ordering::Relaxed) + 1);
-    Ok((snapshot, warnings))
+    loaded.snapshot.version = format!("{}", VERSION.fetch_add(1, Ordering::Relaxed) + 1);
+    Ok(loaded)
+}
+
+/// Loads the configuration with the remote key sets it needs: new sources are fetched first
+/// (for at most [`FIRST_FETCH_WAIT`], as istiod does when it meets a new `jwksUri`), and the
+/// files compiled again if that brought keys. `cfg.gateway.jwks` is left at the key sets used.
+pub async fn load_resolving(
+    cfg: &mut StandaloneConfig,
+    jwks: &JwksHandle,
+) -> Result<Loaded, Vec<String>> {
+    cfg.gateway.jwks = jwks.current();
+    let mut loaded = load_blocking(cfg.clone()).await?;
+    jwks.want(&loaded.jwks_sources, FIRST_FETCH_WAIT).await;
+    let now = jwks.current();
+    if !now.same_keys(&cfg.gateway.jwks) {
+        cfg.gateway.jwks = now;
+        loaded = load_blocking(cfg.clone()).await?;
+    }
+    Ok(loaded)
+}
+
+async fn load_blocking(cfg: StandaloneConfig) -> Result<Loaded, Vec<String>> {
+    match tokio::task::spawn_blocking(move || load_full(&cfg)).await {
+        Ok(loaded) => loaded,
+        Err(e) => Err(vec![format!("reading the configuration failed: {e}")]),
+    }
 }
 
 /// `keel-proxy compile`: compiles in this process and says so as [`CompileOutput`].
 pub fn compile_output(cfg: &StandaloneConfig) -> CompileOutput {
     match load_in_process(cfg) {
-        Ok((snapshot, warnings)) => CompileOutput {
-            snapshot: Some(snapshot),
-            warnings,
+        Ok(loaded) => CompileOutput {
+            snapshot: Some(loaded.snapshot),
+            warnings: loaded.warnings,
             errors: Vec::new(),
+            jwks_sources: loaded.jwks_sources,
         },
         Err(errors) => CompileOutput {
             snapshot: None,
             warnings: Vec::new(),
             errors,
+            jwks_sources: Vec::new(),
         },
     }
 }
 
-type Loaded = Result<(Snapshot, Vec<String>), Vec<String>>;
+type LoadResult = Result<Loaded, Vec<String>>;
 
 /// Runs `exe compile` for `cfg`; the outer error means the child could not be used at all.
-fn load_in_child(exe: &std::path::Path, cfg: &StandaloneConfig) -> Result<Loaded, String> {
+/// The fetched key sets go to the child on its stdin (the child fetches nothing).
+fn load_in_child(exe: &std::path::Path, cfg: &StandaloneConfig) -> Result<LoadResult, String> {
+    use std::io::Write as _;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("compile")
         .arg("--namespace")
@@ -105,16 +161,42 @@ fn load_in_child(exe: &std::path::Path, cfg: &StandaloneConfig) -> Result<Loaded
     for g in &cfg.gateway.gateways {
         cmd.arg("--gateway").arg(g);
     }
-    let out = cmd
-        .stdin(std::process::Stdio::null())
+    let keys = if cfg.gateway.jwks.is_empty() {
+        None
+    } else {
+        cmd.arg("--jwks-stdin");
+        Some(
+            serde_json::to_vec(&*cfg.gateway.jwks)
+                .map_err(|e| format!("cannot write the key sets for the compiler: {e}"))?,
+        )
+    };
+    let mut child = cmd
+        .stdin(if keys.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| {
             format!(
                 "cannot run the configuration compiler {}: {e}",
                 exe.display()
             )
         })?;
+    if let (Some(keys), Some(mut stdin)) = (keys, child.stdin.take()) {
+        // Dropping stdin closes it: the child reads to the end.
+        stdin.write_all(&keys).map_err(|e| {
+            format!(
+                "cannot hand the key sets to the configuration compiler {}: {e}",
+                exe.display()
+            )
+        })?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("the configuration compiler {} failed: {e}", exe.display()))?;
     let parsed: CompileOutput = serde_json::from_slice(&out.stdout).map_err(|e| {
         format!(
             "the configuration compiler {} ({}) printed no result: {e}",
@@ -123,13 +205,17 @@ fn load_in_child(exe: &std::path::Path, cfg: &StandaloneConfig) -> Result<Loaded
         )
     })?;
     Ok(match parsed.snapshot {
-        Some(snapshot) if parsed.errors.is_empty() => Ok((snapshot, parsed.warnings)),
+        Some(snapshot) if parsed.errors.is_empty() => Ok(Loaded {
+            snapshot,
+            warnings: parsed.warnings,
+            jwks_sources: parsed.jwks_sources,
+        }),
         _ => Err(parsed.errors),
     })
 }
 
 /// Reads, validates and compiles the files in this process.
-pub fn load_in_process(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>), Vec<String>> {
+pub fn load_in_process(cfg: &StandaloneConfig) -> LoadResult {
     let loaded = load_paths(
         &cfg.paths,
         &LoadOptions {
@@ -158,7 +244,16 @@ pub fn load_in_process(cfg: &StandaloneConfig) -> Result<(Snapshot, Vec<String>)
         .iter()
         .map(|w| format!("{}: {}", w.resource, w.message))
         .collect();
-    Ok((compiled.snapshot, warnings))
+    Ok(Loaded {
+        snapshot: compiled.snapshot,
+        warnings,
+        jwks_sources: remote_sources(&loaded.resources),
+    })
+}
+
+/// The key sets a `compile --jwks-stdin` child was handed.
+pub fn read_jwks(input: impl std::io::Read) -> Result<RemoteJwks, String> {
+    serde_json::from_reader(input).map_err(|e| format!("the key sets on stdin are not valid: {e}"))
 }
 
 /// Applies a snapshot: swap it in, then bind/unbind listeners. Returns bind errors.
@@ -167,8 +262,14 @@ pub async fn apply(shared: &Arc<Shared>, listeners: &Listeners, snapshot: Snapsh
     listeners.reconcile(shared).await
 }
 
-/// Watches the files and re-applies them on every change (debounced).
-pub async fn watch(shared: Arc<Shared>, listeners: Arc<Listeners>, cfg: StandaloneConfig) {
+/// Watches the files and re-applies them on every change (debounced), and whenever the
+/// fetched key sets change.
+pub async fn watch(
+    shared: Arc<Shared>,
+    listeners: Arc<Listeners>,
+    mut cfg: StandaloneConfig,
+    jwks: JwksHandle,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let watcher = {
         use notify::Watcher;
@@ -207,26 +308,38 @@ pub async fn watch(shared: Arc<Shared>, listeners: Arc<Listeners>, cfg: Standalo
         }
         w
     };
-    while rx.recv().await.is_some() {
-        // Let a burst of writes settle, then read once.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        while rx.try_recv().is_ok() {}
-        let job = cfg.clone();
-        let loaded = match tokio::task::spawn_blocking(move || load(&job)).await {
-            Ok(loaded) => loaded,
-            Err(e) => Err(vec![format!("reading the configuration failed: {e}")]),
+    let mut keys = jwks.subscribe();
+    keys.mark_unchanged();
+    loop {
+        let cause = tokio::select! {
+            event = rx.recv() => {
+                if event.is_none() {
+                    break;
+                }
+                // Let a burst of writes settle, then read once.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+                "configuration reloaded"
+            }
+            changed = keys.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                "JWT key sets changed; configuration recompiled"
+            }
         };
-        match loaded {
-            Ok((snapshot, _)) if same_config(&shared.runtime.load().snapshot, &snapshot) => {}
-            Ok((snapshot, warnings)) => {
-                for w in &warnings {
+        keys.mark_unchanged();
+        match load_resolving(&mut cfg, &jwks).await {
+            Ok(loaded) if same_config(&shared.runtime.load().snapshot, &loaded.snapshot) => {}
+            Ok(loaded) => {
+                for w in &loaded.warnings {
                     tracing::warn!("{w}");
                 }
-                let version = snapshot.version.clone();
-                for e in apply(&shared, &listeners, snapshot).await {
+                let version = loaded.snapshot.version.clone();
+                for e in apply(&shared, &listeners, loaded.snapshot).await {
                     tracing::error!("{e}");
                 }
-                tracing::info!(version, "configuration reloaded");
+                tracing::info!(version, "{cause}");
             }
             Err(errors) => {
                 for e in &errors {
@@ -258,6 +371,6 @@ fn is_config_path(p: &std::path::Path, roots: &[PathBuf]) -> bool {
 }
 
 /// Equal apart from the version number.
-fn same_config(a: &Snapshot, b: &Snapshot) -> bool {
+pub(crate) fn same_config(a: &Snapshot, b: &Snapshot) -> bool {
     a.listeners == b.listeners && a.clusters == b.clusters
 }

@@ -156,10 +156,13 @@ async fn watched_file_changes_are_applied() {
     })
     .await;
     let port = p.port;
+    // No RequestAuthentication here, so the key cache has nothing to fetch.
+    let jwks = keel_jwks::JwksHandle::http(&Default::default(), Default::default()).unwrap();
     let watcher = tokio::spawn(standalone::watch(
         p.shared.clone(),
         p.listeners.clone(),
         standalone_config(file.clone()),
+        jwks,
     ));
     assert_eq!(fetch(port, "app.test", "/").await.upstream(), "a");
     // Give the watcher a moment to register before writing (bounded, not a timing assert).

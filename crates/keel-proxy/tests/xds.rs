@@ -53,6 +53,7 @@ impl ControlPlane {
             proxies: Some(xds.registry()),
             metrics: Some(xds.metrics()),
             monitoring_only: false,
+            jwks: xds.jwks(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (api_stop_tx, api_stop) = oneshot::channel::<()>();

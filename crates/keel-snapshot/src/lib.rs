@@ -24,8 +24,9 @@ pub use cluster::{
 };
 pub use listener::{Listener, ListenerKind, ListenerProtocol, MtlsMode, PeerAuthn};
 pub use route::{
-    HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite, RouteAction,
-    RoutePolicy, RouteTable, StringMatcher, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,
+    ClaimMatcher, HeaderMatcher, HeaderOps, HttpRoute, L4Match, Redirect, RequestMatch, Rewrite,
+    RouteAction, RoutePolicy, RouteTable, StringMatcher, TcpRoute, TlsRoute, VirtualHost,
+    WeightedCluster,
 };
 
 /// Everything one proxy needs, as of one configuration version.

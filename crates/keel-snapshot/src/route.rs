@@ -146,6 +146,11 @@ pub struct RequestMatch {
     /// Header conditions, including `withoutHeaders` (inverted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatcher>,
+    /// JWT claim conditions: `headers` and `withoutHeaders` keys `@request.auth.claims.*`
+    /// (Istio's claim-based routing), matched against the token the listener's
+    /// RequestAuthentication verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimMatcher>,
     /// Query parameters: `None` tests presence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub query_params: Vec<(String, Option<StringMatcher>)>,
@@ -166,6 +171,21 @@ pub struct RequestMatch {
 pub struct HeaderMatcher {
     /// Lower-case header name.
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<StringMatcher>,
+    #[serde(default)]
+    pub invert: bool,
+}
+
+/// A claim condition. As Istio generates it (Envoy's metadata matcher on the verified
+/// payload, `list_match.one_of` or `string_match`): a string claim matches when the value
+/// does, a list claim when one of its string elements does; other types and a missing claim
+/// never match. `matcher: None` (`{}`) tests that the claim is present. `invert` comes from
+/// `withoutHeaders` (a request without a token then matches).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimMatcher {
+    /// The claim and the nested claims within it (`groups`; `nested.key` → `[nested, key]`).
+    pub path: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<StringMatcher>,
     #[serde(default)]

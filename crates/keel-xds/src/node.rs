@@ -291,6 +291,8 @@ impl ProxyNode {
             bind: self.bind,
             version: version.to_string(),
             root_namespace: root_namespace.to_string(),
+            // The node doesn't carry key sets: the control plane adds the fetched ones.
+            jwks: Default::default(),
         }
     }
 
@@ -303,6 +305,7 @@ impl ProxyNode {
             labels: self.labels.clone(),
             ports: self.gateway_ports.iter().copied().collect(),
             namespace: self.namespace.clone(),
+            jwks: Default::default(),
         }
     }
 }

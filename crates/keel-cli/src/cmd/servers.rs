@@ -12,6 +12,7 @@ use keel_control::ca::token::{Authenticator, LocalTokens};
 use keel_control::ca::{Ca, CaOptions};
 use keel_control::store::ConfigStore;
 use keel_control::xds::{Debounce, ProxyRegistry, XdsServer};
+use keel_jwks::{ClientOptions, JwksHandle, Report, Reporter, Settings, Timing};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,6 +41,8 @@ pub(crate) struct Bound {
     pub monitoring_addr: Option<SocketAddr>,
     /// The CA's listener and material, unless turned off or its port was taken.
     pub ca: Option<BoundCa>,
+    /// The JWT key cache: `jwksUri` and OpenID discovery fetched and refreshed for the push.
+    pub jwks: JwksHandle,
 }
 
 /// Where proxies reach the CA and how they prove who they are.
@@ -102,8 +105,10 @@ pub(crate) async fn bind(at: &ServerListen, ca_home: &Path) -> Result<Bound, Str
             }
         },
     };
+    let jwks = jwks_cache(at)?;
     Ok(Bound {
         ca,
+        jwks,
         api_addr: api.local_addr().unwrap_or(at.listen),
         xds_addr: xds.local_addr().unwrap_or(at.xds_listen),
         monitoring_addr: monitoring.as_ref().and_then(|l| l.local_addr().ok()),
@@ -111,6 +116,29 @@ pub(crate) async fn bind(at: &ServerListen, ca_home: &Path) -> Result<Bound, Str
         xds,
         monitoring,
     })
+}
+
+/// The key cache for RequestAuthentications' remote key sets. Its reports go to stderr: the
+/// control plane has no log of its own, and a key set that can't be fetched means tokens
+/// are refused, which whoever runs the mesh must see.
+fn jwks_cache(at: &ServerListen) -> Result<JwksHandle, String> {
+    let reporter: Reporter = Arc::new(|r: &Report| {
+        use std::io::Write as _;
+        let level = if r.warning { "warning: " } else { "" };
+        let _ = writeln!(std::io::stderr(), "{level}jwks: {}", r.message);
+    });
+    JwksHandle::http(
+        &ClientOptions {
+            extra_ca: at.jwks_ca.clone(),
+        },
+        Settings {
+            timing: Timing {
+                refresh: at.jwks_refresh_interval,
+                ..Timing::default()
+            },
+            reporter: Some(reporter),
+        },
+    )
 }
 
 /// The CA's line in a start-up summary: where it listens and where its root is.
@@ -169,9 +197,10 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
         xds,
         monitoring,
         ca,
+        jwks,
         ..
     } = bound;
-    let server = XdsServer::new(&*store, root_namespace, Debounce::default());
+    let server = XdsServer::with_jwks(&*store, root_namespace, Debounce::default(), Some(jwks));
     let registry = server.registry();
     let state = ApiState {
         store,
@@ -181,6 +210,7 @@ pub(crate) fn start(store: Arc<dyn ConfigStore>, bound: Bound, root_namespace: &
         proxies: Some(registry.clone()),
         metrics: Some(server.metrics()),
         monitoring_only: false,
+        jwks: server.jwks(),
     };
     let monitoring_state = ApiState {
         monitoring_only: true,

@@ -47,6 +47,8 @@ pub struct ApiState {
     /// Serve only `/metrics`, `/healthz` and `/version`: the monitoring port (15014 as
     /// istiod's), which must not take writes.
     pub monitoring_only: bool,
+    /// The JWT key cache of the xDS server beside the API (`/debug/jwksz`).
+    pub jwks: Option<keel_jwks::JwksHandle>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -147,12 +149,20 @@ async fn handle(state: &Arc<ApiState>, req: Request<Incoming>) -> Reply {
             json(StatusCode::OK, &serde_json::json!({ "problems": problems }))
         }
         (&Method::GET, "/apis/proxies") => proxies(state),
+        // Each jwksUri and issuer the configuration names: fetched or not, and why (Istio's
+        // debug endpoints are `/debug/*z`).
+        (&Method::GET, "/debug/jwksz") => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sources": state.jwks.as_ref().map(|j| j.status()).unwrap_or_default(),
+            }),
+        ),
         (&Method::POST, "/apis/apply") => write(state, req, query, true).await,
         (&Method::POST, "/apis/delete") => write(state, req, query, false).await,
         (
             _,
             "/healthz" | "/version" | "/apis/resources" | "/apis/problems" | "/apis/proxies"
-            | "/apis/apply" | "/apis/delete",
+            | "/apis/apply" | "/apis/delete" | "/debug/jwksz",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",

@@ -76,6 +76,8 @@ pub struct XdsMetrics {
     listeners: PerType,
     connected: AtomicU64,
     convergence: Histogram,
+    /// The JWT key cache's fetch counters (istiod's `pilot_jwks_resolver_*`).
+    jwks: Option<std::sync::Arc<keel_jwks::Stats>>,
 }
 
 fn short(t: ResourceType) -> &'static str {
@@ -86,6 +88,14 @@ fn short(t: ResourceType) -> &'static str {
 }
 
 impl XdsMetrics {
+    /// Metrics that also render the JWT key cache's fetch counters.
+    pub fn with_jwks(jwks: Option<std::sync::Arc<keel_jwks::Stats>>) -> XdsMetrics {
+        XdsMetrics {
+            jwks,
+            ..XdsMetrics::default()
+        }
+    }
+
     fn of(&self, t: ResourceType) -> &PerType {
         match t {
             ResourceType::Cluster => &self.clusters,
@@ -159,6 +169,9 @@ impl XdsMetrics {
         out.push_str("# HELP pilot_proxy_convergence_time Delay in seconds between config change and a proxy receiving all required configuration.\n# TYPE pilot_proxy_convergence_time histogram\n");
         self.convergence
             .render(&mut out, "pilot_proxy_convergence_time", "");
+        if let Some(jwks) = &self.jwks {
+            out.push_str(&jwks.render());
+        }
         out
     }
 }

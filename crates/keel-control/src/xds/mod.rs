@@ -39,6 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Streaming};
 
+use keel_jwks::{ClientOptions, JwksHandle, Settings};
+
 use crate::store::ConfigStore;
 pub use status::{ProxiesResponse, ProxyRegistry, ProxyStatus, SyncState, TypeStatus};
 use stream::{Closed, ProxyStream};
@@ -52,6 +54,7 @@ pub struct XdsServer {
 
 struct Inner {
     pushes: watch::Receiver<Arc<PushContext>>,
+    jwks: Option<JwksHandle>,
     registry: Arc<ProxyRegistry>,
     metrics: Arc<metrics::XdsMetrics>,
     root_namespace: String,
@@ -61,14 +64,29 @@ struct Inner {
 }
 
 impl XdsServer {
-    /// Follows `store` (debounced) and serves its proxies. Needs a Tokio runtime.
+    /// Follows `store` (debounced) and serves its proxies, fetching JWT key sets with the
+    /// default HTTP client. Needs a Tokio runtime.
     pub fn new(store: &dyn ConfigStore, root_namespace: &str, debounce: Debounce) -> XdsServer {
+        let jwks = JwksHandle::http(&ClientOptions::default(), Settings::default()).ok();
+        XdsServer::with_jwks(store, root_namespace, debounce, jwks)
+    }
+
+    /// As [`new`](Self::new), with the key cache that fetches `jwksUri` and OpenID discovery
+    /// (`None`: no fetching; such rules then carry no keys and their tokens are refused).
+    pub fn with_jwks(
+        store: &dyn ConfigStore,
+        root_namespace: &str,
+        debounce: Debounce,
+        jwks: Option<JwksHandle>,
+    ) -> XdsServer {
         let (stop, _) = watch::channel(false);
+        let metrics = metrics::XdsMetrics::with_jwks(jwks.as_ref().map(JwksHandle::stats));
         XdsServer {
             inner: Arc::new(Inner {
-                pushes: view::debounced(store.subscribe(), debounce),
+                pushes: view::debounced(store.subscribe(), debounce, jwks.clone()),
+                jwks,
                 registry: Arc::new(ProxyRegistry::default()),
-                metrics: Arc::default(),
+                metrics: Arc::new(metrics),
                 root_namespace: root_namespace.to_string(),
                 next_stream: AtomicU64::new(1),
                 stop,
@@ -79,6 +97,11 @@ impl XdsServer {
     /// The connected proxies' status (what `GET /apis/proxies` serves).
     pub fn registry(&self) -> Arc<ProxyRegistry> {
         self.inner.registry.clone()
+    }
+
+    /// The JWT key cache (`/debug/jwksz`), when there is one.
+    pub fn jwks(&self) -> Option<JwksHandle> {
+        self.inner.jwks.clone()
     }
 
     /// The push metrics (what the monitoring port serves).

@@ -334,6 +334,9 @@ async fn route_and_forward(
         source_labels: None,
         source_namespace: None,
         source_ip: Some(conn.remote.ip()),
+        // The verified token's claims, for `@request.auth.claims.*` matches (Envoy's route
+        // reads the jwt_authn filter's metadata the same way).
+        jwt: jwt_payload.as_ref(),
     };
     let Some((route, matched_uri)) = table.find(&parts, authority, &info) else {
         let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);

@@ -20,7 +20,9 @@
 //! Why ring and not `jsonwebtoken`: ring is already the proxy's only crypto backend, and
 //! jsonwebtoken's backends are aws-lc-rs or the `rsa` crate (RUSTSEC-2023-0071).
 //!
-//! Not on the request path yet; `jwksUri` is not fetched (such rules fail verification).
+//! The proxy never fetches keys: a rule's `jwks` is inline, or what the control plane (or
+//! standalone's own cache, crate `keel-jwks`) fetched from `jwksUri` or OpenID discovery. A
+//! rule without keys — never fetched — refuses its tokens (`Jwks remote fetch is failed`).
 //!
 //! ```
 //! use keel_proxy::jwt::{JwtOutcome, JwtVerifier};

@@ -49,7 +49,7 @@ pub enum JwtError {
     NoMatchingKey,
     #[error("Jwt verification fails")]
     VerificationFails,
-    /// The rule's keys are behind `jwksUri`, which is not fetched yet.
+    /// The rule's keys are behind `jwksUri` (or OpenID discovery) and were never fetched.
     #[error("Jwks remote fetch is failed")]
     JwksUnavailable,
 }

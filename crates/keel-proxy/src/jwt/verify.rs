@@ -26,7 +26,7 @@ pub struct JwtVerifier {
 #[derive(Debug)]
 struct CompiledRule {
     rule: JwtRule,
-    /// `None`: the rule's keys are not available (jwksUri, or a set that didn't parse).
+    /// `None`: the rule has no keys (its remote key set was never fetched).
     keys: Option<Arc<Result<Jwks, String>>>,
 }
 

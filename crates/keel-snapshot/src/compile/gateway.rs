@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use keel_config::model::networking::gateway::Gateway;
 use keel_config::model::networking::gateway::Server;
@@ -12,6 +13,7 @@ use super::registry::Registry;
 use super::routes::{Binding, RouteBuilder};
 use super::{DEFAULT_DOMAIN, Warning, fqdn, host_within, hosts_overlap};
 use crate::Snapshot;
+use crate::jwt::RemoteJwks;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{HttpRoute, Redirect, RouteAction, RouteTable, VirtualHost};
 use crate::tls::ServerTls;
@@ -39,6 +41,8 @@ pub struct GatewayOptions {
     /// The gateway workload's namespace: `credentialName` Secrets are read from it, as
     /// Istio's gateways read them from their own namespace.
     pub namespace: String,
+    /// The key sets fetched for RequestAuthentications' `jwksUri` and OpenID discovery.
+    pub jwks: Arc<RemoteJwks>,
 }
 
 impl Default for GatewayOptions {
@@ -50,6 +54,7 @@ impl Default for GatewayOptions {
             labels: BTreeMap::new(),
             ports: BTreeMap::new(),
             namespace: "istio-system".into(),
+            jwks: Arc::default(),
         }
     }
 }
@@ -120,7 +125,7 @@ pub fn compile(resources: &[Resource], opts: &GatewayOptions) -> Compiled {
         let authz = super::authz::for_workload(resources, &w);
         b.warnings.extend(authz.warnings);
         // RequestAuthentications select the gateway the same way.
-        let jwt = super::jwt::for_workload(resources, &w);
+        let jwt = super::jwt::for_workload_with(resources, &w, &*opts.jwks);
         b.warnings.extend(jwt.warnings);
         (
             (!authz.policies.is_empty()).then_some(authz.policies),

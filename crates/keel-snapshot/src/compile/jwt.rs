@@ -10,11 +10,15 @@
 //! `?access_token=` when a rule names no header, parameter or cookie) and the claims that are
 //! always space-delimited (`scope`, `permission`).
 //!
-//! `jwksUri`: istiod fetches the key set and pushes it inline (its default,
-//! `PILOT_JWT_ENABLE_REMOTE_JWKS=false`), so proxies never reach out. Keel keeps that split:
-//! a [`JwksResolver`] given to [`for_workload_with`] turns a URI into the set's JSON. No
-//! fetching resolver exists yet ([`NoJwksFetch`] reports it); a map of URIs to key sets
-//! serves tests and files.
+//! `jwksUri` and OpenID discovery: istiod fetches the key set and pushes it inline (its
+//! default, `PILOT_JWT_ENABLE_REMOTE_JWKS=false`), so proxies never reach out. Keel keeps that
+//! split: [`remote_sources`] says which sets the configuration needs, the fetcher (crate
+//! `keel-jwks`) keeps them fresh, and a [`JwksResolver`] — normally the fetched
+//! [`RemoteJwks`] — turns a source into the set's JSON here. A rule whose keys were never
+//! fetched gets none, with a warning: the proxy then refuses its tokens (401), as Envoy
+//! refuses them against the stand-in key set istiod inlines in that case.
+
+use std::collections::BTreeMap;
 
 use keel_config::model::security::RequestAuthentication;
 use keel_config::model::security::request_authentication::{self as ra, JwtPresence};
@@ -23,11 +27,12 @@ use keel_config::{Resource, Spec};
 use super::Warning;
 use super::authz::{AuthzWorkload, applies, effective_target_refs};
 use crate::jwt::{
-    ClaimToHeader, DEFAULT_SPACE_DELIMITED_CLAIMS, JwtPolicies, JwtRule, TokenLocation,
+    ClaimToHeader, DEFAULT_SPACE_DELIMITED_CLAIMS, JwksSource, JwtPolicies, JwtRule, RemoteJwks,
+    TokenLocation, WantedJwks,
 };
 
-/// The message for a rule whose keys would have to be fetched.
-pub const JWKS_URI_NOT_YET: &str = "jwksUri is fetched by the control plane — not yet: tokens for this rule fail verification until the keys are given inline (jwks)";
+/// Why a compile that fetches nothing has no remote keys.
+pub const NOT_FETCHED_HERE: &str = "this compile fetches no key sets (the control plane, keel-proxy standalone and keel-proxy sidecar -f do)";
 
 /// The result of [`for_workload`].
 #[derive(Debug, Clone, Default)]
@@ -36,30 +41,104 @@ pub struct CompiledJwt {
     pub warnings: Vec<Warning>,
 }
 
-/// Turns a rule's `jwksUri` into the key set's JSON, as istiod does before pushing.
+/// Turns a rule's remote key source into the key set's JSON, as istiod does before pushing.
 pub trait JwksResolver {
-    /// The key set at `uri`, or why it can't be had (reported as a warning; tokens for the
-    /// rule then fail verification, as Envoy's do when istiod couldn't fetch).
-    fn resolve(&self, uri: &str) -> Result<String, String>;
+    /// The key set of `source`, or why there is none (reported as a warning; tokens for
+    /// the rule are then refused, as Envoy's are while istiod has no keys).
+    fn resolve(&self, source: &JwksSource) -> Result<String, String>;
+
+    /// The `jwks_uri` OpenID discovery found for `issuer`, when known.
+    fn discovered_uri(&self, _issuer: &str) -> Option<String> {
+        None
+    }
 }
 
-/// The resolver used until the control plane fetches: every URI is reported.
+/// The resolver of compiles that fetch nothing (`keel analyze`, tests): every source is
+/// reported.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoJwksFetch;
 
 impl JwksResolver for NoJwksFetch {
-    fn resolve(&self, _uri: &str) -> Result<String, String> {
-        Err(JWKS_URI_NOT_YET.to_string())
+    fn resolve(&self, _source: &JwksSource) -> Result<String, String> {
+        Err(NOT_FETCHED_HERE.to_string())
     }
 }
 
-/// Fixed key sets by URI (tests; key sets read from files).
-impl JwksResolver for std::collections::BTreeMap<String, String> {
-    fn resolve(&self, uri: &str) -> Result<String, String> {
-        self.get(uri)
-            .cloned()
-            .ok_or_else(|| "no key set known for this jwksUri".to_string())
+/// Fixed key sets by `jwksUri` (tests; key sets read from files). No OpenID discovery.
+impl JwksResolver for BTreeMap<String, String> {
+    fn resolve(&self, source: &JwksSource) -> Result<String, String> {
+        match source {
+            JwksSource::Uri(uri) => self
+                .get(uri)
+                .cloned()
+                .ok_or_else(|| "no key set known for this jwksUri".to_string()),
+            JwksSource::Issuer(_) => Err("no OpenID discovery here: give jwksUri or jwks".into()),
+        }
     }
+}
+
+/// The fetched key sets: the last good set of each source; a source never fetched answers
+/// why (its last error, or that the first fetch hasn't answered yet).
+impl JwksResolver for RemoteJwks {
+    fn resolve(&self, source: &JwksSource) -> Result<String, String> {
+        match self.get(source) {
+            Some(keys) => keys.jwks.clone().ok_or_else(|| {
+                keys.error
+                    .clone()
+                    .unwrap_or_else(|| "not fetched yet".into())
+            }),
+            None => Err("not fetched yet".into()),
+        }
+    }
+
+    fn discovered_uri(&self, issuer: &str) -> Option<String> {
+        self.issuers.get(issuer).and_then(|k| k.jwks_uri.clone())
+    }
+}
+
+/// Where a rule's keys must be fetched from: its `jwksUri`, or, with neither `jwks` nor
+/// `jwksUri`, OpenID discovery from its `issuer` (Istio's rule); `None` for inline keys.
+pub fn remote_source(rule: &ra::JwtRule) -> Option<JwksSource> {
+    if rule.jwks.as_deref().is_some_and(|j| !j.trim().is_empty()) {
+        return None;
+    }
+    match (
+        rule.jwks_uri().filter(|u| !u.is_empty()),
+        rule.issuer.as_deref(),
+    ) {
+        (Some(uri), _) => Some(JwksSource::Uri(uri.to_string())),
+        (None, Some(issuer)) if !issuer.is_empty() => Some(JwksSource::Issuer(issuer.to_string())),
+        _ => None,
+    }
+}
+
+/// Every remote key set the RequestAuthentications in `resources` need, with the longest
+/// `timeout` their rules give, in a stable order: what the fetcher keeps fresh.
+pub fn remote_sources(resources: &[Resource]) -> Vec<WantedJwks> {
+    let mut wanted: BTreeMap<JwksSource, Option<u64>> = BTreeMap::new();
+    for r in resources {
+        let Spec::RequestAuthentication(p) = &r.spec else {
+            continue;
+        };
+        for rule in &p.jwt_rules {
+            let Some(source) = remote_source(rule) else {
+                continue;
+            };
+            let timeout = rule
+                .timeout
+                .as_ref()
+                .map(|t| u64::try_from(t.to_std().as_millis()).unwrap_or(u64::MAX));
+            let slot = wanted.entry(source).or_insert(timeout);
+            *slot = match (*slot, timeout) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(source, timeout_ms)| WantedJwks { source, timeout_ms })
+        .collect()
 }
 
 /// Selects the RequestAuthentications that apply to `workload` and compiles their rules;
@@ -109,22 +188,21 @@ fn compile_rule(
             message,
         })
     };
-    let jwks_uri = rule.jwks_uri().map(str::to_string);
+    let mut jwks_uri = rule.jwks_uri().map(str::to_string);
     let mut jwks = rule.jwks.clone().filter(|j| !j.trim().is_empty());
-    if jwks.is_none() {
+    if let Some(source) = remote_source(rule) {
         let issuer = rule.issuer.as_deref().unwrap_or("(any)");
-        match &jwks_uri {
-            Some(uri) => match resolver.resolve(uri) {
-                Ok(text) => jwks = Some(text),
-                Err(why) => warn(warnings, format!("issuer {issuer}: {why} (jwksUri {uri})")),
-            },
-            // Istio would discover the keys through the issuer's OpenID configuration.
-            None => warn(
+        match resolver.resolve(&source) {
+            Ok(text) => jwks = Some(text),
+            Err(why) => warn(
                 warnings,
                 format!(
-                    "issuer {issuer}: neither jwks nor jwksUri; OpenID discovery of the keys is not supported yet, tokens for this rule fail verification"
+                    "issuer {issuer}: no keys from {source} yet ({why}); tokens from this issuer are refused with 401 until they are fetched"
                 ),
             ),
+        }
+        if let JwksSource::Issuer(i) = &source {
+            jwks_uri = resolver.discovered_uri(i);
         }
     }
     let mut space_delimited: Vec<String> = DEFAULT_SPACE_DELIMITED_CLAIMS

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use keel_config::{LoadOptions, Resource, load_paths, load_str};
 
-use super::{JWKS_URI_NOT_YET, for_workload, for_workload_with};
+use super::{NOT_FETCHED_HERE, for_workload, for_workload_with};
 use crate::compile::authz::{AuthzWorkload, GATEWAY_NAME_LABEL};
-use crate::jwt::TokenLocation;
+use crate::jwt::{JwksSource, RemoteJwks, RemoteKeys, TokenLocation, WantedJwks};
 
 const POLICIES: &str = r#"
 apiVersion: security.istio.io/v1
@@ -147,7 +147,7 @@ fn rule_fields_and_defaults() {
         compiled.warnings[0].resource,
         "RequestAuthentication foo/httpbin"
     );
-    assert!(compiled.warnings[0].message.contains(JWKS_URI_NOT_YET));
+    assert!(compiled.warnings[0].message.contains(NOT_FETCHED_HERE));
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn istio_task_samples() {
     let rule = &compiled.rules.rules[0];
     assert_eq!(rule.issuer.as_deref(), Some("testing@secure.istio.io"));
     assert_eq!(rule.locations, TokenLocation::defaults());
-    assert!(compiled.warnings[0].message.contains(JWKS_URI_NOT_YET));
+    assert!(compiled.warnings[0].message.contains(NOT_FETCHED_HERE));
     let httpbin = AuthzWorkload::new("foo", labels(&[("app", "httpbin")]));
     let compiled = for_workload(&loaded.resources, &httpbin);
     assert_eq!(
@@ -233,10 +233,9 @@ spec:
             .is_none_or(|l| l.jwt.is_none())
     );
     assert!(
-        sidecar
-            .warnings
-            .iter()
-            .any(|w| w.message.contains(JWKS_URI_NOT_YET)),
+        sidecar.warnings.iter().any(|w| w
+            .message
+            .contains("no keys from jwksUri https://example.com/jwks.json yet (not fetched yet)")),
         "{:?}",
         sidecar.warnings
     );
@@ -284,5 +283,103 @@ fn jwks_uri_is_resolved_when_a_resolver_knows_it() {
         compiled.warnings[0]
             .message
             .contains("no key set known for this jwksUri")
+    );
+}
+
+/// The remote key sets a configuration needs: `jwksUri`, or the issuer when a rule has
+/// neither keys nor URI (OpenID discovery); never for inline keys; the longest `timeout`.
+#[test]
+fn remote_sources_name_uris_and_issuers_to_discover() {
+    let rs = resources(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: a, namespace: foo}
+spec:
+  jwtRules:
+  - {issuer: inline, jwks: '{"keys":[]}'}
+  - {issuer: remote, jwksUri: "https://keys.example/jwks", timeout: 2s}
+  - {issuer: "https://accounts.example"}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: b, namespace: bar}
+spec:
+  jwtRules:
+  - {issuer: other, jwks_uri: "https://keys.example/jwks", timeout: 3s}
+"#,
+    );
+    let wanted = super::remote_sources(&rs);
+    assert_eq!(
+        wanted,
+        [
+            WantedJwks {
+                source: JwksSource::Uri("https://keys.example/jwks".into()),
+                timeout_ms: Some(3000),
+            },
+            WantedJwks {
+                source: JwksSource::Issuer("https://accounts.example".into()),
+                timeout_ms: None,
+            },
+        ]
+    );
+    // As the compile child gets them: `{"uri": ..., "timeout_ms": ...}`.
+    let json = serde_json::to_value(&wanted).unwrap();
+    assert_eq!(json[0]["uri"], "https://keys.example/jwks");
+    assert_eq!(json[1]["issuer"], "https://accounts.example");
+}
+
+/// Fetched key sets reach the rules: by URI, and by issuer with the discovered URI shown;
+/// a source whose fetch failed is reported with its error and gets no keys.
+#[test]
+fn fetched_key_sets_reach_the_rules() {
+    let rs = resources(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: a, namespace: foo}
+spec:
+  jwtRules:
+  - {issuer: remote, jwksUri: "https://keys.example/jwks"}
+  - {issuer: "https://accounts.example"}
+  - {issuer: down, jwksUri: "https://down.example/jwks"}
+"#,
+    );
+    let mut remote = RemoteJwks::default();
+    remote.uris.insert(
+        "https://keys.example/jwks".into(),
+        RemoteKeys {
+            jwks: Some("{\"keys\":[1]}".into()),
+            ..Default::default()
+        },
+    );
+    remote.issuers.insert(
+        "https://accounts.example".into(),
+        RemoteKeys {
+            jwks: Some("{\"keys\":[2]}".into()),
+            jwks_uri: Some("https://accounts.example/certs".into()),
+            error: None,
+        },
+    );
+    remote.uris.insert(
+        "https://down.example/jwks".into(),
+        RemoteKeys {
+            error: Some("GET https://down.example/jwks: status 503".into()),
+            ..Default::default()
+        },
+    );
+    let compiled = for_workload_with(&rs, &AuthzWorkload::new("foo", BTreeMap::new()), &remote);
+    let rules = &compiled.rules.rules;
+    assert_eq!(rules[0].jwks.as_deref(), Some("{\"keys\":[1]}"));
+    assert_eq!(rules[1].jwks.as_deref(), Some("{\"keys\":[2]}"));
+    assert_eq!(
+        rules[1].jwks_uri.as_deref(),
+        Some("https://accounts.example/certs")
+    );
+    assert_eq!(rules[2].jwks, None);
+    assert_eq!(compiled.warnings.len(), 1, "{:?}", compiled.warnings);
+    assert_eq!(
+        compiled.warnings[0].message,
+        "issuer down: no keys from jwksUri https://down.example/jwks yet (GET https://down.example/jwks: status 503); tokens from this issuer are refused with 401 until they are fetched"
     );
 }

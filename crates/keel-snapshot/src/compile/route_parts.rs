@@ -1,10 +1,14 @@
 //! The parts of a VirtualService HTTP route that translate field by field: request
 //! matches, header operations, rewrites and redirects.
 
-use keel_config::model::networking::virtual_service::{self as vs, HttpMatchRequest};
+use keel_config::model::networking::virtual_service::{
+    self as vs, HttpMatchRequest, jwt_claim_route,
+};
 use keel_config::types::StringMatch;
 
-use crate::route::{HeaderMatcher, HeaderOps, Redirect, RequestMatch, Rewrite, StringMatcher};
+use crate::route::{
+    ClaimMatcher, HeaderMatcher, HeaderOps, Redirect, RequestMatch, Rewrite, StringMatcher,
+};
 
 fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
     if let Some(e) = &m.exact {
@@ -17,20 +21,29 @@ fn string_matcher(m: &StringMatch) -> Option<StringMatcher> {
 }
 
 pub(super) fn request_match(m: &HttpMatchRequest) -> RequestMatch {
-    let mut headers: Vec<HeaderMatcher> = m
+    let mut headers: Vec<HeaderMatcher> = Vec::new();
+    let mut claims: Vec<ClaimMatcher> = Vec::new();
+    let conditions = m
         .headers
         .iter()
-        .map(|(k, v)| HeaderMatcher {
-            name: k.to_ascii_lowercase(),
-            matcher: string_matcher(v),
-            invert: false,
-        })
-        .collect();
-    headers.extend(m.without_headers.iter().map(|(k, v)| HeaderMatcher {
-        name: k.to_ascii_lowercase(),
-        matcher: string_matcher(v),
-        invert: true,
-    }));
+        .map(|(k, v)| (k, v, false))
+        .chain(m.without_headers.iter().map(|(k, v)| (k, v, true)));
+    for (key, value, invert) in conditions {
+        // `@request.auth.claims.*` names a claim of the verified JWT, not a header; claim
+        // names keep their case.
+        match jwt_claim_route(key) {
+            Some(path) => claims.push(ClaimMatcher {
+                path,
+                matcher: string_matcher(value),
+                invert,
+            }),
+            None => headers.push(HeaderMatcher {
+                name: key.to_ascii_lowercase(),
+                matcher: string_matcher(value),
+                invert,
+            }),
+        }
+    }
     RequestMatch {
         name: m.name.clone(),
         uri: m.uri.as_ref().and_then(string_matcher),
@@ -38,6 +51,7 @@ pub(super) fn request_match(m: &HttpMatchRequest) -> RequestMatch {
         method: m.method.as_ref().and_then(string_matcher),
         authority: m.authority.as_ref().and_then(string_matcher),
         headers,
+        claims,
         query_params: m
             .query_params
             .iter()

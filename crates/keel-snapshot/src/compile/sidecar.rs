@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use keel_config::model::networking::VirtualService;
 use keel_config::model::networking::virtual_service::{Destination, PortSelector};
@@ -26,6 +27,7 @@ use super::visibility::virtual_service_rank;
 use super::{fqdn, host_within};
 use crate::Snapshot;
 use crate::cluster::{Cluster, LbPolicy, UpstreamProtocol};
+use crate::jwt::RemoteJwks;
 use crate::listener::{Listener, ListenerKind, ListenerProtocol};
 use crate::route::{
     HttpRoute, L4Match, RouteAction, RouteTable, TcpRoute, TlsRoute, VirtualHost, WeightedCluster,
@@ -68,6 +70,9 @@ pub struct SidecarOptions {
     /// The mesh's root namespace (`meshConfig.rootNamespace`): DestinationRules there apply
     /// mesh-wide, after those of the proxy's and the service's namespaces.
     pub root_namespace: String,
+    /// The key sets fetched for RequestAuthentications' `jwksUri` and OpenID discovery
+    /// (shared by every proxy's compile of one push).
+    pub jwks: Arc<RemoteJwks>,
 }
 
 impl Default for SidecarOptions {
@@ -83,6 +88,7 @@ impl Default for SidecarOptions {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             version: String::new(),
             root_namespace: "istio-system".into(),
+            jwks: Arc::default(),
         }
     }
 }

@@ -110,7 +110,7 @@ pub(super) fn inbound(
     let (jwt, warnings) = {
         let mut w = AuthzWorkload::new(&opts.namespace, opts.labels.clone());
         w.root_namespace = opts.root_namespace.clone();
-        let compiled = super::jwt::for_workload(resources, &w);
+        let compiled = super::jwt::for_workload_with(resources, &w, &*opts.jwks);
         let rules = (!compiled.rules.is_empty()).then_some(compiled.rules);
         (rules, compiled.warnings)
     };

@@ -250,13 +250,27 @@ pub(crate) fn validate_header_name(name: &str) -> Result<(), String> {
 
 /// `jwt.ToRoutingClaim(name).Match`: `@request.auth.claims.a.b` or `@request.auth.claims[a][b]`.
 pub(crate) fn is_jwt_claim_route(name: &str) -> bool {
+    jwt_claim_route(name).is_some()
+}
+
+/// Istio's `jwt.ToRoutingClaim`: the claim path a VirtualService header key names,
+/// `@request.auth.claims.a.b` → `[a, b]` (`.` separates nested claims) or
+/// `@request.auth.claims[a][b]` → `[a, b]` (for claim names holding dots); `None` for any
+/// other header. The prefix is compared without case, the claim names keep theirs.
+pub fn jwt_claim_route(name: &str) -> Option<Vec<String>> {
     const PREFIX: &str = "@request.auth.claims";
-    if name.len() < PREFIX.len() || !name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
-        return false;
+    let head = name.get(..PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(PREFIX) {
+        return None;
     }
     let rest = &name[PREFIX.len()..];
-    (rest.starts_with('.') && rest.len() > 1)
-        || (rest.starts_with('[') && rest.ends_with(']') && rest.len() > 2)
+    if let Some(dotted) = rest.strip_prefix('.').filter(|r| !r.is_empty()) {
+        return Some(dotted.split('.').map(str::to_string).collect());
+    }
+    rest.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .filter(|r| !r.is_empty())
+        .map(|inner| inner.split("][").map(str::to_string).collect())
 }
 
 /// `ValidateHTTPHeaderNameOrJwtClaimRoute`.
@@ -626,6 +640,22 @@ mod tests {
         assert!(is_jwt_claim_route("@request.auth.claims.group"));
         assert!(is_jwt_claim_route("@request.auth.claims[a][b]"));
         assert!(!is_jwt_claim_route("@request.auth.claims."));
+        assert!(!is_jwt_claim_route("@request.auth.claims"));
+        assert!(!is_jwt_claim_route("@request.auth.claims[]"));
+        assert!(!is_jwt_claim_route("x-user"));
+        assert_eq!(
+            jwt_claim_route("@Request.Auth.Claims.nested.Key"),
+            Some(vec!["nested".to_string(), "Key".to_string()])
+        );
+        assert_eq!(
+            jwt_claim_route("@request.auth.claims[https://a.example/groups][x]"),
+            Some(vec![
+                "https://a.example/groups".to_string(),
+                "x".to_string()
+            ])
+        );
+        // A multi-byte character where the prefix would end is no claim route, not a panic.
+        assert_eq!(jwt_claim_route("@request.auth.claim\u{e9}x"), None);
         assert!(validate_header_name("x-user_id").is_ok());
         assert!(validate_header_name("x user").is_err());
         assert!(validate_percentage(&Percent { value: 0.00001 }).is_err());

@@ -12,6 +12,8 @@ use crate::istio_enum;
 use crate::types::{Duration, Percent, StringMatch};
 use crate::validate::{Validate, Validator};
 
+pub use super::net_rules::jwt_claim_route;
+
 /// `VirtualService` spec.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
