@@ -22,6 +22,20 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The long-running commands host the control plane, whose NACKs and failed pushes are
+    // logged: warnings and errors to stderr (KEEL_LOG=info for connects and certificates).
+    if matches!(
+        args.command,
+        cli::Command::ControlPlane(_) | cli::Command::Up(_) | cli::Command::Demo(_)
+    ) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
     let code = match args.command {
         cli::Command::Validate(a) => cmd::validate::run(&a),
         cli::Command::Analyze(a) => cmd::analyze::run(&a),
