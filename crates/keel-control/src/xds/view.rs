@@ -69,6 +69,23 @@ impl View {
     }
 }
 
+/// Logs a compile warning (a missing Secret, a host with no such port) the first time any
+/// proxy's view raises it: every proxy's view is compiled on every push, and most warnings
+/// concern them all alike.
+fn warn_once(message: &str) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let Ok(mut seen) = SEEN.get_or_init(Default::default).lock() else {
+        return;
+    };
+    if seen.len() > 10_000 {
+        seen.clear();
+    }
+    if seen.insert(message.to_string()) {
+        tracing::warn!("{message}");
+    }
+}
+
 /// Compiles the proxy's snapshot (the sidecar or gateway compiler, as the node says) and
 /// encodes its listeners and clusters.
 pub fn compute(ctx: &PushContext, node: &ProxyNode, root_namespace: &str) -> View {
@@ -85,6 +102,9 @@ pub fn compute(ctx: &PushContext, node: &ProxyNode, root_namespace: &str) -> Vie
             gateway::compile(&ctx.resources, &opts)
         }
     };
+    for w in &compiled.warnings {
+        warn_once(&format!("{}: {}", w.resource, w.message));
+    }
     let mut view = View {
         version: ctx.version,
         changed_at: ctx.changed_at,
