@@ -363,8 +363,14 @@ for target in $TARGETS; do
     measure "$target" "h1 c$CONNS" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
         --latency -H "Host: $HOST" "$URL"
     if [[ -n $OPENLOOP ]]; then
-        mapfile -t involved < <(tree_pids "$UPSTREAM_PID"
-            [[ -n $CLIENT_PID ]] && tree_pids "$CLIENT_PID" && tree_pids "$SERVER_PID")
+        # (tree_pids fails when a process has no children: no && chain here.)
+        mapfile -t involved < <(
+            tree_pids "$UPSTREAM_PID"
+            if [[ -n $CLIENT_PID ]]; then
+                tree_pids "$CLIENT_PID"
+                tree_pids "$SERVER_PID"
+            fi
+        )
         set_sched fifo "${involved[@]}"
         FIFO_PREFIX=()
         [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
