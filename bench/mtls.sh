@@ -155,7 +155,7 @@ authz_policy() {
         "  selector: { matchLabels: { app: server } }" "  action: ALLOW" "  rules:"
     for ((i = 0; i < AUTHZ_RULES - 1; i++)); do
         printf '%s\n' "  - from: [{ source: { principals: [cluster.local/ns/default/sa/client] } }]" \
-            "    to: [{ operation: { methods: [GET], paths: [/deny-$i] } }]"
+            "    to: [{ operation: { methods: [GET], paths: [/not-requested-$i] } }]"
     done
     printf '%s\n' "  - from: [{ source: { principals: [cluster.local/ns/default/sa/client] } }]" \
         "    to: [{ operation: { methods: [GET], paths: [/] } }]"
