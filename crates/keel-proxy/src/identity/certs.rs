@@ -1,6 +1,7 @@
 //! The admin's `/certs`: Envoy's shape (`certificates[]` with `cert_chain` and `ca_cert`,
 //! each certificate's serial, SANs, validity and days until expiration) plus Keel's
-//! `workload` block — the identity, when the next rotation is due and the last error — which
+//! `workload` block — the identity, where the certificate comes from (the CA or mounted
+//! files), when the next rotation is due and the last error — which
 //! `keel proxy-config secret` prints as istioctl's table.
 
 use std::time::SystemTime;
@@ -41,7 +42,18 @@ impl WorkloadIdentity {
                 "ca_cert": ca_cert,
             }));
         }
-        let workload = match &current {
+        let files = match self.source() {
+            super::Source::Files(f) => Some(f),
+            super::Source::Ca { .. } => None,
+        };
+        let mut workload = match &current {
+            // Mounted files are renewed by whoever writes them: no rotation of the proxy's own.
+            Some(m) if files.is_some() => json!({
+                "identity": self.id().to_string(),
+                "state": if m.leaf.valid_at(now) { "ACTIVE" } else { "EXPIRED" },
+                "serial_number": m.leaf.serial,
+                "received": rfc3339(m.received_at),
+            }),
             Some(m) => {
                 let left = m.rotate_at.duration_since(now).unwrap_or_default();
                 json!({
@@ -59,9 +71,21 @@ impl WorkloadIdentity {
                 "state": "PENDING",
             }),
         };
-        let mut workload = workload;
         if let Some(obj) = workload.as_object_mut() {
-            obj.insert("ca_address".into(), json!(self.ca_address));
+            match self.source() {
+                super::Source::Ca { address } => {
+                    obj.insert("source".into(), json!("ca"));
+                    obj.insert("ca_address".into(), json!(address));
+                }
+                super::Source::Files(f) => {
+                    obj.insert("source".into(), json!("files"));
+                    obj.insert(
+                        "cert_chain_file".into(),
+                        json!(f.cert_chain.display().to_string()),
+                    );
+                    obj.insert("key_file".into(), json!(f.key.display().to_string()));
+                }
+            }
             obj.insert(
                 "root_cert_file".into(),
                 json!(roots.path.display().to_string()),

@@ -4,16 +4,37 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{IdentityConfig, KeyAlgorithm, RotationPolicy, SpiffeId, TokenSource};
+use super::{
+    FileIdentityConfig, IdentityConfig, KeyAlgorithm, RotationPolicy, SpiffeId, TokenSource,
+};
 
 /// The workload certificate: requested from the mesh's CA when --ca-address is given, renewed
-/// at half-life; without it the proxy runs without one.
+/// at half-life, or read from files (--cert-chain, --key, --root-cert); without either the
+/// proxy runs without one.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdentityArgs {
     /// The CA's address (Istio's CA_ADDR), e.g. 127.0.0.1:15012; unset = no certificate. With it
     /// the proxy is ready only once it holds a certificate
     #[arg(long, value_name = "HOST:PORT", requires = "ca_root_cert")]
     pub ca_address: Option<String>,
+    /// The workload certificate from a file instead of the CA (Istio's file-mounted
+    /// /etc/certs/cert-chain.pem): PEM, the certificate first, then any intermediates. Its
+    /// spiffe:// URI SAN is the proxy's identity (--service-account and --trust-domain don't
+    /// apply). The three files are read again when they change
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["key", "root_cert"],
+        conflicts_with_all = ["ca_address", "ca_root_cert", "ca_token_file"]
+    )]
+    pub cert_chain: Option<PathBuf>,
+    /// The private key of --cert-chain's certificate (PEM; Istio's key.pem)
+    #[arg(long, value_name = "FILE", requires_all = ["cert_chain", "root_cert"])]
+    pub key: Option<PathBuf>,
+    /// The mesh's root certificates with --cert-chain (PEM; Istio's root-cert.pem): the chain
+    /// must verify to them, and peers are verified against them
+    #[arg(long, value_name = "FILE", requires_all = ["cert_chain", "key"])]
+    pub root_cert: Option<PathBuf>,
     /// The mesh's root certificate (PEM): trusted for the CA's TLS and for peers
     #[arg(long, value_name = "FILE")]
     pub ca_root_cert: Option<PathBuf>,
@@ -50,6 +71,20 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 impl IdentityArgs {
+    /// The mounted certificate files, when --cert-chain, --key and --root-cert are given
+    /// (clap makes sure they come together, and not with --ca-address).
+    pub fn files(&self) -> Option<FileIdentityConfig> {
+        match (&self.cert_chain, &self.key, &self.root_cert) {
+            (Some(cert_chain), Some(key), Some(root_cert)) => Some(FileIdentityConfig {
+                cert_chain: cert_chain.clone(),
+                key: key.clone(),
+                root_cert: root_cert.clone(),
+                poll: super::files::POLL,
+            }),
+            _ => None,
+        }
+    }
+
     /// The identity settings for a workload in `namespace`; `None` without --ca-address.
     /// `env_token` is `KEEL_CA_TOKEN`'s value, used when no token file is given.
     pub fn config(
@@ -148,6 +183,46 @@ mod tests {
         with_file.ca_token_file = Some("token".into());
         let c = with_file.config("prod", Some("x".into())).unwrap().unwrap();
         assert!(matches!(c.token, TokenSource::File(_)));
+    }
+
+    #[test]
+    fn mounted_files_come_as_three_and_exclude_the_ca() {
+        let a = parse(&[
+            "--cert-chain",
+            "/etc/certs/cert-chain.pem",
+            "--key",
+            "/etc/certs/key.pem",
+            "--root-cert",
+            "/etc/certs/root-cert.pem",
+        ])
+        .unwrap();
+        let files = a.files().unwrap();
+        assert_eq!(files.key, PathBuf::from("/etc/certs/key.pem"));
+        assert_eq!(files.poll, crate::identity::files::POLL);
+        assert!(a.config("default", None).unwrap().is_none());
+        assert!(parse(&[]).unwrap().files().is_none());
+
+        let err = parse(&["--cert-chain", "c.pem", "--key", "k.pem"])
+            .err()
+            .unwrap();
+        assert!(err.contains("--root-cert"), "{err}");
+        let err = parse(&["--key", "k.pem"]).err().unwrap();
+        assert!(err.contains("--cert-chain"), "{err}");
+        let err = parse(&[
+            "--cert-chain",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--root-cert",
+            "r.pem",
+            "--ca-address",
+            "127.0.0.1:15012",
+            "--ca-root-cert",
+            "r.pem",
+        ])
+        .err()
+        .unwrap();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

@@ -232,7 +232,10 @@ impl Material {
 }
 
 /// Verifies `chain` (leaf first) against `roots` as both a client and a server certificate.
-fn verify_chain(chain: &[CertificateDer<'static>], roots: &TrustRoots) -> Result<(), String> {
+pub(super) fn verify_chain(
+    chain: &[CertificateDer<'static>],
+    roots: &TrustRoots,
+) -> Result<(), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots.store.clone(), provider)

@@ -13,13 +13,18 @@
 //!   handshakes through [`resolve`]'s rustls resolvers, so a rotation never touches a
 //!   connection: new handshakes get the new certificate, established ones keep theirs.
 //! - [`certs`]: the admin's `/certs` (Envoy's endpoint name).
-//! - [`flags`]: the sidecar's and gateway's `--ca-address`, `--service-account`, ... flags.
+//! - [`files`]: the other source, certificates mounted as files (Istio's
+//!   `FILE_MOUNTED_CERTS`: `cert-chain.pem`, `key.pem`, `root-cert.pem`), read at start and
+//!   read again when they change; the identity is the certificate's own URI SAN.
+//! - [`flags`]: the sidecar's and gateway's `--ca-address`, `--service-account`,
+//!   `--cert-chain`, ... flags.
 //!
 //! Start with [`spawn`]; docs/security.md describes the behaviour and where it differs from
 //! Istio's agent.
 
 pub mod certs;
 pub mod client;
+pub mod files;
 pub mod flags;
 pub mod key;
 pub mod manager;
@@ -36,6 +41,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
 pub use client::{CaClient, CertificateSigner, TokenSource};
+pub use files::FileIdentityConfig;
 pub use flags::IdentityArgs;
 pub use key::KeyAlgorithm;
 pub use manager::{IdentityManager, RotationPolicy, spawn};
@@ -82,6 +88,38 @@ pub enum IdentityError {
     BadResponse(String),
     #[error("cannot make the key or CSR: {0}")]
     Key(String),
+    #[error(
+        "cannot use the workload certificate {path}: {cause}; --cert-chain must name a PEM file with the workload's certificate first, then any intermediates (Istio's cert-chain.pem)"
+    )]
+    CertFile { path: PathBuf, cause: String },
+    #[error(
+        "cannot use the private key {path}: {cause}; --key must name the PEM private key (PKCS#8, SEC1 or PKCS#1) of the certificate in --cert-chain (Istio's key.pem)"
+    )]
+    KeyFile { path: PathBuf, cause: String },
+    #[error(
+        "cannot use the root certificate {path}: {cause}; --root-cert must name the mesh's root certificates in PEM (Istio's root-cert.pem)"
+    )]
+    RootFile { path: PathBuf, cause: String },
+    #[error(
+        "the certificate in {path} carries no SPIFFE ID (URI SANs found: {found}); a workload certificate names its identity as exactly one URI SAN spiffe://<trust-domain>/ns/<namespace>/sa/<service-account> — issue it with one"
+    )]
+    NoSpiffeId { path: PathBuf, found: String },
+    #[error(
+        "the key in {key} is not the key of the certificate in {cert} ({cause}); give --key the private key the certificate was issued for"
+    )]
+    KeyMismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        cause: String,
+    },
+    #[error(
+        "the certificate in {path} now names {found}, but the proxy runs as {running}; its identity is fixed at start (metrics and peers know it by that name): restart the proxy to change it"
+    )]
+    IdentityChanged {
+        path: PathBuf,
+        found: String,
+        running: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -107,11 +145,22 @@ struct Status {
     failures: u64,
 }
 
+/// Where the workload certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Requested from the CA at this address (`--ca-address`) and renewed by the proxy.
+    Ca { address: String },
+    /// Read from these files (`--cert-chain`, `--key`, `--root-cert`) and read again when
+    /// they change; whoever writes them renews it.
+    Files(FileIdentityConfig),
+}
+
 /// The proxy's live identity: the certificate in use (none before the first one arrives)
-/// and the roots. Cheap to read from any thread; the [`IdentityManager`] writes it.
+/// and the roots. Cheap to read from any thread; the [`IdentityManager`] (or, for mounted
+/// files, [`files::watch`]) writes it.
 pub struct WorkloadIdentity {
     id: SpiffeId,
-    ca_address: String,
+    source: Source,
     roots: ArcSwap<TrustRoots>,
     current: ArcSwapOption<Material>,
     /// Counts certificates installed, so waiters learn of each one.
@@ -129,10 +178,25 @@ impl fmt::Debug for WorkloadIdentity {
 }
 
 impl WorkloadIdentity {
+    /// An identity whose certificate the CA at `ca_address` issues.
     pub fn new(id: SpiffeId, ca_address: &str, roots: Arc<TrustRoots>) -> Arc<WorkloadIdentity> {
+        Self::with_source(
+            id,
+            Source::Ca {
+                address: ca_address.to_string(),
+            },
+            roots,
+        )
+    }
+
+    pub fn with_source(
+        id: SpiffeId,
+        source: Source,
+        roots: Arc<TrustRoots>,
+    ) -> Arc<WorkloadIdentity> {
         Arc::new(WorkloadIdentity {
             id,
-            ca_address: ca_address.to_string(),
+            source,
             roots: ArcSwap::new(roots),
             current: ArcSwapOption::empty(),
             installed: watch::Sender::new(0),
@@ -140,9 +204,15 @@ impl WorkloadIdentity {
         })
     }
 
-    /// The identity this proxy asks for.
+    /// The identity this proxy asks for (or, with mounted files, the one its certificate
+    /// named at start).
     pub fn id(&self) -> &SpiffeId {
         &self.id
+    }
+
+    /// Where the certificate comes from.
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     /// The certificate in use now, or `None` before the first one.
@@ -172,7 +242,12 @@ impl WorkloadIdentity {
     }
 
     /// Puts `material` in use. Handshakes already running keep the `Arc` they loaded.
+    /// Roots that differ from those in use (mounted files changed) are put in use first, so
+    /// no handshake sees the new certificate with roots it doesn't chain to.
     pub fn install(&self, material: Material) {
+        if !Arc::ptr_eq(&self.roots.load(), &material.roots) {
+            self.roots.store(material.roots.clone());
+        }
         self.current.store(Some(Arc::new(material)));
         self.set_status(None);
         self.installed.send_modify(|n| *n += 1);

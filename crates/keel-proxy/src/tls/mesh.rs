@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use rustls::{ClientConfig, ServerConfig};
 
 use super::verify::{NameCheck, ServerVerifier};
-use crate::identity::WorkloadIdentity;
+use crate::identity::{TrustRoots, WorkloadIdentity};
 
 /// ALPN of mesh mTLS carrying HTTP/2 (Istio's name).
 pub const ALPN_H2: &[u8] = b"istio-h2";
@@ -64,20 +65,52 @@ pub fn spiffe_ids(der: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The rustls configurations of a proxy's mesh mTLS, built once for its identity: each
-/// handshake presents the certificate in use at that moment.
+/// The rustls configurations of a proxy's mesh mTLS, built for its identity: each handshake
+/// presents the certificate in use at that moment. Peers are verified against the roots the
+/// configurations were built with; when the identity's roots change (mounted files read
+/// again, `identity::files`), the next handshake rebuilds them.
 pub struct MeshTls {
     identity: Arc<WorkloadIdentity>,
-    server: Arc<ServerConfig>,
-    /// Client configurations by (expected identity, what the connection carries).
-    clients: Mutex<HashMap<(String, Carries), Arc<ClientConfig>>>,
+    server: ArcSwap<Built<ServerConfig>>,
+    /// Client configurations by (expected identity, what the connection carries), for the
+    /// roots they were built with.
+    clients: Mutex<ClientCache>,
+}
+
+/// Client configurations for one set of roots, by (expected identity, what the connection
+/// carries).
+type ClientCache = (
+    Arc<TrustRoots>,
+    HashMap<(String, Carries), Arc<ClientConfig>>,
+);
+
+/// A configuration and the roots it verifies peers with.
+struct Built<T> {
+    roots: Arc<TrustRoots>,
+    config: Arc<T>,
 }
 
 impl MeshTls {
     pub fn new(identity: Arc<WorkloadIdentity>) -> Result<MeshTls, String> {
+        let roots = identity.roots();
+        let server = Self::build_server(&identity, &roots)?;
+        Ok(MeshTls {
+            identity,
+            server: ArcSwap::from_pointee(Built {
+                roots: roots.clone(),
+                config: server,
+            }),
+            clients: Mutex::new((roots, HashMap::new())),
+        })
+    }
+
+    fn build_server(
+        identity: &Arc<WorkloadIdentity>,
+        roots: &TrustRoots,
+    ) -> Result<Arc<ServerConfig>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let peers = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            identity.roots().store.clone(),
+            roots.store.clone(),
             provider.clone(),
         )
         .build()
@@ -97,20 +130,36 @@ impl MeshTls {
             b"istio-peer-exchange".to_vec(),
             b"istio-http/1.0".to_vec(),
         ];
-        Ok(MeshTls {
-            identity,
-            server: Arc::new(server),
-            clients: Mutex::new(HashMap::new()),
-        })
+        Ok(Arc::new(server))
     }
 
     pub fn identity(&self) -> &Arc<WorkloadIdentity> {
         &self.identity
     }
 
-    /// The inbound side's configuration.
+    /// The inbound side's configuration, for the roots in use.
     pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.server.clone()
+        let built = self.server.load();
+        let roots = self.identity.roots();
+        if Arc::ptr_eq(&built.roots, &roots) {
+            return built.config.clone();
+        }
+        match Self::build_server(&self.identity, &roots) {
+            Ok(config) => {
+                self.server.store(Arc::new(Built {
+                    roots,
+                    config: config.clone(),
+                }));
+                config
+            }
+            // New roots that can't verify anything: keep verifying with the old ones rather
+            // than refuse every peer (the reload that brought them was checked already, so
+            // this is not expected).
+            Err(e) => {
+                tracing::error!("mesh mTLS keeps its previous roots: {e}");
+                built.config.clone()
+            }
+        }
     }
 
     /// The configuration for connecting to a peer that must be `expected` (any mesh identity
@@ -121,10 +170,14 @@ impl MeshTls {
         carries: Carries,
     ) -> Result<Arc<ClientConfig>, String> {
         let key = (expected.to_string(), carries);
-        if let Ok(cache) = self.clients.lock()
-            && let Some(c) = cache.get(&key)
-        {
-            return Ok(c.clone());
+        let roots = self.identity.roots();
+        if let Ok(mut cache) = self.clients.lock() {
+            if !Arc::ptr_eq(&cache.0, &roots) {
+                *cache = (roots.clone(), HashMap::new());
+            }
+            if let Some(c) = cache.1.get(&key) {
+                return Ok(c.clone());
+            }
         }
         let expected_ids = if expected.is_empty() {
             Vec::new()
@@ -132,7 +185,7 @@ impl MeshTls {
             vec![expected.to_string()]
         };
         let verifier = Arc::new(ServerVerifier::new(
-            self.identity.roots().store.clone(),
+            roots.store.clone(),
             NameCheck::Spiffe(expected_ids),
         ));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -147,8 +200,10 @@ impl MeshTls {
         // rotation; mesh connections are pooled, so full handshakes cost little.
         config.resumption = rustls::client::Resumption::disabled();
         let config = Arc::new(config);
-        if let Ok(mut cache) = self.clients.lock() {
-            cache.insert(key, config.clone());
+        if let Ok(mut cache) = self.clients.lock()
+            && Arc::ptr_eq(&cache.0, &roots)
+        {
+            cache.1.insert(key, config.clone());
         }
         Ok(config)
     }

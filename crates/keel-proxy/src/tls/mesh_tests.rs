@@ -148,3 +148,49 @@ fn mesh_traffic_is_told_by_its_alpn() {
     let alpns: Vec<&[u8]> = vec![b"h2", b"http/1.1"];
     assert!(!is_mesh_alpn(alpns.into_iter()));
 }
+
+/// Roots that change under a running proxy (mounted files read again) are used from the next
+/// handshake on, both to verify clients and to verify servers.
+#[tokio::test]
+async fn new_roots_are_followed_by_the_next_handshake() {
+    let (old, new) = (Mesh::new(), Mesh::new());
+    let reviews = old.workload("default", "bookinfo-reviews");
+    let old_client = old.workload("default", "bookinfo-productpage");
+    let new_client = new.workload("default", "bookinfo-productpage");
+    handshake(&reviews, &old_client, "", Carries::Http1)
+        .await
+        .unwrap();
+    assert!(
+        handshake(&reviews, &new_client, "", Carries::Http1)
+            .await
+            .is_err()
+    );
+    // reviews' identity now holds a certificate of the new mesh, with its roots.
+    let id = SpiffeId::new("cluster.local", "default", "bookinfo-reviews");
+    let k = key::generate(KeyAlgorithm::EcdsaP256, &id).unwrap();
+    let chain = new
+        .ca
+        .sign_csr(
+            &k.csr_pem,
+            &keel_control::ca::SpiffeId::new("cluster.local", "default", "bookinfo-reviews"),
+            None,
+        )
+        .unwrap();
+    let material =
+        Material::from_ca_response(&chain, k.key, &id, new.roots(), SystemTime::now()).unwrap();
+    reviews.identity().install(material);
+    handshake(&reviews, &new_client, "", Carries::Http1)
+        .await
+        .unwrap();
+    assert!(
+        handshake(&reviews, &old_client, "", Carries::Http1)
+            .await
+            .is_err(),
+        "the old mesh's clients are refused"
+    );
+    // As a client, reviews now verifies servers with the new roots.
+    let new_server = new.workload("default", "bookinfo-ratings");
+    handshake(&new_server, &reviews, "", Carries::Http1)
+        .await
+        .unwrap();
+}

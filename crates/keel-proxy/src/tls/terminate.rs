@@ -193,7 +193,7 @@ fn build(
         }
         ServerTlsMode::IstioMutual => {
             let id = identity.ok_or(
-                "ISTIO_MUTUAL presents the gateway's workload certificate: start the gateway with --ca-address (and --ca-root-cert, --ca-token-file)",
+                "ISTIO_MUTUAL presents the gateway's workload certificate: start the gateway with --ca-address (and --ca-root-cert, --ca-token-file), or with --cert-chain, --key and --root-cert",
             )?;
             Some(
                 WebPkiClientVerifier::builder_with_provider(id.roots().store.clone(), provider)

