@@ -706,3 +706,108 @@ fn istios_authz_http_task() {
     }
     t.mesh.down();
 }
+
+// ---------------------------------------------------------------------------------------
+// Authorization at the ingress gateway
+
+const AUTHZ_INGRESS: &str = "istio.io/content/en/docs/tasks/security/authorization/authz-ingress";
+
+fn ingress_policy(field: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: ingress-policy, namespace: istio-system}}\nspec:\n  selector: {{matchLabels: {{app: istio-ingressgateway}}}}\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        {field}: [\"1.2.3.4\", \"5.6.7.0/24\"]\n"
+    )
+}
+
+/// Istio's "Ingress Gateway" authorization task (IP-based allow list) on the local mesh's
+/// ingress gateway, which trusts one proxy in front of it (`KEEL_NUM_TRUSTED_PROXIES=1`, as the
+/// task's load balancer setup has it): `ipBlocks` judges the connection's peer (the test, on
+/// 127.0.0.1), `remoteIpBlocks` the client the trusted proxy named in `X-Forwarded-For`.
+#[test]
+fn istios_authz_ingress_task() {
+    if !binaries_built() {
+        return;
+    }
+    let root = common::istio_samples();
+    let root = root.as_ref();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: httpbin-gateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - {{port: {{number: {port}, name: http, protocol: HTTP}}, hosts: [\"*\"]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: httpbin}}\nspec:\n  hosts: [\"*\"]\n  gateways: [httpbin-gateway]\n  http:\n  - route: [{{destination: {{host: httpbin, port: {{number: 8000}}}}}}]\n",
+            common::HTTPBIN
+        ),
+    )
+    .unwrap();
+    let mesh = Mesh::up_with(&[&file], &[], &[("KEEL_NUM_TRUSTED_PROXIES", "1")]);
+    let t = Tasks {
+        mesh,
+        endpoint: Vec::new(),
+    };
+    let call = |xff: Option<&str>| {
+        let header = xff.map(|x| format!("X-Forwarded-For: {x}"));
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        get(port, &format!("http://127.0.0.1:{port}/headers"), &headers)
+    };
+    let status = |xff: Option<&str>| call(xff).status;
+    let until = |what: &str, xff: Option<&str>, want: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = 0;
+        while std::time::Instant::now() < deadline {
+            seen = status(xff);
+            if seen == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what}: wanted {want}, saw {seen}");
+    };
+    until("the gateway serves httpbin", None, 200);
+    let seen = call(Some("1.2.3.4"));
+    assert!(
+        seen.text.contains("1.2.3.4, 127.0.0.1"),
+        "the gateway appends its peer to X-Forwarded-For: {}",
+        seen.text
+    );
+
+    let task = |file: &str, fixture: String| step(root, AUTHZ_INGRESS, file, &fixture);
+    let ip_blocks = task(
+        "snip_ipbased_allow_list_and_deny_list_1.yaml",
+        ingress_policy("ipBlocks"),
+    );
+    t.apply("ingress-policy.yaml", "istio-system", &ip_blocks);
+    until("ipBlocks without the peer", Some("1.2.3.4"), 403);
+    // The task's next step: add the client's address to the list.
+    let with_peer = ip_blocks.replace("\"5.6.7.0/24\"]", "\"5.6.7.0/24\", \"127.0.0.1\"]");
+    assert_ne!(with_peer, ip_blocks, "the list names 5.6.7.0/24 last");
+    t.apply("ingress-policy.yaml", "istio-system", &with_peer);
+    until("ipBlocks with the peer", None, 200);
+
+    t.apply(
+        "ingress-policy.yaml",
+        "istio-system",
+        &task(
+            "snip_ipbased_allow_list_and_deny_list_2.yaml",
+            ingress_policy("remoteIpBlocks"),
+        ),
+    );
+    until(
+        "remoteIpBlocks: the forwarded client is listed",
+        Some("1.2.3.4"),
+        200,
+    );
+    assert_eq!(status(Some("5.6.7.8")), 200, "in 5.6.7.0/24");
+    assert_eq!(status(Some("9.9.9.9")), 403, "not listed");
+    assert_eq!(
+        status(Some("1.2.3.4, 9.9.9.9")),
+        403,
+        "the trusted proxy's entry is last"
+    );
+    assert_eq!(status(None), 403, "no header: the peer, not listed");
+    t.mesh.down();
+}
