@@ -150,6 +150,7 @@ mod tests {
             peer_identity: None,
             client_cert: None,
             gateway_trusted_hops,
+            forwarded_for: None,
         }
     }
 

@@ -119,6 +119,9 @@ pub struct ConnInfo {
     /// address from its right (the peer itself when n is 0). Sidecars: `None`, and `remote.ip`
     /// is the last `X-Forwarded-For` address, as Envoy without `use_remote_address`.
     pub gateway_trusted_hops: Option<u8>,
+    /// Gateways: the peer's address as the `X-Forwarded-For` entry they append, formatted
+    /// once per connection rather than per request.
+    pub forwarded_for: Option<http::HeaderValue>,
 }
 
 impl ConnInfo {
@@ -311,6 +314,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             client_cert: None,
             gateway_trusted_hops: matches!(listener.kind, ListenerKind::Gateway { .. })
                 .then_some(shared.l4.num_trusted_proxies),
+            forwarded_for: matches!(listener.kind, ListenerKind::Gateway { .. })
+                .then(|| http::HeaderValue::from_str(&remote.ip().to_string()).ok())
+                .flatten(),
         });
         let shared = shared.clone();
         let protocol = listener.protocol;

@@ -648,8 +648,8 @@ async fn forward(
     if let Some(x) = metadata {
         x.announce(&mut parts.headers);
     }
-    if conn.gateway_trusted_hops.is_some() {
-        headers::append_forwarded_for(&mut parts.headers, conn.remote.ip());
+    if let Some(client) = &conn.forwarded_for {
+        headers::append_forwarded_for(&mut parts.headers, client);
     }
     let as_received = !h2
         && rewrite.is_none()

@@ -35,19 +35,25 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 
 /// Appends the client's address to `X-Forwarded-For`, as a gateway does (Envoy's
 /// `use_remote_address`, which Istio sets on gateways): `a, b` becomes `a, b, client`.
-pub fn append_forwarded_for(headers: &mut HeaderMap, client: std::net::IpAddr) {
-    use std::io::Write;
-    let mut buf = Vec::with_capacity(64);
-    // Several header lines are one list.
-    for prior in headers.get_all(&X_FORWARDED_FOR) {
-        if !prior.is_empty() {
-            buf.extend_from_slice(prior.as_bytes());
-            buf.extend_from_slice(b", ");
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    match headers.entry(&X_FORWARDED_FOR) {
+        http::header::Entry::Vacant(slot) => {
+            slot.insert(client.clone());
         }
-    }
-    let _ = write!(buf, "{client}");
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)) {
-        headers.insert(&X_FORWARDED_FOR, v);
+        http::header::Entry::Occupied(mut slot) => {
+            // Several header lines are one list.
+            let mut buf = Vec::with_capacity(64);
+            for prior in slot.iter() {
+                if !prior.is_empty() {
+                    buf.extend_from_slice(prior.as_bytes());
+                    buf.extend_from_slice(b", ");
+                }
+            }
+            buf.extend_from_slice(client.as_bytes());
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)) {
+                slot.insert(v);
+            }
+        }
     }
 }
 
@@ -250,10 +256,10 @@ mod tests {
     #[test]
     fn a_gateway_appends_the_client_to_x_forwarded_for() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
+        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"));
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1");
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.7"));
-        append_forwarded_for(&mut h, "::1".parse().unwrap());
+        append_forwarded_for(&mut h, &HeaderValue::from_static("::1"));
         assert_eq!(
             h.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(),
             ["10.0.0.1, 192.0.2.7, ::1"]

@@ -202,6 +202,7 @@ mod tests {
             peer_identity: None,
             client_cert: client_cert.map(Into::into),
             gateway_trusted_hops: None,
+            forwarded_for: None,
         }
     }
 
