@@ -32,25 +32,6 @@ const AUTHZ_JWT: &str = "istio.io/content/en/docs/tasks/security/authorization/a
 const AUTHN: &str = "istio.io/content/en/docs/tasks/security/authentication/authn-policy";
 const HTTPBIN_HEADERS: &str = "http://httpbin:8000/headers";
 
-/// sleep, the client of the authorization task.
-const SLEEP: &str = r#"
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: sleep}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep}
-spec:
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      containers: [{name: sleep, image: curlimages/curl}]
-"#;
-
 // ---------------------------------------------------------------------------------------
 // The issuer: a key, its tokens, and a server for its key set
 
@@ -174,7 +155,7 @@ struct AuthzJwtSteps {
 fn authz_jwt_task(steps: &AuthzJwtSteps, issuer: &Issuer) {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("app.yaml");
-    std::fs::write(&manifests, format!("{}{SLEEP}", common::HTTPBIN)).unwrap();
+    std::fs::write(&manifests, format!("{}{}", common::HTTPBIN, common::SLEEP)).unwrap();
     let mesh = Mesh::up(&[&manifests]);
     let sleep = mesh.pod("sleep").proxy;
     let call = |headers: &[&str]| get(sleep, HTTPBIN_HEADERS, headers);

@@ -11,23 +11,8 @@ use std::process::Command;
 
 use common::{KEEL, Mesh, admin, binaries_built, eventually, get};
 
-/// httpbin, and sleep to call it.
-const SLEEP: &str = r#"
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep}
-spec:
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      containers: [{name: sleep, image: curlimages/curl}]
-"#;
-
 fn httpbin_and_sleep() -> String {
-    format!("{}{SLEEP}", common::HTTPBIN)
+    format!("{}{}", common::HTTPBIN, common::SLEEP)
 }
 
 /// A plaintext GET straight to `port`, as a client without a sidecar sends it; the status

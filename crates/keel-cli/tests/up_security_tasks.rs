@@ -25,23 +25,6 @@ use common::{KEEL, Mesh, binaries_built, get};
 const AUTHN: &str = "istio.io/content/en/docs/tasks/security/authentication/authn-policy";
 const MIGRATION: &str = "istio.io/content/en/docs/tasks/security/authentication/mtls-migration";
 
-const SLEEP: &str = r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: sleep}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleep}
-spec:
-  selector: {matchLabels: {app: sleep}}
-  template:
-    metadata: {labels: {app: sleep}}
-    spec:
-      serviceAccountName: sleep
-      containers: [{name: sleep, image: curlimages/curl}]
-"#;
-
 /// Puts every object of `yaml` in `ns` (as `kubectl apply -n NS` does for objects that name
 /// none): block-style `metadata:` and this file's flow-style `metadata: {`.
 fn in_namespace(yaml: &str, ns: &str) -> String {
@@ -66,7 +49,13 @@ fn apps(root: Option<&PathBuf>) -> (String, String) {
             std::fs::read_to_string(r.join("samples/httpbin/httpbin.yaml")).unwrap(),
             std::fs::read_to_string(r.join("samples/sleep/sleep.yaml")).unwrap(),
         ),
-        None => (common::HTTPBIN.to_string(), SLEEP.to_string()),
+        None => (
+            common::HTTPBIN.to_string(),
+            common::SLEEP
+                .trim_start()
+                .trim_start_matches("---")
+                .to_string(),
+        ),
     }
 }
 

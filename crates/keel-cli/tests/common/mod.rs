@@ -79,6 +79,26 @@ spec:
       - {name: httpbin, image: docker.io/mccutchen/go-httpbin:v2.15.0, ports: [{containerPort: 8080}]}
 "#;
 
+/// sleep as Istio's tasks deploy it (the client they `kubectl exec` curl from): its
+/// ServiceAccount and a one-replica Deployment; starts with `---`, to follow [`HTTPBIN`].
+pub const SLEEP: &str = r#"
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: sleep}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sleep}
+spec:
+  selector: {matchLabels: {app: sleep}}
+  template:
+    metadata: {labels: {app: sleep}}
+    spec:
+      serviceAccountName: sleep
+      containers: [{name: sleep, image: curlimages/curl}]
+"#;
+
 /// One pod of the mesh, as `keel up`'s summary names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Pod {
