@@ -240,3 +240,28 @@ to_us() { # wrk's "310.00us" / "1.20ms" / "1.00s" -> µs
         if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
         else if (v ~ /s$/) print n * 1000000; else print n }'
 }
+
+parse_load() { # wrk|openloop OUT TARGET LOAD: sets the caller's reqs rps p50 p90 p99 errs
+    local kind=$1 out=$2 target=$3 load=$4
+    case $kind in
+    wrk)
+        reqs=$(awk '/requests in/ {print $1}' "$out")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
+        p90=$(to_us "$(awk '$1 == "90%" {print $2}' "$out")")
+        p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+        errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+        ;;
+    openloop)
+        reqs=$(awk '$1 == "all_requests" {print $2}' "$out")
+        rps=$(awk '$1 == "rps" {print $2}' "$out")
+        p50=$(awk '$1 == "p50_us" {print $2}' "$out")
+        p90=$(awk '$1 == "p90_us" {print $2}' "$out")
+        p99=$(awk '$1 == "p99_us" {print $2}' "$out")
+        errs=$(awk '$1 == "errors" {print $2}' "$out")
+        local late
+        late=$(awk '$1 == "late_p99_us" {print $2}' "$out")
+        ((${late:-0} > 1000)) && note "$target $load: the client released requests up to ${late} µs late (p99); its latencies are suspect"
+        ;;
+    esac
+}

@@ -167,28 +167,6 @@ impl Tasks {
         }
         panic!("{what}:\nwanted {want:#?}\nsaw {last:#?}");
     }
-
-    fn apply(&self, name: &str, ns: &str, yaml: &str) {
-        let path = self.mesh.dir.path().join(name);
-        std::fs::write(&path, yaml).unwrap();
-        let out = Command::new(KEEL)
-            .args(["apply", "-n", ns, "-f"])
-            .arg(&path)
-            .args(["--wait", "--server", &self.mesh.api])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "keel apply -n {ns} {name}: {out:?}");
-    }
-
-    fn delete(&self, name: &str, ns: &str) {
-        let out = Command::new(KEEL)
-            .args(["delete", "-n", ns, "-f"])
-            .arg(self.mesh.dir.path().join(name))
-            .args(["--server", &self.mesh.api])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "keel delete -n {ns} {name}: {out:?}");
-    }
 }
 
 /// A plain GET from a pod without a sidecar to `port`: "200", or "000" when the connection was
@@ -262,7 +240,7 @@ fn istios_authentication_tasks() {
         "snip_globally_enabling_istio_mutual_tls_in_strict_mode_1.yaml",
         GLOBAL_STRICT,
     );
-    t.apply("global.yaml", "istio-system", &global);
+    t.mesh.apply_yaml_in("istio-system", "global.yaml", &global);
     t.expect("mesh-wide STRICT", |from, to| {
         if from == "legacy" && to != "legacy" {
             "000"
@@ -270,12 +248,12 @@ fn istios_authentication_tasks() {
             "200"
         }
     });
-    t.delete("global.yaml", "istio-system");
+    t.mesh.delete_in("istio-system", "global.yaml");
     t.expect("back to PERMISSIVE", |_, _| "200");
 
     // Namespace-wide policy: only foo refuses sleep.legacy.
     let foo = authn("snip_namespacewide_policy_1.yaml", FOO_STRICT);
-    t.apply("foo.yaml", "foo", &foo);
+    t.mesh.apply_yaml_in("foo", "foo.yaml", &foo);
     t.expect("foo STRICT", |from, to| {
         if from == "legacy" && to == "foo" {
             "000"
@@ -285,17 +263,17 @@ fn istios_authentication_tasks() {
     });
 
     // Per workload: httpbin.bar STRICT (and the task's DestinationRule for it).
-    t.apply(
-        "bar.yaml",
+    t.mesh.apply_yaml_in(
         "bar",
+        "bar.yaml",
         &authn(
             "snip_enable_mutual_tls_per_workload_1.yaml",
             HTTPBIN_BAR_STRICT,
         ),
     );
-    t.apply(
-        "bar-dr.yaml",
+    t.mesh.apply_yaml_in(
         "bar",
+        "bar-dr.yaml",
         &authn("snip_enable_mutual_tls_per_workload_2.yaml", HTTPBIN_BAR_DR),
     );
     t.expect("foo and httpbin.bar STRICT", |from, to| {
@@ -314,10 +292,10 @@ fn istios_authentication_tasks() {
         HTTPBIN_BAR_PORT_DISABLE,
     )
     .replace("    80:", "    8080:");
-    t.apply("bar.yaml", "bar", &port_level);
-    t.apply(
-        "bar-dr.yaml",
+    t.mesh.apply_yaml_in("bar", "bar.yaml", &port_level);
+    t.mesh.apply_yaml_in(
         "bar",
+        "bar-dr.yaml",
         &authn(
             "snip_enable_mutual_tls_per_workload_6.yaml",
             HTTPBIN_BAR_PORT_DR,
@@ -332,14 +310,14 @@ fn istios_authentication_tasks() {
     });
 
     // Policy precedence: the workload policy DISABLE overrides foo's namespace STRICT.
-    t.apply(
-        "overwrite.yaml",
+    t.mesh.apply_yaml_in(
         "foo",
+        "overwrite.yaml",
         &authn("snip_policy_precedence_1.yaml", OVERWRITE),
     );
-    t.apply(
-        "overwrite-dr.yaml",
+    t.mesh.apply_yaml_in(
         "foo",
+        "overwrite-dr.yaml",
         &authn("snip_policy_precedence_2.yaml", OVERWRITE_DR),
     );
     t.expect("httpbin.foo DISABLE over foo STRICT", |_, _| "200");
@@ -351,16 +329,16 @@ fn istios_authentication_tasks() {
         ("bar-dr.yaml", "bar"),
         ("foo.yaml", "foo"),
     ] {
-        t.delete(file, ns);
+        t.mesh.delete_in(ns, file);
     }
     t.expect("clean up: every pair works", |_, _| "200");
 
     // Mutual TLS migration: lock down foo, then the whole mesh (the same file, applied in foo
     // and then in the root namespace).
     let lock = |file: &str| step(root, MIGRATION, file, STRICT_UNNAMESPACED);
-    t.apply(
-        "lock-foo.yaml",
+    t.mesh.apply_yaml_in(
         "foo",
+        "lock-foo.yaml",
         &lock("snip_lock_down_to_mutual_tls_by_namespace_1.yaml"),
     );
     t.expect("migration: foo locked down", |from, to| {
@@ -370,9 +348,9 @@ fn istios_authentication_tasks() {
             "200"
         }
     });
-    t.apply(
-        "lock-mesh.yaml",
+    t.mesh.apply_yaml_in(
         "istio-system",
+        "lock-mesh.yaml",
         &lock("snip_lock_down_mutual_tls_for_the_entire_mesh_1.yaml"),
     );
     t.expect("migration: the mesh locked down", |from, to| {
@@ -483,10 +461,6 @@ fn istios_authz_tcp_task() {
             .unwrap_or_else(|| panic!("no port {name}: {ep}")) as u16
     };
     let (p9000, p9001) = (port("tcp"), port("tcp-other"));
-    let t = Tasks {
-        mesh,
-        endpoint: Vec::new(),
-    };
     let expect = |what: &str, want: [&str; 2]| {
         let mut seen = [String::new(), String::new()];
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -502,9 +476,9 @@ fn istios_authz_tcp_task() {
     expect("no policy", ["hello port", "hello port"]);
     let task = |file: &str, fixture: String| step(root, AUTHZ_TCP, file, &fixture);
 
-    t.apply(
-        "tcp-policy.yaml",
+    mesh.apply_yaml_in(
         "foo",
+        "tcp-policy.yaml",
         &task(
             "snip_configure_allow_authorization_policy_for_a_tcp_workload_1.yaml",
             tcp_policy("ALLOW", "{ports: [\"9000\", \"9001\"]}"),
@@ -512,9 +486,9 @@ fn istios_authz_tcp_task() {
     );
     expect("ALLOW 9000 and 9001", ["hello port", "hello port"]);
 
-    t.apply(
-        "tcp-policy.yaml",
+    mesh.apply_yaml_in(
         "foo",
+        "tcp-policy.yaml",
         &task(
             "snip_configure_allow_authorization_policy_for_a_tcp_workload_5.yaml",
             tcp_policy("ALLOW", "{methods: [GET], ports: [\"9000\"]}"),
@@ -525,9 +499,9 @@ fn istios_authz_tcp_task() {
         ["connection rejected", "connection rejected"],
     );
 
-    t.apply(
-        "tcp-policy.yaml",
+    mesh.apply_yaml_in(
         "foo",
+        "tcp-policy.yaml",
         &task(
             "snip_configure_deny_authorization_policy_for_a_tcp_workload_1.yaml",
             tcp_policy("DENY", "{methods: [GET]}"),
@@ -538,9 +512,9 @@ fn istios_authz_tcp_task() {
         ["connection rejected", "connection rejected"],
     );
 
-    t.apply(
-        "tcp-policy.yaml",
+    mesh.apply_yaml_in(
         "foo",
+        "tcp-policy.yaml",
         &task(
             "snip_configure_deny_authorization_policy_for_a_tcp_workload_4.yaml",
             tcp_policy("DENY", "{methods: [GET], ports: [\"9000\"]}"),
@@ -550,7 +524,7 @@ fn istios_authz_tcp_task() {
         "DENY narrowed to port 9000",
         ["connection rejected", "hello port"],
     );
-    t.mesh.down();
+    mesh.down();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -587,13 +561,9 @@ fn istios_authz_http_task() {
         None => fx.file("bookinfo.yaml", &fixtures::bookinfo(&[])),
     };
     let mesh = Mesh::up(&[&bookinfo]);
-    let t = Tasks {
-        mesh,
-        endpoint: Vec::new(),
-    };
     let page = || {
         get(
-            t.mesh.pod("productpage").proxy,
+            mesh.pod("productpage").proxy,
             "http://productpage:9080/productpage",
             &[],
         )
@@ -618,9 +588,9 @@ fn istios_authz_http_task() {
         r.status == 200 && !r.text.contains("Error fetching")
     });
 
-    t.apply(
-        "allow-nothing.yaml",
+    mesh.apply_yaml_in(
         "default",
+        "allow-nothing.yaml",
         &task(
             "snip_configure_access_control_for_workloads_using_http_traffic_1.yaml",
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: default}\nspec: {}\n".into(),
@@ -630,9 +600,9 @@ fn istios_authz_http_task() {
         r.status == 403 && r.text.ends_with("RBAC: access denied")
     });
 
-    t.apply(
-        "productpage-viewer.yaml",
+    mesh.apply_yaml_in(
         "default",
+        "productpage-viewer.yaml",
         &task(
             "snip_configure_access_control_for_workloads_using_http_traffic_2.yaml",
             viewer("productpage", None),
@@ -644,9 +614,9 @@ fn istios_authz_http_task() {
             && r.text.contains("Error fetching product reviews!")
     });
 
-    t.apply(
-        "details-viewer.yaml",
+    mesh.apply_yaml_in(
         "default",
+        "details-viewer.yaml",
         &task(
             "snip_configure_access_control_for_workloads_using_http_traffic_3.yaml",
             viewer("details", Some("bookinfo-productpage")),
@@ -658,9 +628,9 @@ fn istios_authz_http_task() {
             && r.text.contains("Error fetching product reviews!")
     });
 
-    t.apply(
-        "reviews-viewer.yaml",
+    mesh.apply_yaml_in(
         "default",
+        "reviews-viewer.yaml",
         &task(
             "snip_configure_access_control_for_workloads_using_http_traffic_4.yaml",
             viewer("reviews", Some("bookinfo-productpage")),
@@ -672,9 +642,9 @@ fn istios_authz_http_task() {
             && r.text.contains(RATINGS_UNAVAILABLE)
     });
 
-    t.apply(
-        "ratings-viewer.yaml",
+    mesh.apply_yaml_in(
         "default",
+        "ratings-viewer.yaml",
         &task(
             "snip_configure_access_control_for_workloads_using_http_traffic_5.yaml",
             viewer("ratings", Some("bookinfo-reviews")),
@@ -693,7 +663,7 @@ fn istios_authz_http_task() {
             r.text
         );
     }
-    t.mesh.down();
+    mesh.down();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -734,10 +704,6 @@ fn istios_authz_ingress_task() {
     )
     .unwrap();
     let mesh = Mesh::up_with(&[&file], &[], &[("KEEL_NUM_TRUSTED_PROXIES", "1")]);
-    let t = Tasks {
-        mesh,
-        endpoint: Vec::new(),
-    };
     let call = |xff: Option<&str>| {
         let header = xff.map(|x| format!("X-Forwarded-For: {x}"));
         let headers: Vec<&str> = header.iter().map(String::as_str).collect();
@@ -769,17 +735,17 @@ fn istios_authz_ingress_task() {
         "snip_ipbased_allow_list_and_deny_list_1.yaml",
         ingress_policy("ipBlocks"),
     );
-    t.apply("ingress-policy.yaml", "istio-system", &ip_blocks);
+    mesh.apply_yaml_in("istio-system", "ingress-policy.yaml", &ip_blocks);
     until("ipBlocks without the peer", Some("1.2.3.4"), 403);
     // The task's next step: add the client's address to the list.
     let with_peer = ip_blocks.replace("\"5.6.7.0/24\"]", "\"5.6.7.0/24\", \"127.0.0.1\"]");
     assert_ne!(with_peer, ip_blocks, "the list names 5.6.7.0/24 last");
-    t.apply("ingress-policy.yaml", "istio-system", &with_peer);
+    mesh.apply_yaml_in("istio-system", "ingress-policy.yaml", &with_peer);
     until("ipBlocks with the peer", None, 200);
 
-    t.apply(
-        "ingress-policy.yaml",
+    mesh.apply_yaml_in(
         "istio-system",
+        "ingress-policy.yaml",
         &task(
             "snip_ipbased_allow_list_and_deny_list_2.yaml",
             ingress_policy("remoteIpBlocks"),
@@ -798,5 +764,5 @@ fn istios_authz_ingress_task() {
         "the trusted proxy's entry is last"
     );
     assert_eq!(status(None), 403, "no header: the peer, not listed");
-    t.mesh.down();
+    mesh.down();
 }

@@ -255,27 +255,50 @@ impl Mesh {
     /// `keel apply -f FILE --wait` on this mesh's control plane: returns once every sidecar
     /// has the change, as Istio's tasks wait a few seconds after `kubectl apply`.
     pub fn apply(&self, file: &Path) {
-        let out = Command::new(KEEL)
-            .arg("apply")
-            .arg("-f")
-            .arg(file)
-            .args(["--wait", "--server", &self.api])
-            .output()
-            .expect("keel apply");
-        assert!(
-            out.status.success(),
-            "keel apply -f {}: {}{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.kubectl("apply", None, file);
     }
 
     /// Writes `yaml` to a file of the mesh's directory and applies it.
     pub fn apply_yaml(&self, name: &str, yaml: &str) {
+        self.kubectl("apply", None, &self.write(name, yaml));
+    }
+
+    /// Like [`Mesh::apply_yaml`], for objects that name no namespace: they go to `ns`, as
+    /// with `kubectl apply -n NS`.
+    pub fn apply_yaml_in(&self, ns: &str, name: &str, yaml: &str) {
+        self.kubectl("apply", Some(ns), &self.write(name, yaml));
+    }
+
+    /// `keel delete -n NS -f` of a file [`Mesh::apply_yaml_in`] wrote.
+    pub fn delete_in(&self, ns: &str, name: &str) {
+        self.kubectl("delete", Some(ns), &self.dir.path().join(name));
+    }
+
+    fn write(&self, name: &str, yaml: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, yaml).expect("write");
-        self.apply(&path);
+        path
+    }
+
+    /// `keel apply` (waiting for every sidecar) or `keel delete`, which must succeed.
+    fn kubectl(&self, verb: &str, ns: Option<&str>, file: &Path) {
+        let mut cmd = Command::new(KEEL);
+        cmd.arg(verb);
+        if let Some(ns) = ns {
+            cmd.args(["-n", ns]);
+        }
+        cmd.arg("-f").arg(file).args(["--server", &self.api]);
+        if verb == "apply" {
+            cmd.arg("--wait");
+        }
+        let out = cmd.output().expect("keel");
+        assert!(
+            out.status.success(),
+            "keel {verb} -f {}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The app's log of `pod` (`httpbin-v1-0`).

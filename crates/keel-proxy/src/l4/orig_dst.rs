@@ -75,6 +75,10 @@ impl PortAliases {
 impl OriginalDst for PortAliases {
     fn original_dst(&self, stream: &TcpStream) -> Option<SocketAddr> {
         self.inner.original_dst(stream).or_else(|| {
+            // Most sidecars have no aliases: no local_addr() call for them.
+            if self.ports.is_empty() {
+                return None;
+            }
             let local = stream.local_addr().ok()?;
             let port = self.ports.get(&local.port())?;
             Some(SocketAddr::new(local.ip(), *port))
