@@ -25,6 +25,9 @@ pub struct ClusterRuntime {
     pub service: Arc<ServiceRef>,
     /// The workload behind each endpoint (by endpoint index), where the registry knows it.
     pub peers: Vec<Option<Arc<ProxyIdentity>>>,
+    /// The registry knows a workload behind some endpoint: a mesh service (see
+    /// [`ClusterRuntime::in_mesh`]), decided once rather than per request.
+    in_mesh: bool,
     /// Circuit breakers and outlier detection (DestinationRule `connectionPool`,
     /// `outlierDetection`).
     pub policies: ClusterPolicies,
@@ -56,7 +59,8 @@ impl ClusterRuntime {
                 .to_string(),
             namespace: cluster.namespace.clone(),
         });
-        let peers = cluster.endpoints.iter().map(peer_identity).collect();
+        let peers: Vec<_> = cluster.endpoints.iter().map(peer_identity).collect();
+        let in_mesh = peers.iter().any(Option::is_some);
         // Endpoints that outlier detection still holds ejected stay out of the new balancer.
         if let Some(outlier) = &policies.outlier {
             for i in 0..cluster.endpoints.len() {
@@ -71,6 +75,7 @@ impl ClusterRuntime {
             balancer,
             service,
             peers,
+            in_mesh,
             policies,
         }
     }
@@ -83,7 +88,7 @@ impl ClusterRuntime {
     /// Whether the registry knows a workload behind any endpoint: a mesh service, which
     /// gets this proxy's peer metadata (an external one doesn't).
     pub fn in_mesh(&self) -> bool {
-        self.peers.iter().any(Option::is_some)
+        self.in_mesh
     }
 }
 

@@ -99,10 +99,11 @@ fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
 
 fn escape_rdn(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
+    let last = v.chars().count().saturating_sub(1);
     for (i, c) in v.chars().enumerate() {
         let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && (c == '#' || c == ' '))
-            || (i + 1 == v.chars().count() && c == ' ');
+            || (i == last && c == ' ');
         if special {
             out.push('\\');
         }
