@@ -7,7 +7,10 @@
 # the binary that ran, most instructions first. The default log level (info), as deployed:
 # its log lines run code that bench/proxy.sh's warn level would not. Needs valgrind, nginx, wrk, h2load, curl.
 #
-# Usage: bench/hot-text.sh [KEEL_BINARY]      regenerate (default: builds the release binary)
+# Usage: bench/hot-text.sh [KEEL_BINARY]      regenerate (default: the profile-guided build,
+#                                             bench/pgo.sh, which the benchmarks measure; the
+#                                             previous list's other entries are kept after the
+#                                             new ones, for the plain release build)
 #        bench/hot-text.sh --check [BINARY]   how much of the current list a binary still has
 # Regenerate after a dependency or toolchain update when --check reports a falling match (a
 # stale list costs memory, never correctness). Rebuild afterwards: the list is a link input.
@@ -23,7 +26,10 @@ if [[ ${1:-} == --check ]]; then
     shift
 fi
 BIN=${1:-}
-if [[ -z $BIN ]]; then
+if [[ -z $BIN && $CHECK == 0 ]]; then
+    BIN=$(bench/pgo.sh | tail -1)
+    [[ -x $BIN ]] || exit 1
+elif [[ -z $BIN ]]; then
     cargo build --release --locked -p keel-proxy >&2 || exit 1
     BIN=$CARGO_TARGET_DIR/release/keel-proxy
 fi
@@ -81,4 +87,5 @@ kill "$KEEL"
 wait "$KEEL"
 grep -q 'configuration reloaded' "$D/keel.log" ||
     echo "warning: the reload did not happen; its code is not in the profile" >&2
-python3 bench/proxy/hot_text.py write "$D/cg.out" "$BIN" "$SCRIPT"
+cp "$SCRIPT" "$D/previous.ld" 2>/dev/null
+python3 bench/proxy/hot_text.py write "$D/cg.out" "$BIN" "$SCRIPT" "$D/previous.ld"

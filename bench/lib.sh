@@ -133,15 +133,29 @@ find_envoy() {
     fi
 }
 
-# Sets KEEL to BENCH_KEEL, or builds keel-proxy (release) into CARGO_TARGET_DIR; empty (with
-# a note) when the build fails. Then reports how much of the hot-text list the binary still
-# matches: keel-proxy's memory depends on it naming the functions it runs
-# (crates/keel-proxy/build.rs), and a stale list shows there before it shows as RSS.
+# Sets KEEL to BENCH_KEEL, or builds keel-proxy into CARGO_TARGET_DIR: profile-guided
+# (bench/pgo.sh, the build to deploy) unless BENCH_PGO=0 or that can't be done here, then the
+# plain release build; KEEL_BUILD says which. KEEL is empty (with a note) when no build
+# works. Then reports how much of the hot-text list the binary still matches: keel-proxy's
+# memory depends on it naming the functions it runs (crates/keel-proxy/build.rs), and a
+# stale list shows there before it shows as RSS.
 find_keel() {
     KEEL=${BENCH_KEEL:-}
+    KEEL_BUILD="given (BENCH_KEEL)"
+    if [[ -z $KEEL && ${BENCH_PGO:-1} != 0 ]]; then
+        log "building keel-proxy with profile-guided optimisation (bench/pgo.sh; BENCH_PGO=0 skips it)"
+        if KEEL=$(bench/pgo.sh 2>"$WORK/pgo.log" | tail -1) && [[ -x $KEEL ]]; then
+            KEEL_BUILD="release, profile-guided (bench/pgo.sh)"
+        else
+            KEEL=""
+            tail -3 "$WORK/pgo.log" >&2
+            note "keel-proxy: no profile-guided build (bench/pgo.sh failed, see above); measuring the plain release build"
+        fi
+    fi
     if [[ -z $KEEL ]]; then
         log "building keel-proxy (release)"
         KEEL=$CARGO_TARGET_DIR/release/keel-proxy
+        KEEL_BUILD="release, no profile (cargo build --release)"
         if ! cargo build --release --locked -p keel-proxy >"$WORK/cargo.log" 2>&1; then
             tail -20 "$WORK/cargo.log" >&2
             note "MISSING: keel-proxy did not build (cargo build --release -p keel-proxy)"

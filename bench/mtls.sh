@@ -18,7 +18,9 @@
 #                          BENCH_AUTHZ_RULES rules on the server sidecar, the last one
 #                          allowing the benchmark's requests)
 #   BENCH_AUTHZ_RULES=100
-#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one (release)
+#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one
+#   BENCH_PGO=0            build keel-proxy without profile-guided optimisation (default:
+#                          bench/pgo.sh, the build to deploy; ~17 min cold on 2 cores)
 #   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
 #   BENCH_KEEP=1           keep the work directory (certificates, configs, logs, raw output)
 #
@@ -379,8 +381,8 @@ done
 # --- the table ---------------------------------------------------------------------------
 
 versions() {
-    printf 'keel-proxy %s (%s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
-        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)"
+    printf 'keel-proxy %s (%s; %s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
+        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)" "${KEEL_BUILD:-}"
     [[ -x $ENVOY ]] && printf '; envoy %s' "$("$ENVOY" --version 2>/dev/null | awk '/version:/ {print $NF}' | cut -d/ -f2)"
     printf '; nginx %s' "$(nginx -v 2>&1 | sed 's|.*/||')"
     printf '; wrk %s' "$(wrk -v 2>&1 | awk 'NR == 1 {print $2}')"

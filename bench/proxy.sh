@@ -16,7 +16,9 @@
 #                          (keel-policies: keel-proxy with a timeout, retries, pool limits
 #                          and outlier detection configured but not firing, issue 4's check)
 #   BENCH_KEEL_WORKERS=1   keel-proxy's --workers
-#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one (release)
+#   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one
+#   BENCH_PGO=0            build keel-proxy without profile-guided optimisation (default:
+#                          bench/pgo.sh, the build to deploy; ~17 min cold on 2 cores)
 #   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
 #   BENCH_KEEP=1           keep the work directory (configs, logs, raw tool output)
 #
@@ -256,8 +258,8 @@ done
 # --- the table ---------------------------------------------------------------------------
 
 versions() {
-    printf 'keel-proxy %s (%s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
-        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)"
+    printf 'keel-proxy %s (%s; %s)' "$(git rev-parse --short HEAD 2>/dev/null)" \
+        "$([[ -n $KEEL ]] && "$KEEL" --version 2>/dev/null)" "${KEEL_BUILD:-}"
     printf '; nginx %s' "$(nginx -v 2>&1 | sed 's|.*/||')"
     command -v haproxy >/dev/null && printf '; haproxy %s' "$(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}')"
     [[ -x $ENVOY ]] && printf '; envoy %s' "$("$ENVOY" --version 2>/dev/null | awk '/version:/ {print $NF}' | cut -d/ -f2)"
