@@ -166,8 +166,13 @@ pub(crate) async fn exchange(
         return attempts(x, head, body, None).await;
     };
     let started = tokio::time::Instant::now();
-    match tokio::time::timeout(limit, attempts(x, head, body, deadline)).await {
-        Ok(mut done) => {
+    match within(
+        std::pin::pin!(attempts(x, head, body, deadline)),
+        std::pin::pin!(tokio::time::sleep(limit)),
+    )
+    .await
+    {
+        Some(mut done) => {
             // The route timeout covers the whole response, body included, as Envoy's does.
             if let Ok(resp) = done.result {
                 done.result =
@@ -175,8 +180,27 @@ pub(crate) async fn exchange(
             }
             done
         }
-        Err(_) => Exchanged::failed(timeout_error(&x.route.name, &x.cluster.name, limit)),
+        None => Exchanged::failed(timeout_error(&x.route.name, &x.cluster.name, limit)),
     }
+}
+
+/// `fut`'s output, or `None` once `sleep` fires first: `tokio::time::timeout` without moving
+/// `fut` into it. Both stay where the caller pinned them (`std::pin::pin!` makes them in
+/// place), so the request's future — several hundred bytes per layer — is not copied into
+/// a `Timeout` at every request that has a deadline.
+fn within<'a, T>(
+    mut fut: Pin<&'a mut (impl Future<Output = T> + ?Sized)>,
+    mut sleep: Pin<&'a mut tokio::time::Sleep>,
+) -> impl Future<Output = Option<T>> + 'a
+where
+    T: 'a,
+{
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        sleep.as_mut().poll(cx).map(|()| None)
+    })
 }
 
 /// A body that can be read whole within the retry buffer limit.
@@ -275,14 +299,19 @@ async fn attempts(
                 };
                 let send = |req| x.shared.pools.send_in(&pool, addr, x.h2, req);
                 let result = match per_try {
-                    Some(t) => match tokio::time::timeout(t, send(req)).await {
-                        Ok(r) => r.map_err(Failure::Send),
+                    Some(t) => match within(
+                        std::pin::pin!(send(req)),
+                        std::pin::pin!(tokio::time::sleep(t)),
+                    )
+                    .await
+                    {
+                        Some(r) => r.map_err(Failure::Send),
                         // The attempt ran under what was left of the route's deadline: its
                         // expiry is the route timeout, not `retries.perTryTimeout`.
-                        Err(_) if per_try != configured => {
+                        None if per_try != configured => {
                             Err(Failure::RouteTimeout(deadline.unwrap_or(t)))
                         }
-                        Err(_) => Err(Failure::PerTryTimeout(t)),
+                        None => Err(Failure::PerTryTimeout(t)),
                     },
                     None => send(req).await.map_err(Failure::Send),
                 };
