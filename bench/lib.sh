@@ -167,6 +167,31 @@ find_keel() {
     fi
 }
 
+# mesh_certs DIR LOG: a root and two workload certificates with openssl, in Istio's file names:
+# DIR/root-cert.pem and DIR/{client,server}/{cert-chain,key,root-cert}.pem, ECDSA P-256 with
+# URI SANs spiffe://cluster.local/ns/default/sa/{client,server}. openssl's output goes to LOG.
+mesh_certs() {
+    local d=$1 log=$2 sa
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$d/root-key.pem" -out "$d/root-cert.pem" -days 2 -subj "/O=keel-bench-mesh" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        >>"$log" 2>&1 || return 1
+    for sa in client server; do
+        mkdir -p "$d/$sa"
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$d/$sa/key.pem" -out "$d/$sa.csr" -subj "/O=keel-bench-workload" \
+            >>"$log" 2>&1 || return 1
+        printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
+            "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
+            "basicConstraints=critical,CA:FALSE" >"$d/$sa.ext"
+        openssl x509 -req -in "$d/$sa.csr" -CA "$d/root-cert.pem" -CAkey "$d/root-key.pem" \
+            -CAcreateserial -CAserial "$d/root.srl" -days 1 -sha256 -extfile "$d/$sa.ext" \
+            -out "$d/$sa/cert-chain.pem" >>"$log" 2>&1 || return 1
+        cp "$d/root-cert.pem" "$d/$sa/root-cert.pem"
+    done
+}
+
 # Sets OPENLOOP to the open-loop client (bench/proxy/openloop.rs) built into WORK; empty
 # (with a note) when it doesn't build.
 build_openloop() {

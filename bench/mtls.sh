@@ -100,30 +100,9 @@ build_openloop
 
 # --- certificates ------------------------------------------------------------------------
 
-# WORK/certs/root-cert.pem and WORK/certs/{client,server}/{cert-chain,key}.pem, Istio's
-# file names (cert-chain.pem, key.pem, root-cert.pem), with root-cert.pem also beside each
-# pair for Keel's --root-cert.
-make_certs() {
-    local d=$WORK/certs sa
-    mkdir -p "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$d/root-key.pem" -out "$d/root-cert.pem" -days 2 -subj "/O=keel-bench-mesh" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        >>"$WORK/openssl.log" 2>&1 || return 1
-    for sa in client server; do
-        mkdir -p "$d/$sa"
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-            -keyout "$d/$sa/key.pem" -out "$d/$sa.csr" -subj "/O=keel-bench-workload" \
-            >>"$WORK/openssl.log" 2>&1 || return 1
-        printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
-            "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
-            "basicConstraints=critical,CA:FALSE" >"$d/$sa.ext"
-        openssl x509 -req -in "$d/$sa.csr" -CA "$d/root-cert.pem" -CAkey "$d/root-key.pem" \
-            -CAcreateserial -CAserial "$d/root.srl" -days 1 -sha256 -extfile "$d/$sa.ext" \
-            -out "$d/$sa/cert-chain.pem" >>"$WORK/openssl.log" 2>&1 || return 1
-        cp "$d/root-cert.pem" "$d/$sa/root-cert.pem"
-    done
-}
+# WORK/certs: bench/lib.sh's mesh_certs (Istio's file names: cert-chain.pem, key.pem,
+# root-cert.pem; root-cert.pem also beside each pair for Keel's --root-cert).
+make_certs() { mesh_certs "$WORK/certs" "$WORK/openssl.log"; }
 if ! make_certs; then
     cat "$WORK/openssl.log" >&2
     echo "error: openssl could not make the certificates" >&2

@@ -9,6 +9,10 @@ KEEL=$1
 cd "$(dirname "$0")/../.."
 B=$PWD/bench
 D=$(mktemp -d /tmp/keel-pgo-train.XXXXXX)
+# bench/lib.sh's helpers (free_port, mesh_certs) want WORK and NOTES.
+WORK=$D NOTES=$D/notes.txt
+# shellcheck source=bench/lib.sh
+. "$B/lib.sh"
 PIDS=()
 cleanup() {
     local p
@@ -17,7 +21,7 @@ cleanup() {
     rm -rf "$D"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port() { free_port; }
 up() { # url [curl args]: waits up to 20 s for a 200
     local i
     for i in $(seq 1 100); do
@@ -64,23 +68,7 @@ done
 
 # A sidecar pair with mesh mTLS (bench/mtls.sh's setup), with certificates made here.
 C=$D/certs
-mkdir -p "$C"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$C/root-key.pem" -out "$C/root-cert.pem" -days 2 -subj "/O=keel-pgo" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    >>"$D/openssl.log" 2>&1 || exit 1
-for sa in client server; do
-    mkdir -p "$C/$sa"
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$C/$sa/key.pem" -out "$C/$sa.csr" -subj "/O=keel-pgo" >>"$D/openssl.log" 2>&1 || exit 1
-    printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
-        "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
-        "basicConstraints=critical,CA:FALSE" >"$C/$sa.ext"
-    openssl x509 -req -in "$C/$sa.csr" -CA "$C/root-cert.pem" -CAkey "$C/root-key.pem" \
-        -CAcreateserial -CAserial "$C/root.srl" -days 1 -sha256 -extfile "$C/$sa.ext" \
-        -out "$C/$sa/cert-chain.pem" >>"$D/openssl.log" 2>&1 || exit 1
-    cp "$C/root-cert.pem" "$C/$sa/root-cert.pem"
-done
+mesh_certs "$C" "$D/openssl.log" || { tail -5 "$D/openssl.log"; exit 1; }
 common=(-n default --bind 127.0.0.1 --stats none --workers 1 --log-level warn)
 for mode in keep-alive new-connections; do
     SVC=$(port) SRV=$(port) O1=$(port) O2=$(port) IN=$(port) SA=$(port) CA=$(port)
