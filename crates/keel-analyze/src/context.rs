@@ -25,6 +25,9 @@ pub struct MeshConfig {
     /// `defaultConfig.image.imageType` (`distroless`, `debug`, ...): the proxy image flavour
     /// injected by default; empty for the default image.
     pub default_image_type: String,
+    /// `defaultConfig.gatewayTopology.numTrustedProxies`: how many proxies in front of a
+    /// gateway its `X-Forwarded-For` trusts; `None` when not set (Istio's default, 0).
+    pub num_trusted_proxies: Option<u8>,
 }
 
 impl Default for MeshConfig {
@@ -37,6 +40,7 @@ impl Default for MeshConfig {
             lightstep_providers: Vec::new(),
             proxy_metadata: BTreeMap::new(),
             default_image_type: String::new(),
+            num_trusted_proxies: None,
         }
     }
 }
@@ -103,6 +107,18 @@ impl MeshConfig {
         }
         if let Some(t) = text_at("/defaultConfig/image/imageType") {
             mesh.default_image_type = t;
+        }
+        if let Some(n) = v.pointer("/defaultConfig/gatewayTopology/numTrustedProxies") {
+            let n = n
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{name}: defaultConfig.gatewayTopology.numTrustedProxies: expected a count \
+of proxies from 0 to 255, found {n}"
+                    )
+                })?;
+            mesh.num_trusted_proxies = Some(n);
         }
         Ok(mesh)
     }
@@ -260,5 +276,23 @@ mod tests {
         assert_eq!(m.default_image_type, "distroless");
         assert!(MeshConfig::from_yaml("[1, 2]", "m.yaml").is_err());
         assert!(MeshConfig::from_yaml("a: [", "m.yaml").is_err());
+    }
+
+    #[test]
+    fn gateway_topology_trusted_proxies() {
+        let m = MeshConfig::from_yaml("rootNamespace: istio-system\n", "m.yaml").expect("parse");
+        assert_eq!(m.num_trusted_proxies, None);
+        let m = MeshConfig::from_yaml(
+            "defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: 2\n",
+            "m.yaml",
+        )
+        .expect("parse");
+        assert_eq!(m.num_trusted_proxies, Some(2));
+        for bad in ["-1", "256", "two"] {
+            let text =
+                format!("defaultConfig:\n  gatewayTopology:\n    numTrustedProxies: {bad}\n");
+            let e = MeshConfig::from_yaml(&text, "m.yaml").expect_err(bad);
+            assert!(e.contains("numTrustedProxies"), "{e}");
+        }
     }
 }

@@ -678,9 +678,11 @@ fn ingress_policy(field: &str) -> String {
 }
 
 /// Istio's "Ingress Gateway" authorization task (IP-based allow list) on the local mesh's
-/// ingress gateway, which trusts one proxy in front of it (`KEEL_NUM_TRUSTED_PROXIES=1`, as the
-/// task's load balancer setup has it): `ipBlocks` judges the connection's peer (the test, on
-/// 127.0.0.1), `remoteIpBlocks` the client the trusted proxy named in `X-Forwarded-For`.
+/// ingress gateway, which trusts one proxy in front of it (as the task's load balancer setup
+/// has it, here the way Istio sets it: `gatewayTopology.numTrustedProxies: 1` in the mesh
+/// config, ConfigMap `istio` in `istio-system`): `ipBlocks` judges the connection's peer (the
+/// test, on 127.0.0.1), `remoteIpBlocks` the client the trusted proxy named in
+/// `X-Forwarded-For`.
 #[test]
 fn istios_authz_ingress_task() {
     if !binaries_built() {
@@ -698,12 +700,12 @@ fn istios_authz_ingress_task() {
     std::fs::write(
         &file,
         format!(
-            "{}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: httpbin-gateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - {{port: {{number: {port}, name: http, protocol: HTTP}}, hosts: [\"*\"]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: httpbin}}\nspec:\n  hosts: [\"*\"]\n  gateways: [httpbin-gateway]\n  http:\n  - route: [{{destination: {{host: httpbin, port: {{number: 8000}}}}}}]\n",
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |-\n    defaultConfig:\n      gatewayTopology:\n        numTrustedProxies: 1\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: httpbin-gateway}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - {{port: {{number: {port}, name: http, protocol: HTTP}}, hosts: [\"*\"]}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: httpbin}}\nspec:\n  hosts: [\"*\"]\n  gateways: [httpbin-gateway]\n  http:\n  - route: [{{destination: {{host: httpbin, port: {{number: 8000}}}}}}]\n",
             common::HTTPBIN
         ),
     )
     .unwrap();
-    let mesh = Mesh::up_with(&[&file], &[], &[("KEEL_NUM_TRUSTED_PROXIES", "1")]);
+    let mesh = Mesh::up_with(&[&file], &[], &[]);
     let call = |xff: Option<&str>| {
         let header = xff.map(|x| format!("X-Forwarded-For: {x}"));
         let headers: Vec<&str> = header.iter().map(String::as_str).collect();

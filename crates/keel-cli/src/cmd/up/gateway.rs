@@ -128,6 +128,26 @@ choose another local port with {fix}",
     Ok(())
 }
 
+/// Istio's `gatewayTopology.numTrustedProxies` for the ingress gateway, from the mesh config
+/// among the files (the `mesh` key of ConfigMap `istio` in the root namespace,
+/// `defaultConfig.gatewayTopology`), as istiod gives it to its gateways. `None` when unset:
+/// the gateway then takes `KEEL_NUM_TRUSTED_PROXIES` from the environment, or 0.
+pub fn trusted_proxies(resources: &[Resource], root_namespace: &str) -> Result<Option<u8>, String> {
+    let Some((r, mesh)) = resources.iter().find_map(|r| match &r.spec {
+        Spec::ConfigMap(cm) if r.name() == "istio" && r.namespace() == root_namespace => {
+            cm.get("mesh").map(|mesh| (r, mesh))
+        }
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let name = format!(
+        "{}:{}: ConfigMap {root_namespace}/istio, data.mesh",
+        r.origin.file, r.origin.pos.line
+    );
+    keel_analyze::MeshConfig::from_yaml(mesh, &name).map(|m| m.num_trusted_proxies)
+}
+
 /// Starts the gateway's `keel-proxy gateway`, configured from `xds`; its admin API on `admin`.
 pub(super) fn start(
     ingress: &Ingress,
@@ -136,6 +156,7 @@ pub(super) fn start(
     logs: &Path,
     proxy_bin: &Path,
     ca: Option<&MeshCa>,
+    trusted_proxies: Option<u8>,
 ) -> std::io::Result<Proc> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(logs.join(format!("{NAME}.log")))?;
@@ -156,6 +177,9 @@ pub(super) fn start(
     }
     for (server, local) in &ingress.ports {
         cmd.args(["--gateway-port", &format!("{server}={local}")]);
+    }
+    if let Some(n) = trusted_proxies {
+        cmd.args(["--num-trusted-proxies", &n.to_string()]);
     }
     if let Some(ca) = ca {
         cmd.args(super::process::identity_args(

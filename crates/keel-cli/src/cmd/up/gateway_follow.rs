@@ -50,6 +50,12 @@ pub(super) struct GatewayFollower {
     /// The flag that moves the gateway's port, when not `--gateway-port` (`keel demo --port`).
     port_flag: Option<&'static str>,
     ca: Option<MeshCa>,
+    root_namespace: String,
+    /// `gatewayTopology.numTrustedProxies` from the mesh config (see
+    /// [`gateway::trusted_proxies`]), as of the last snapshot: used at the next (re)start.
+    trusted_proxies: Option<u8>,
+    /// The last mesh-config error printed, so it's printed once.
+    mesh_reported: Option<String>,
     ingress: Option<Ingress>,
     admin: Option<u16>,
     state: State,
@@ -71,6 +77,8 @@ impl GatewayFollower {
         proxy_bin: PathBuf,
         port_flag: Option<&'static str>,
         ca: Option<MeshCa>,
+        root_namespace: String,
+        trusted_proxies: Option<u8>,
     ) -> Self {
         GatewayFollower {
             store,
@@ -81,6 +89,9 @@ impl GatewayFollower {
             proxy_bin,
             port_flag,
             ca,
+            root_namespace,
+            trusted_proxies,
+            mesh_reported: None,
             ingress: None,
             admin: None,
             state: State::Absent,
@@ -128,6 +139,18 @@ impl GatewayFollower {
     /// Starts the gateway when a Gateway first selects it, and says which ports Gateways
     /// added while it runs.
     fn follow(&mut self, resources: &[Resource]) {
+        match gateway::trusted_proxies(resources, &self.root_namespace) {
+            Ok(n) => {
+                self.trusted_proxies = n;
+                self.mesh_reported = None;
+            }
+            // The last good value stays.
+            Err(e) if self.mesh_reported.as_ref() != Some(&e) => {
+                shout!("error: {e}; the ingress gateway keeps its trusted proxy count");
+                self.mesh_reported = Some(e);
+            }
+            Err(_) => {}
+        }
         let Some(planned) = gateway::plan(resources, &self.overrides) else {
             return;
         };
@@ -193,6 +216,7 @@ impl GatewayFollower {
             &self.logs,
             &self.proxy_bin,
             self.ca.as_ref(),
+            self.trusted_proxies,
         ) {
             Ok(proc) => {
                 self.state = State::Starting {

@@ -238,6 +238,13 @@ async fn mesh(
         shout!("error: {e}");
         return exit::FAILURE;
     }
+    let trusted_proxies = match gateway::trusted_proxies(resources, &args.root_namespace) {
+        Ok(n) => n,
+        Err(e) => {
+            shout!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
     let opened = tokio::task::spawn_blocking({
         let config = config.to_path_buf();
         let opts = DirStoreOptions {
@@ -363,7 +370,15 @@ async fn mesh(
     }
     if !failed && let (Some(i), Some(admin)) = (&ingress, gateway_admin) {
         say!("{}", gateway::starting(i));
-        match gateway::start(i, xds_addr, admin, logs, proxy_bin, servers.ca.as_ref()) {
+        match gateway::start(
+            i,
+            xds_addr,
+            admin,
+            logs,
+            proxy_bin,
+            servers.ca.as_ref(),
+            trusted_proxies,
+        ) {
             Ok(p) => procs.push(p),
             Err(e) => {
                 shout!("error: {}: {e}", gateway::NAME);
@@ -449,6 +464,8 @@ async fn mesh(
             proxy_bin.to_path_buf(),
             args.preset.as_ref().map(|p| p.port_flag),
             servers.ca.clone(),
+            args.root_namespace.clone(),
+            trusted_proxies,
         );
         if let (Some(i), Some(admin), Some(p)) = (ingress, gateway_admin, procs.pop()) {
             follower.adopt(i, admin, p);
