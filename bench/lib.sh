@@ -1,8 +1,10 @@
-# Shell functions shared by bench/proxy.sh and bench/mtls.sh; sourced, never run.
+# Shell functions shared by bench/proxy.sh, bench/mtls.sh and bench/pgo/train.sh; sourced,
+# never run.
 #
-# The sourcing script sets WORK (its work directory) and NOTES (a file collecting the
-# notes printed under its table) before calling any of these, and puts every process it
-# starts in STARTED and a running RSS sampler's pid in SAMPLER, which bench_cleanup stops.
+# WORK (the work directory) and NOTES (a file collecting the notes printed under the table)
+# must be set before calling any of these: bench_start sets them. The sourcing script puts
+# every process it starts in STARTED and a running RSS sampler's pid in SAMPLER, which
+# bench_cleanup stops.
 # shellcheck shell=bash
 
 note() { echo "$*" | tee -a "$NOTES" >&2; }
@@ -10,6 +12,18 @@ log() { echo "[bench] $*" >&2; }
 
 STARTED=()
 SAMPLER=""
+
+# bench_start NAME: makes the work directory WORK (/tmp/NAME.XXXXXX) with the files RESULTS
+# and NOTES, and sets the traps that stop every started process and clean up on exit.
+bench_start() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    RESULTS=$WORK/results.tsv
+    NOTES=$WORK/notes.txt
+    : >"$RESULTS"
+    : >"$NOTES"
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
 
 # Stops every process in STARTED (and the sampler), then removes WORK unless BENCH_KEEP=1.
 bench_cleanup() {

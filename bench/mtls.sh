@@ -67,15 +67,9 @@ AUTHZ_RULES=${BENCH_AUTHZ_RULES:-100}
 CONNS=32
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-WORK=$(mktemp -d /tmp/keel-mtls-bench.XXXXXX)
-RESULTS=$WORK/results.tsv
-NOTES=$WORK/notes.txt
-: >"$RESULTS"
-: >"$NOTES"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start keel-mtls-bench
 
 # PIN prefixes every process of the measurement: generator, upstream, both sidecars.
 bench_pinning "$CPU" "$SCHED"

@@ -45,15 +45,9 @@ TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy"}
 KEEL_WORKERS=${BENCH_KEEL_WORKERS:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-WORK=$(mktemp -d /tmp/keel-proxy-bench.XXXXXX)
-RESULTS=$WORK/results.tsv
-NOTES=$WORK/notes.txt
-: >"$RESULTS"
-: >"$NOTES"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start keel-proxy-bench
 
 # PIN prefixes every process of the measurement: generator, upstream, proxy.
 bench_pinning "$CPU" "$SCHED"
