@@ -318,3 +318,51 @@ parse_load() { # wrk|openloop OUT TARGET LOAD: sets the caller's reqs rps p50 p9
         ;;
     esac
 }
+
+# --- the open loop in rounds -------------------------------------------------------------
+#
+# One open-loop run per target, one target after another, measures each target on a
+# different machine: on this shared VM the p99 of the same proxy moves by ±40 µs from one
+# minute to the next, more than two proxies differ by. So bench/proxy.sh and bench/mtls.sh
+# run the open loop in rounds, every target once per round in a rotating order with all of
+# them running throughout, and pool each target's rounds (all their latencies together):
+# drift then falls on every target alike.
+
+# pool_openloop OUT ROUND_OUTPUT...: writes to OUT, in openloop's output format, the rounds
+# pooled: percentiles over every latency of every round (a ROUND_OUTPUT's samples are in the
+# file of the same name ending in .lat instead of .out), requests, errors and all_requests
+# summed, rps the rounds' mean, late_p99_us their maximum.
+pool_openloop() {
+    python3 - "$@" <<'EOF'
+import math
+import sys
+
+out, rounds = sys.argv[1], sys.argv[2:]
+sums = {"requests": 0, "errors": 0, "all_requests": 0}
+lat, rps, late = [], [], [0]
+for r in rounds:
+    kv = dict(l.split() for l in open(r) if len(l.split()) == 2)
+    for k in sums:
+        sums[k] += int(kv.get(k, 0))
+    rps.append(float(kv.get("rps", 0)))
+    late.append(int(kv.get("late_p99_us", 0)))
+    lat += [int(x) for x in open(r[: -len(".out")] + ".lat").read().split()]
+lat.sort()
+
+
+def pct(p):  # as openloop.rs computes it
+    if not lat:
+        return 0
+    return lat[min(max(math.ceil(p / 100 * len(lat)), 1), len(lat)) - 1]
+
+
+with open(out, "w") as f:
+    for k, v in sums.items():
+        print(k, v, file=f)
+    print("rps %.1f" % (sum(rps) / max(len(rps), 1)), file=f)
+    for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        print(f"{name}_us {pct(p)}", file=f)
+    print("max_us", lat[-1] if lat else 0, file=f)
+    print("late_p99_us", max(late), file=f)
+EOF
+}

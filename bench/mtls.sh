@@ -9,6 +9,8 @@
 #   BENCH_HS_DURATION=5    seconds of the new-connection run
 #   BENCH_WARMUP=2         seconds of unmeasured load before each target's runs
 #   BENCH_RATE=1000        requests/s of the open-loop latency run
+#   BENCH_ROUNDS=5         rounds of the open-loop run, every target once per round
+#   BENCH_ROUND_DURATION=5 seconds each target is measured per round (after 1 s unmeasured)
 #   BENCH_CPU=0            core that load generator, upstream and both sidecars are pinned
 #                          to (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop run
@@ -43,6 +45,9 @@
 #   h1 c32        wrk, one thread, 32 keep-alive connections: req/s, latency, CPU per
 #                 request of each sidecar (utime+stime from /proc over the run) and peak RSS
 #   h1 RATE/s     open loop at BENCH_RATE req/s on 32 connections (bench/proxy/openloop.rs)
+#                 in BENCH_ROUNDS rounds that visit every target in turn, each target's
+#                 rounds pooled into its row (bench/lib.sh says why; the notes list every
+#                 round's p99); every pair runs until the end of these
 #   new conn c32  wrk with `Connection: close` (every request a new connection to the client
 #                 sidecar) while the client sidecar opens one upstream connection per request
 #                 (Keel: DestinationRule maxRequestsPerConnection 1; Envoy:
@@ -50,7 +55,7 @@
 #                 sidecars, CPU per request is CPU per new connection
 # The upstream is the nginx of bench/proxy.sh (a fixed 64-byte answer).
 #
-# Everything listens on 127.0.0.1 only; every run is bounded (about 3 minutes in all); every
+# Everything listens on 127.0.0.1 only; every run is bounded (about 4 minutes in all); every
 # process this script starts is stopped on exit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +65,8 @@ DURATION=${BENCH_DURATION:-10}
 HS_DURATION=${BENCH_HS_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-2}
 RATE=${BENCH_RATE:-1000}
+ROUNDS=${BENCH_ROUNDS:-5}
+ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
 TARGETS=${BENCH_TARGETS:-"direct keel keel-authz envoy"}
@@ -70,6 +77,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_start keel-mtls-bench
+ROUNDS_TSV=$WORK/rounds.tsv
+: >"$ROUNDS_TSV"
 
 # PIN prefixes every process of the measurement: generator, upstream, both sidecars.
 bench_pinning "$CPU" "$SCHED"
@@ -252,13 +261,17 @@ probe_accepts() { # target
 }
 
 # measure TARGET LOAD KIND CMD...: runs CMD (bounded), samples each sidecar's CPU and RSS,
-# parses KIND's output (wrk | openloop) and appends one result row.
+# parses KIND's output (wrk | openloop) and appends one result row. KIND "round": round
+# ROUND of the open loop (openloop's output, with its latencies kept beside it); its CPU
+# ticks and peak RSS go to TARGET's rounds file and its p99 to ROUNDS_TSV, and
+# finish_rounds makes the row.
 measure() {
     local target=$1 load=$2 kind=$3
     shift 3
     local slug=${load//[ \/]/_}
     local out=$WORK/$target-$slug.out cpids=() spids=() c0=0 s0=0 c1=0 s1=0
     local cpeak=$WORK/peak-client speak=$WORK/peak-server
+    [[ $kind == round ]] && out=$WORK/$target-$slug-round$ROUND.out
     if [[ -n $CLIENT_PID ]]; then
         mapfile -t cpids < <(tree_pids "$CLIENT_PID")
         mapfile -t spids < <(tree_pids "$SERVER_PID")
@@ -275,8 +288,10 @@ measure() {
         c0=$(cpu_ticks "${cpids[@]}")
         s0=$(cpu_ticks "${spids[@]}")
     fi
+    [[ $kind == round ]] && export OPENLOOP_SAMPLES=${out%.out}.lat
     timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
     local rc=$?
+    unset OPENLOOP_SAMPLES
     local reqs="" rps="" p50="" p90="" p99="" errs=0
     if [[ -n $CLIENT_PID ]]; then
         c1=$(cpu_ticks "${cpids[@]}")
@@ -285,59 +300,132 @@ measure() {
         wait "$SAMPLER" 2>/dev/null
         SAMPLER=""
     fi
-    case $kind in
-    wrk | openloop) parse_load "$kind" "$out" "$target" "$load" ;;
-    esac
+    parse_load "${kind/round/openloop}" "$out" "$target" "$load"
     if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
         note "$target $load: the load generator failed (exit $rc); output: $out"
         tail -3 "$out" >&2
+        [[ $kind == round ]] && mv "$out" "$out.failed"
+        return
+    fi
+    peak() { awk '$1 > m {m = $1} END {print m + 0}' "$1"; }
+    if [[ $kind == round ]]; then
+        printf '%s\t%s\t%s\t%s\n' $((c1 - c0)) $((s1 - s0)) "$(peak "$cpeak")" "$(peak "$speak")" \
+            >>"$WORK/$target-$slug.rounds"
+        printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$p99" >>"$ROUNDS_TSV"
+        log "$target $load round $ROUND: p99 $p99 µs"
         return
     fi
     local ccpu="" scpu="" crss="" srss=""
     if [[ -n $CLIENT_PID ]]; then
         per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}'; }
-        peak() { awk '$1 > m {m = $1} END {printf "%.1f", m / 1024}' "$1"; }
+        mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
         ccpu=$(per_req $((c1 - c0)))
         scpu=$(per_req $((s1 - s0)))
-        crss=$(peak "$cpeak")
-        srss=$(peak "$speak")
+        crss=$(mib "$(peak "$cpeak")")
+        srss=$(mib "$(peak "$speak")")
     fi
+    result_row "$target" "$load" "$ccpu" "$scpu" "$crss" "$srss"
+}
+
+# result_row TARGET LOAD CLIENT_CPU SERVER_CPU CLIENT_RSS SERVER_RSS: appends a row from the
+# caller's rps p50 p90 p99 errs.
+result_row() {
+    local target=$1 load=$2 ccpu=$3 scpu=$4 crss=$5 srss=$6
     ((${errs:-0} > 0)) && note "$target $load: $errs failed requests"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$load" "$target" "$rps" "$p50" \
         "$p90" "$p99" "$ccpu" "$scpu" "$crss" "$srss" "${errs:-0}" >>"$RESULTS"
     log "$target $load: $rps req/s, p99 ${p99:-"-"} µs, cpu client ${ccpu:-"-"} server ${scpu:-"-"} µs/req"
 }
 
-HS_LOAD="new conn c$CONNS"
+# finish_rounds TARGET LOAD: TARGET's open-loop rounds pooled into one result row; CPU per
+# request over all rounds, RSS the highest of any round.
+finish_rounds() {
+    local target=$1 load=$2
+    local slug=${load//[ \/]/_}
+    local out=$WORK/$target-$slug.out rounds=$WORK/$target-$slug.rounds outs=()
+    shopt -s nullglob
+    outs=("$WORK/$target-$slug"-round*.out)
+    shopt -u nullglob
+    ((${#outs[@]} > 0)) || return 0
+    if ! pool_openloop "$out" "${outs[@]}"; then
+        note "$target $load: the rounds could not be pooled; raw output in $WORK (BENCH_KEEP=1)"
+        return
+    fi
+    local reqs="" rps="" p50="" p90="" p99="" errs=0 ccpu="" scpu="" crss="" srss=""
+    parse_load openloop "$out" "$target" "$load"
+    if [[ -n ${CLIENT_PID_OF[$target]} ]]; then
+        sum_per_req() { awk -v c="$1" -v hz="$CLK_TCK" -v n="$reqs" '{d += $c} END {printf "%.2f", d / hz * 1e6 / n}' "$rounds"; }
+        max_mib() { awk -v c="$1" '$c > m {m = $c} END {printf "%.1f", m / 1024}' "$rounds"; }
+        ccpu=$(sum_per_req 1)
+        scpu=$(sum_per_req 2)
+        crss=$(max_mib 3)
+        srss=$(max_mib 4)
+    fi
+    result_row "$target" "$load" "$ccpu" "$scpu" "$crss" "$srss"
+}
+
+# Every target's pair runs from here to the end, so the open-loop rounds can take turns; a
+# target's closed-loop runs see the other pairs idle, as every other target's do.
+declare -A CLIENT_PID_OF SERVER_PID_OF URL_OF HOST_OF
+LIVE=()
 for target in $TARGETS; do
-    log "--- $target"
-    if ! start_target "$target"; then
+    if start_target "$target"; then
+        CLIENT_PID_OF[$target]=$CLIENT_PID SERVER_PID_OF[$target]=$SERVER_PID
+        URL_OF[$target]=$URL HOST_OF[$target]=$HOST
+        LIVE+=("$target")
+    else
         note "$target: not measured (could not start; see messages above)"
         stop_target
-        continue
     fi
+done
+use_target() {
+    CLIENT_PID=${CLIENT_PID_OF[$1]} SERVER_PID=${SERVER_PID_OF[$1]}
+    URL=${URL_OF[$1]} HOST=${HOST_OF[$1]}
+}
+
+for target in "${LIVE[@]}"; do
+    log "--- $target"
+    use_target "$target"
     "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $HOST" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c$CONNS" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
         --latency -H "Host: $HOST" "$URL"
-    if [[ -n $OPENLOOP ]]; then
-        # (tree_pids fails when a process has no children: no && chain here.)
-        mapfile -t involved < <(
-            tree_pids "$UPSTREAM_PID"
-            if [[ -n $CLIENT_PID ]]; then
-                tree_pids "$CLIENT_PID"
-                tree_pids "$SERVER_PID"
+done
+
+if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
+    log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
+    # (tree_pids fails when a process has no children: no && chain here.)
+    mapfile -t involved < <(
+        tree_pids "$UPSTREAM_PID"
+        for target in "${LIVE[@]}"; do
+            if [[ -n ${CLIENT_PID_OF[$target]} ]]; then
+                tree_pids "${CLIENT_PID_OF[$target]}"
+                tree_pids "${SERVER_PID_OF[$target]}"
             fi
-        )
-        set_sched fifo "${involved[@]}"
-        FIFO_PREFIX=()
-        [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
-        measure "$target" "h1 ${RATE}/s" openloop "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
-            "$URL" "$RATE" "$DURATION" "$CONNS" 1 "$HOST"
-        set_sched other "${involved[@]}"
-    fi
-    stop_target
+        done
+    )
+    set_sched fifo "${involved[@]}"
+    FIFO_PREFIX=()
+    [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for ((i = 0; i < ${#LIVE[@]}; i++)); do
+            # Each round starts one target further on, so no target always follows another.
+            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
+            use_target "$target"
+            measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
+                "$URL" "$RATE" "$ROUND_DURATION" "$CONNS" 1 "$HOST"
+        done
+    done
+    set_sched other "${involved[@]}"
+    for target in "${LIVE[@]}"; do
+        finish_rounds "$target" "h1 ${RATE}/s"
+    done
+fi
+
+HS_LOAD="new conn c$CONNS"
+for target in "${LIVE[@]}"; do
     # The policy changes the request path, not connections: no new-connection row for it.
     [[ $target == keel-authz ]] && continue
+    log "--- $target, one request per connection"
     if ! start_target "$target" one; then
         note "$target: no new-connection row (could not start with one request per connection)"
         stop_target
@@ -366,8 +454,8 @@ versions() {
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, envoy --concurrency 1)"
-    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (new connections: ${HS_DURATION} s); open loop at ${RATE} req/s"
+    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (new connections: ${HS_DURATION} s); open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
     echo "mTLS: TLS 1.3, ECDSA P-256 workload certificates from one root (openssl), no session resumption"
     echo "versions: $(versions)"
 } >"$WORK/header.txt"
-python3 bench/mtls/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$AUTHZ_RULES"
+python3 bench/mtls/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$AUTHZ_RULES" "$ROUNDS_TSV"

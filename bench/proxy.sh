@@ -7,6 +7,8 @@
 #   BENCH_DURATION=10      seconds per measured run
 #   BENCH_WARMUP=2         seconds of unmeasured load before each target's runs
 #   BENCH_RATE=1000        requests/s of the open-loop latency run
+#   BENCH_ROUNDS=5         rounds of the open-loop run, every target once per round
+#   BENCH_ROUND_DURATION=5 seconds each target is measured per round (after 1 s unmeasured)
 #   BENCH_CPU=0            core that load generator, upstream and proxy are pinned to
 #                          (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop
@@ -23,9 +25,11 @@
 #   BENCH_KEEP=1           keep the work directory (configs, logs, raw tool output)
 #
 # Loads, identical for every target: wrk closed loop at 1 and 32 connections (one thread),
-# an open-loop run at BENCH_RATE requests/s (bench/proxy/openloop.rs, 32 connections), and
 # h2load HTTP/2 (h2c, prior knowledge) at 32 streams on one connection where the proxy
-# speaks h2c downstream. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
+# speaks h2c downstream, and an open-loop run at BENCH_RATE requests/s (bench/proxy/
+# openloop.rs, 32 connections) in BENCH_ROUNDS rounds that visit every target in turn, each
+# target's rounds pooled into its row (bench/lib.sh says why; the notes list every round's
+# p99). All targets run from start to end. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
 # request (utime+stime from /proc/PID/stat over the run, divided by the requests completed)
 # and its peak RSS during the run (VmRSS sampled every 100 ms; nginx: master + worker), each
 # also as a ratio to nginx and to the direct connection.
@@ -39,6 +43,8 @@ ROOT=$PWD
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
 RATE=${BENCH_RATE:-1000}
+ROUNDS=${BENCH_ROUNDS:-5}
+ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
 TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy"}
@@ -48,6 +54,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_start keel-proxy-bench
+ROUNDS_TSV=$WORK/rounds.tsv
+: >"$ROUNDS_TSV"
 
 # PIN prefixes every process of the measurement: generator, upstream, proxy.
 bench_pinning "$CPU" "$SCHED"
@@ -169,12 +177,16 @@ stop_target() {
 }
 
 # measure TARGET LOAD KIND CMD...: runs CMD (bounded), samples the proxy's CPU and RSS,
-# parses KIND's output (wrk | openloop | h2load) and appends one result row.
+# parses KIND's output (wrk | openloop | h2load) and appends one result row. KIND "round":
+# round ROUND of the open loop (openloop's output, with its latencies kept beside it); its
+# CPU ticks and peak RSS go to TARGET's rounds file and its p99 to ROUNDS_TSV, and
+# finish_rounds makes the row.
 measure() {
     local target=$1 load=$2 kind=$3
     shift 3
     local slug=${load//[ \/]/_}
-    local out=$WORK/$target-$slug.out pids=() t0 t1 sampler peak=$WORK/peak
+    local out=$WORK/$target-$slug.out pids=() t0=0 t1=0 sampler peak=$WORK/peak
+    [[ $kind == round ]] && out=$WORK/$target-$slug-round$ROUND.out
     if [[ -n $TARGET_PID ]]; then
         mapfile -t pids < <(tree_pids "$TARGET_PID")
         : >"$peak"
@@ -188,8 +200,10 @@ measure() {
         SAMPLER=$sampler
         t0=$(cpu_ticks "${pids[@]}")
     fi
+    [[ $kind == round ]] && export OPENLOOP_SAMPLES=${out%.out}.lat
     timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
     local rc=$?
+    unset OPENLOOP_SAMPLES
     local reqs="" rps="" p50="" p90="" p99="" errs=0 mean=""
     if [[ -n $TARGET_PID ]]; then
         t1=$(cpu_ticks "${pids[@]}")
@@ -198,7 +212,7 @@ measure() {
         SAMPLER=""
     fi
     case $kind in
-    wrk | openloop) parse_load "$kind" "$out" "$target" "$load" ;;
+    wrk | openloop | round) parse_load "${kind/round/openloop}" "$out" "$target" "$load" ;;
     h2load)
         reqs=$(awk '/^requests:/ {print $8}' "$out")
         rps=$(awk '/^finished in/ {print $4}' "$out")
@@ -210,6 +224,14 @@ measure() {
     if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
         note "$target $load: the load generator failed (exit $rc); output: $out"
         tail -3 "$out" >&2
+        [[ $kind == round ]] && mv "$out" "$out.failed"
+        return
+    fi
+    if [[ $kind == round ]]; then
+        printf '%s\t%s\n' $((t1 - t0)) "$(awk '$1 > m {m = $1} END {print m + 0}' "$peak")" \
+            >>"$WORK/$target-$slug.rounds"
+        printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$p99" >>"$ROUNDS_TSV"
+        log "$target $load round $ROUND: p99 $p99 µs"
         return
     fi
     local cpu="" rss=""
@@ -217,19 +239,59 @@ measure() {
         cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
         rss=$(awk '$1 > m {m = $1} END {printf "%.1f", m / 1024}' "$peak")
     fi
+    result_row "$target" "$load" "$cpu" "$rss"
+}
+
+# result_row TARGET LOAD CPU RSS: appends a row from the caller's rps p50 p90 p99 mean errs.
+result_row() {
+    local target=$1 load=$2 cpu=$3 rss=$4
     ((${errs:-0} > 0)) && note "$target $load: $errs failed requests"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$load" "$target" "$rps" "$p50" "$p90" \
         "$p99" "$mean" "$cpu" "$rss" "${errs:-0}" >>"$RESULTS"
     log "$target $load: $rps req/s, p99 ${p99:-"-"} µs, cpu ${cpu:-"-"} µs/req, rss ${rss:-"-"} MiB"
 }
 
+# finish_rounds TARGET LOAD: TARGET's open-loop rounds pooled into one result row; CPU per
+# request over all rounds, RSS the highest of any round.
+finish_rounds() {
+    local target=$1 load=$2
+    local slug=${load//[ \/]/_}
+    local out=$WORK/$target-$slug.out rounds=$WORK/$target-$slug.rounds outs=()
+    shopt -s nullglob
+    outs=("$WORK/$target-$slug"-round*.out)
+    shopt -u nullglob
+    ((${#outs[@]} > 0)) || return 0
+    if ! pool_openloop "$out" "${outs[@]}"; then
+        note "$target $load: the rounds could not be pooled; raw output in $WORK (BENCH_KEEP=1)"
+        return
+    fi
+    local reqs="" rps="" p50="" p90="" p99="" errs=0 mean="" cpu="" rss=""
+    parse_load openloop "$out" "$target" "$load"
+    if [[ -n ${PID_OF[$target]} ]]; then
+        cpu=$(awk -v hz="$CLK_TCK" -v n="$reqs" '{d += $1} END {printf "%.2f", d / hz * 1e6 / n}' "$rounds")
+        rss=$(awk '$2 > m {m = $2} END {printf "%.1f", m / 1024}' "$rounds")
+    fi
+    result_row "$target" "$load" "$cpu" "$rss"
+}
+
+# Every target runs from here to the end, so the open-loop rounds can take turns; a target's
+# closed-loop runs see the others idle, as every other target's do.
+declare -A PID_OF URL_OF H2_URL_OF
+LIVE=()
 for target in $TARGETS; do
-    log "--- $target"
-    if ! start_target "$target"; then
+    if start_target "$target"; then
+        PID_OF[$target]=$TARGET_PID URL_OF[$target]=$URL H2_URL_OF[$target]=$H2_URL
+        LIVE+=("$target")
+    else
         note "$target: not measured (could not start; see messages above)"
         stop_target
-        continue
     fi
+done
+use_target() { TARGET_PID=${PID_OF[$1]} URL=${URL_OF[$1]} H2_URL=${H2_URL_OF[$1]}; }
+
+for target in "${LIVE[@]}"; do
+    log "--- $target"
+    use_target "$target"
     "${PIN[@]}" wrk -t1 -c32 -d"${WARMUP}s" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c1" wrk "${PIN[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "$URL"
     measure "$target" "h1 c32" wrk "${PIN[@]}" wrk -t1 -c32 -d"${DURATION}s" --latency "$URL"
@@ -237,17 +299,33 @@ for target in $TARGETS; do
         measure "$target" "h2 c1m32" h2load "${PIN[@]}" h2load -t1 -c1 -m32 \
             -D "$DURATION" "$H2_URL"
     fi
-    if [[ -n $OPENLOOP ]]; then
-        mapfile -t involved < <(tree_pids "$UPSTREAM_PID"; [[ -n $TARGET_PID ]] && tree_pids "$TARGET_PID")
-        set_sched fifo "${involved[@]}"
-        FIFO_PREFIX=()
-        [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
-        measure "$target" "h1 ${RATE}/s" openloop "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
-            "$URL" "$RATE" "$DURATION" 32 1
-        set_sched other "${involved[@]}"
-    fi
-    stop_target
 done
+
+if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
+    log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
+    mapfile -t involved < <(
+        tree_pids "$UPSTREAM_PID"
+        for target in "${LIVE[@]}"; do
+            [[ -n ${PID_OF[$target]} ]] && tree_pids "${PID_OF[$target]}"
+        done
+    )
+    set_sched fifo "${involved[@]}"
+    FIFO_PREFIX=()
+    [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for ((i = 0; i < ${#LIVE[@]}; i++)); do
+            # Each round starts one target further on, so no target always follows another.
+            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
+            use_target "$target"
+            measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
+                "$URL" "$RATE" "$ROUND_DURATION" 32 1
+        done
+    done
+    set_sched other "${involved[@]}"
+    for target in "${LIVE[@]}"; do
+        finish_rounds "$target" "h1 ${RATE}/s"
+    done
+fi
 
 # --- the table ---------------------------------------------------------------------------
 
@@ -265,7 +343,7 @@ versions() {
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "pinning: $PINNING; one worker per proxy (keel-proxy --workers $KEEL_WORKERS)"
-    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up; open loop at ${RATE} req/s"
+    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up; open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
     echo "versions: $(versions)"
 } >"$WORK/header.txt"
-python3 bench/proxy/table.py "$RESULTS" "$WORK/header.txt" "$NOTES"
+python3 bench/proxy/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$ROUNDS_TSV"

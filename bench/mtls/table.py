@@ -1,12 +1,17 @@
 """Prints bench/mtls.sh's results as one table and checks the Keel pair against issue 6's
 targets, each figure beside the peer's measured in the same run.
 
-Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt AUTHZ_RULES
+Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt AUTHZ_RULES [ROUNDS.tsv]
 RESULTS.tsv rows: load, target, rps, p50, p90, p99 (µs), CPU µs per request of the client
-sidecar and of the server sidecar, peak RSS MiB of each, errors.
+sidecar and of the server sidecar, peak RSS MiB of each, errors. ROUNDS.tsv rows: load,
+target, round, p99 (µs) of each open-loop round (the RESULTS row pools them).
 """
 
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proxy"))
+from rounds import print_rounds  # noqa: E402
 
 ORDER = ["direct", "keel", "keel-authz", "envoy"]
 NAMES = {
@@ -32,6 +37,7 @@ def fmt(v, digits=0):
 
 def main():
     results, header, notes, rules = sys.argv[1:5]
+    rounds = sys.argv[5] if len(sys.argv) > 5 else None
     rows = []
     with open(results) as f:
         for line in f:
@@ -183,6 +189,15 @@ def main():
             pa, pb = get(load, "keel-authz", "p99"), get(load, "keel", "p99")
             line += f"; p99 {fmt(pa)} vs {fmt(pb)} µs"
         print(line)
+
+    if rounds:
+
+        def keel_adds_at_most_100(p99):
+            if "keel" in p99 and "direct" in p99:
+                return p99["keel"] - p99["direct"] <= 100
+            return None
+
+        print_rounds(rounds, ORDER, keel_adds_at_most_100, "keel pair's p99 <= direct's + 100 µs")
 
     with open(notes) as f:
         text = f.read().strip()

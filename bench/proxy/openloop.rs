@@ -14,6 +14,8 @@
 //! Prints `key value` lines: requests, errors, all_requests (with warm-up), rps, p50_us, p90_us, p99_us, p999_us, max_us,
 //! and late_p99_us (how late the scheduler released requests: if it is large, the numbers
 //! measure the client, not the server).
+//! With OPENLOOP_SAMPLES=FILE it also writes every counted request's latency (µs, one per
+//! line) to FILE, so runs interleaved with other targets' runs can be pooled.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -260,6 +262,13 @@ fn main() -> ExitCode {
     }
     println!("max_us {}", lat.last().copied().unwrap_or(0));
     println!("late_p99_us {}", pct(&late, 99.0));
+    if let Some(path) = std::env::var_os("OPENLOOP_SAMPLES") {
+        let text: String = lat.iter().map(|us| format!("{us}\n")).collect();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("openloop: cannot write {}: {e}", path.to_string_lossy());
+            return ExitCode::FAILURE;
+        }
+    }
     if lat.is_empty() {
         ExitCode::FAILURE
     } else {

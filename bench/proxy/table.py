@@ -1,12 +1,15 @@
 """Prints bench/proxy.sh's results as one table, with ratios to nginx and to the direct
 connection, and checks keel-proxy against its targets.
 
-Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt
+Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt [ROUNDS.tsv]
 RESULTS.tsv rows: load, target, rps, p50, p90, p99 (µs), mean (µs, h2load only),
-cpu (µs per request), rss (MiB), errors.
+cpu (µs per request), rss (MiB), errors. ROUNDS.tsv rows: load, target, round, p99 (µs) of
+each open-loop round (the RESULTS row pools them).
 """
 
 import sys
+
+from rounds import print_rounds
 
 ORDER = ["direct", "keel-proxy", "keel-policies", "nginx", "haproxy", "envoy"]
 
@@ -32,6 +35,7 @@ def fmt(v, digits=0):
 
 def main():
     results, header, notes = sys.argv[1:4]
+    rounds = sys.argv[4] if len(sys.argv) > 4 else None
     rows = []
     with open(results) as f:
         for line in f:
@@ -179,6 +183,18 @@ def main():
         within_10(f"policies' CPU per request at {c32[0]}", c32[0], "cpu", "µs")
     if rate:
         within_10(f"policies' p99 at {rate[0]}", rate[0], "p99", "µs")
+    if rounds:
+        def keel_at_most_nginx(p99):
+            if "keel-proxy" in p99 and "nginx" in p99:
+                return p99["keel-proxy"] <= p99["nginx"]
+            return None
+
+        print_rounds(
+            rounds,
+            ORDER + sorted({r["target"] for r in rows} - set(ORDER)),
+            keel_at_most_nginx,
+            "keel-proxy's p99 <= nginx's",
+        )
     with open(notes) as f:
         text = f.read().strip()
     if text:
