@@ -183,7 +183,8 @@ find_keel() {
 
 # mesh_certs DIR LOG: a root and two workload certificates with openssl, in Istio's file names:
 # DIR/root-cert.pem and DIR/{client,server}/{cert-chain,key,root-cert}.pem, ECDSA P-256 with
-# URI SANs spiffe://cluster.local/ns/default/sa/{client,server}. openssl's output goes to LOG.
+# URI SANs spiffe://cluster.local/ns/default/sa/{client,server} (the server's also with the DNS
+# name server.default.svc.cluster.local). openssl's output goes to LOG.
 mesh_certs() {
     local d=$1 log=$2 sa
     mkdir -p "$d"
@@ -196,7 +197,11 @@ mesh_certs() {
         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
             -keyout "$d/$sa/key.pem" -out "$d/$sa.csr" -subj "/O=keel-bench-workload" \
             >>"$log" 2>&1 || return 1
-        printf '%s\n' "subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa" \
+        # The server's also names the service's DNS name, for bench/mtls.sh's nginx pair
+        # (nginx verifies names, not URI SANs); Keel and Envoy check the SPIFFE ID.
+        local san="URI:spiffe://cluster.local/ns/default/sa/$sa"
+        [[ $sa == server ]] && san="$san,DNS:server.default.svc.cluster.local"
+        printf '%s\n' "subjectAltName=critical,$san" \
             "extendedKeyUsage=serverAuth,clientAuth" "keyUsage=critical,digitalSignature" \
             "basicConstraints=critical,CA:FALSE" >"$d/$sa.ext"
         openssl x509 -req -in "$d/$sa.csr" -CA "$d/root-cert.pem" -CAkey "$d/root-key.pem" \

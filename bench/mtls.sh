@@ -15,7 +15,7 @@
 #                          to (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop run
 #                          (bench/lib.sh explains); "normal" leaves the default policy
-#   BENCH_TARGETS="direct keel keel-authz envoy"
+#   BENCH_TARGETS="direct keel keel-authz nginx envoy"
 #                          (keel-authz: the Keel pair with an AuthorizationPolicy of
 #                          BENCH_AUTHZ_RULES rules on the server sidecar, the last one
 #                          allowing the benchmark's requests)
@@ -40,6 +40,10 @@
 # --concurrency 1) does the same with static clusters and no other filters than the
 # router — so it runs without Istio's telemetry filters, which Keel's sidecars do run
 # (istio_requests_total and friends): a lower bound of what Istio's sidecars cost.
+# The nginx pair (bench/mtls/nginx-*.conf, one worker each) is the same path through the
+# Debian nginx: mTLS with the same certificates (chain and, as nginx can, the server's DNS
+# name checked; the server requires a client certificate from the mesh root), keep-alive
+# on both hops: what a lean C proxy pair costs on this machine.
 #
 # Loads, identical for every target (every request carries Host: the service's name):
 #   h1 c32        wrk, one thread, 32 keep-alive connections: req/s, latency, CPU per
@@ -69,7 +73,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
-TARGETS=${BENCH_TARGETS:-"direct keel keel-authz envoy"}
+TARGETS=${BENCH_TARGETS:-"direct keel keel-authz nginx envoy"}
 AUTHZ_RULES=${BENCH_AUTHZ_RULES:-100}
 CONNS=32
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -118,7 +122,7 @@ CLK_TCK=$(getconf CLK_TCK)
 listen_port UPSTREAM_PORT || exit 1
 listen_port UPSTREAM_H2_PORT || exit 1
 # The service port: the client sidecar's (or Envoy's) listener, and the port in the Host.
-SVC_PORT=0 SERVER_PORT=0 CLIENT_ADMIN_PORT=0 SERVER_ADMIN_PORT=0 MAX_REQUESTS=1
+SVC_PORT=0 SERVER_PORT=0 CLIENT_ADMIN_PORT=0 SERVER_ADMIN_PORT=0 MAX_REQUESTS=1 NGINX_KEEPALIVE=""
 
 render() { # template output
     sed -e "s|@DIR@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
@@ -126,7 +130,8 @@ render() { # template output
         -e "s|@CLIENT_PORT@|$SVC_PORT|g" -e "s|@SERVER_PORT@|$SERVER_PORT|g" \
         -e "s|@CLIENT_ADMIN_PORT@|$CLIENT_ADMIN_PORT|g" \
         -e "s|@SERVER_ADMIN_PORT@|$SERVER_ADMIN_PORT|g" \
-        -e "s|@MAX_REQUESTS@|$MAX_REQUESTS|g" "$1" >"$WORK/$2"
+        -e "s|@MAX_REQUESTS@|$MAX_REQUESTS|g" -e "s|@NGINX_KEEPALIVE@|$NGINX_KEEPALIVE|g" \
+        "$1" >"$WORK/$2"
 }
 
 # An ALLOW policy of AUTHZ_RULES rules on the server sidecar: all but the last name the
@@ -197,6 +202,19 @@ start_target() {
         CLIENT_PID=$!
         STARTED+=("$CLIENT_PID")
         ;;
+    nginx)
+        NGINX_KEEPALIVE="keepalive 64; keepalive_requests 100000000;"
+        [[ $per_conn == one ]] && NGINX_KEEPALIVE=""
+        mkdir -p "$WORK/nginx-temp"
+        render bench/mtls/nginx-server.conf nginx-server.conf
+        render bench/mtls/nginx-client.conf nginx-client.conf
+        "${PIN[@]}" nginx -p "$WORK" -c "$WORK/nginx-server.conf" >"$WORK/nginx-server.log" 2>&1 &
+        SERVER_PID=$!
+        STARTED+=("$SERVER_PID")
+        "${PIN[@]}" nginx -p "$WORK" -c "$WORK/nginx-client.conf" >"$WORK/nginx-client.log" 2>&1 &
+        CLIENT_PID=$!
+        STARTED+=("$CLIENT_PID")
+        ;;
     envoy)
         [[ -x $ENVOY ]] || return 1
         MAX_REQUESTS=4294967295
@@ -246,7 +264,12 @@ stop_target() {
 probe_accepts() { # target
     command -v strace >/dev/null || return 0
     local out=$WORK/$1-accepts.txt probe=$WORK/$1-probe.out st accepted reqs
-    strace -f -qq -c -e trace=accept,accept4 -o "$out" -p "$SERVER_PID" 2>/dev/null &
+    # Every process of the server side: nginx accepts in its worker, not in the master.
+    local p traced=()
+    for p in $(tree_pids "$SERVER_PID"); do
+        traced+=(-p "$p")
+    done
+    strace -f -qq -c -e trace=accept,accept4 -o "$out" "${traced[@]}" 2>/dev/null &
     st=$!
     sleep 0.5
     timeout 10 wrk -t1 -c4 -d1s -H "Host: $HOST" -H "Connection: close" "$URL" >"$probe" 2>&1
@@ -271,7 +294,11 @@ measure() {
     local slug=${load//[ \/]/_}
     local out=$WORK/$target-$slug.out cpids=() spids=() c0=0 s0=0 c1=0 s1=0
     local cpeak=$WORK/peak-client speak=$WORK/peak-server
-    [[ $kind == round ]] && out=$WORK/$target-$slug-round$ROUND.out
+    local label=$load
+    if [[ $kind == round ]]; then
+        out=$WORK/$target-$slug-round$ROUND.out
+        label="$load round $ROUND"
+    fi
     if [[ -n $CLIENT_PID ]]; then
         mapfile -t cpids < <(tree_pids "$CLIENT_PID")
         mapfile -t spids < <(tree_pids "$SERVER_PID")
@@ -300,9 +327,9 @@ measure() {
         wait "$SAMPLER" 2>/dev/null
         SAMPLER=""
     fi
-    parse_load "${kind/round/openloop}" "$out" "$target" "$load"
+    parse_load "${kind/round/openloop}" "$out" "$target" "$label"
     if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
-        note "$target $load: the load generator failed (exit $rc); output: $out"
+        note "$target $label: the load generator failed (exit $rc); output: $out"
         tail -3 "$out" >&2
         [[ $kind == round ]] && mv "$out" "$out.failed"
         return
@@ -453,7 +480,7 @@ versions() {
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, envoy --concurrency 1)"
+    echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, nginx worker_processes 1, envoy --concurrency 1)"
     echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (new connections: ${HS_DURATION} s); open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
     echo "mTLS: TLS 1.3, ECDSA P-256 workload certificates from one root (openssl), no session resumption"
     echo "versions: $(versions)"

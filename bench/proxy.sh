@@ -186,7 +186,11 @@ measure() {
     shift 3
     local slug=${load//[ \/]/_}
     local out=$WORK/$target-$slug.out pids=() t0=0 t1=0 sampler peak=$WORK/peak
-    [[ $kind == round ]] && out=$WORK/$target-$slug-round$ROUND.out
+    local label=$load
+    if [[ $kind == round ]]; then
+        out=$WORK/$target-$slug-round$ROUND.out
+        label="$load round $ROUND"
+    fi
     if [[ -n $TARGET_PID ]]; then
         mapfile -t pids < <(tree_pids "$TARGET_PID")
         : >"$peak"
@@ -212,7 +216,7 @@ measure() {
         SAMPLER=""
     fi
     case $kind in
-    wrk | openloop | round) parse_load "${kind/round/openloop}" "$out" "$target" "$load" ;;
+    wrk | openloop | round) parse_load "${kind/round/openloop}" "$out" "$target" "$label" ;;
     h2load)
         reqs=$(awk '/^requests:/ {print $8}' "$out")
         rps=$(awk '/^finished in/ {print $4}' "$out")
@@ -222,7 +226,7 @@ measure() {
         ;;
     esac
     if [[ $rc != 0 || -z $reqs || $reqs == 0 ]]; then
-        note "$target $load: the load generator failed (exit $rc); output: $out"
+        note "$target $label: the load generator failed (exit $rc); output: $out"
         tail -3 "$out" >&2
         [[ $kind == round ]] && mv "$out" "$out.failed"
         return

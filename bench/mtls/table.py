@@ -13,11 +13,12 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proxy"))
 from rounds import print_rounds  # noqa: E402
 
-ORDER = ["direct", "keel", "keel-authz", "envoy"]
+ORDER = ["direct", "keel", "keel-authz", "nginx", "envoy"]
 NAMES = {
     "direct": "direct",
     "keel": "keel pair",
     "keel-authz": "keel+authz",
+    "nginx": "nginx pair",
     "envoy": "envoy pair",
 }
 
@@ -137,12 +138,14 @@ def main():
     if rate:
         direct = get(rate, "direct", "p99")
         keel, envoy = get(rate, "keel", "p99"), get(rate, "envoy", "p99")
+        nginx = get(rate, "nginx", "p99")
         kd = None if keel is None or direct is None else keel - direct
         envd = None if envoy is None or direct is None else envoy - direct
+        ngd = None if nginx is None or direct is None else nginx - direct
         print(
             f"  p99 added over direct at {rate}: keel pair {fmt(kd)} µs "
             f"({fmt(keel)} - {fmt(direct)}), target <= 100 µs -> {status(kd, 100.0)}"
-            f"   [envoy pair: {fmt(envd)} µs ({fmt(envoy)} - {fmt(direct)})]"
+            f"   [nginx pair: {fmt(ngd)} µs; envoy pair: {fmt(envd)} µs]"
         )
     for load in [closed, rate]:
         if not load:
@@ -152,12 +155,15 @@ def main():
         print(
             f"  pair CPU per request at {load}: keel {fmt(keel, 1)} µs / envoy {fmt(envoy, 1)} µs"
             f" = {fmt(r, 2)}, target <= 0.50 -> {status(r, 0.5)}"
+            f"   [nginx pair: {fmt(get(load, 'nginx', 'cpu'), 1)} µs]"
         )
 
     if fresh:
         print(f"new connections ({fresh}: mTLS handshakes between the sidecars per second):")
-        for t in ["keel", "envoy"]:
+        for t in ["keel", "nginx", "envoy"]:
             hs = get(fresh, t, "rps")
+            if hs is None:
+                continue
             cpu = get(fresh, t, "cpu")
             base = get(closed, t, "cpu")
             extra = None if cpu is None or base is None else cpu - base
