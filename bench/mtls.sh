@@ -15,7 +15,7 @@
 #                          to (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop run
 #                          (bench/lib.sh explains); "normal" leaves the default policy
-#   BENCH_TARGETS="direct keel keel-authz nginx envoy"
+#   BENCH_TARGETS="direct keel keel-authz nginx haproxy envoy"
 #                          (keel-authz: the Keel pair with an AuthorizationPolicy of
 #                          BENCH_AUTHZ_RULES rules on the server sidecar, the last one
 #                          allowing the benchmark's requests)
@@ -43,7 +43,8 @@
 # The nginx pair (bench/mtls/nginx-*.conf, one worker each) is the same path through the
 # Debian nginx: mTLS with the same certificates (chain and, as nginx can, the server's DNS
 # name checked; the server requires a client certificate from the mesh root), keep-alive
-# on both hops: what a lean C proxy pair costs on this machine.
+# on both hops: what a lean C proxy pair costs on this machine. The HAProxy pair
+# (bench/mtls/haproxy-*.cfg, one thread each) likewise.
 #
 # Loads, identical for every target (every request carries Host: the service's name):
 #   h1 c32        wrk, one thread, 32 keep-alive connections: req/s, latency, CPU per
@@ -73,7 +74,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
-TARGETS=${BENCH_TARGETS:-"direct keel keel-authz nginx envoy"}
+TARGETS=${BENCH_TARGETS:-"direct keel keel-authz nginx haproxy envoy"}
 AUTHZ_RULES=${BENCH_AUTHZ_RULES:-100}
 CONNS=32
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -95,6 +96,9 @@ need nginx nginx || { echo "error: nginx is required (it is the upstream)" >&2; 
 need openssl openssl || { echo "error: openssl is required (it makes the certificates)" >&2; exit 1; }
 command -v taskset >/dev/null || { [[ $CPU == none ]] || need taskset util-linux || exit 1; }
 
+if [[ " $TARGETS " == *" haproxy "* ]]; then
+    need haproxy haproxy || true
+fi
 ENVOY=""
 if [[ " $TARGETS " == *" envoy "* ]]; then
     find_envoy
@@ -122,7 +126,7 @@ CLK_TCK=$(getconf CLK_TCK)
 listen_port UPSTREAM_PORT || exit 1
 listen_port UPSTREAM_H2_PORT || exit 1
 # The service port: the client sidecar's (or Envoy's) listener, and the port in the Host.
-SVC_PORT=0 SERVER_PORT=0 CLIENT_ADMIN_PORT=0 SERVER_ADMIN_PORT=0 MAX_REQUESTS=1 NGINX_KEEPALIVE=""
+SVC_PORT=0 SERVER_PORT=0 CLIENT_ADMIN_PORT=0 SERVER_ADMIN_PORT=0 MAX_REQUESTS=1 NGINX_KEEPALIVE="" HAPROXY_SERVER_CLOSE=""
 
 render() { # template output
     sed -e "s|@DIR@|$WORK|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" \
@@ -131,6 +135,7 @@ render() { # template output
         -e "s|@CLIENT_ADMIN_PORT@|$CLIENT_ADMIN_PORT|g" \
         -e "s|@SERVER_ADMIN_PORT@|$SERVER_ADMIN_PORT|g" \
         -e "s|@MAX_REQUESTS@|$MAX_REQUESTS|g" -e "s|@NGINX_KEEPALIVE@|$NGINX_KEEPALIVE|g" \
+        -e "s|@HAPROXY_SERVER_CLOSE@|$HAPROXY_SERVER_CLOSE|g" \
         "$1" >"$WORK/$2"
 }
 
@@ -212,6 +217,22 @@ start_target() {
         SERVER_PID=$!
         STARTED+=("$SERVER_PID")
         "${PIN[@]}" nginx -p "$WORK" -c "$WORK/nginx-client.conf" >"$WORK/nginx-client.log" 2>&1 &
+        CLIENT_PID=$!
+        STARTED+=("$CLIENT_PID")
+        ;;
+    haproxy)
+        command -v haproxy >/dev/null || return 1
+        HAPROXY_SERVER_CLOSE=""
+        [[ $per_conn == one ]] && HAPROXY_SERVER_CLOSE="option http-server-close"
+        # HAProxy reads a certificate's chain and key from one file.
+        cat "$WORK/certs/client/cert-chain.pem" "$WORK/certs/client/key.pem" >"$WORK/certs/client.pem"
+        cat "$WORK/certs/server/cert-chain.pem" "$WORK/certs/server/key.pem" >"$WORK/certs/server.pem"
+        render bench/mtls/haproxy-server.cfg haproxy-server.cfg
+        render bench/mtls/haproxy-client.cfg haproxy-client.cfg
+        "${PIN[@]}" haproxy -db -f "$WORK/haproxy-server.cfg" >"$WORK/haproxy-server.log" 2>&1 &
+        SERVER_PID=$!
+        STARTED+=("$SERVER_PID")
+        "${PIN[@]}" haproxy -db -f "$WORK/haproxy-client.cfg" >"$WORK/haproxy-client.log" 2>&1 &
         CLIENT_PID=$!
         STARTED+=("$CLIENT_PID")
         ;;
@@ -480,7 +501,7 @@ versions() {
 
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, nginx worker_processes 1, envoy --concurrency 1)"
+    echo "pinning: $PINNING; one worker per sidecar (keel-proxy --workers 1, nginx worker_processes 1, haproxy nbthread 1, envoy --concurrency 1)"
     echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (new connections: ${HS_DURATION} s); open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
     echo "mTLS: TLS 1.3, ECDSA P-256 workload certificates from one root (openssl), no session resumption"
     echo "versions: $(versions)"

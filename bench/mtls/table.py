@@ -13,12 +13,13 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proxy"))
 from rounds import print_rounds  # noqa: E402
 
-ORDER = ["direct", "keel", "keel-authz", "nginx", "envoy"]
+ORDER = ["direct", "keel", "keel-authz", "nginx", "haproxy", "envoy"]
 NAMES = {
     "direct": "direct",
     "keel": "keel pair",
     "keel-authz": "keel+authz",
     "nginx": "nginx pair",
+    "haproxy": "haproxy pair",
     "envoy": "envoy pair",
 }
 
@@ -79,7 +80,7 @@ def main():
     print("# connection to the client sidecar and a new mTLS connection between the sidecars")
     cols = [
         ("load", 14),
-        ("target", 12),
+        ("target", 14),
         ("req/s", 9),
         ("p50 µs", 9),
         ("p90 µs", 9),
@@ -142,10 +143,12 @@ def main():
         kd = None if keel is None or direct is None else keel - direct
         envd = None if envoy is None or direct is None else envoy - direct
         ngd = None if nginx is None or direct is None else nginx - direct
+        hap = get(rate, "haproxy", "p99")
+        hpd = None if hap is None or direct is None else hap - direct
         print(
             f"  p99 added over direct at {rate}: keel pair {fmt(kd)} µs "
             f"({fmt(keel)} - {fmt(direct)}), target <= 100 µs -> {status(kd, 100.0)}"
-            f"   [nginx pair: {fmt(ngd)} µs; envoy pair: {fmt(envd)} µs]"
+            f"   [nginx pair: {fmt(ngd)} µs; haproxy pair: {fmt(hpd)} µs; envoy pair: {fmt(envd)} µs]"
         )
     for load in [closed, rate]:
         if not load:
@@ -155,12 +158,13 @@ def main():
         print(
             f"  pair CPU per request at {load}: keel {fmt(keel, 1)} µs / envoy {fmt(envoy, 1)} µs"
             f" = {fmt(r, 2)}, target <= 0.50 -> {status(r, 0.5)}"
-            f"   [nginx pair: {fmt(get(load, 'nginx', 'cpu'), 1)} µs]"
+            f"   [nginx pair: {fmt(get(load, 'nginx', 'cpu'), 1)} µs; "
+            f"haproxy pair: {fmt(get(load, 'haproxy', 'cpu'), 1)} µs]"
         )
 
     if fresh:
         print(f"new connections ({fresh}: mTLS handshakes between the sidecars per second):")
-        for t in ["keel", "nginx", "envoy"]:
+        for t in ["keel", "nginx", "haproxy", "envoy"]:
             hs = get(fresh, t, "rps")
             if hs is None:
                 continue
