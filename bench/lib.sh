@@ -30,6 +30,7 @@ bench_cleanup() {
     local p
     [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
     for p in "${STARTED[@]}"; do
+        kill -CONT "$p" 2>/dev/null
         kill "$p" 2>/dev/null
     done
     sleep 0.3
@@ -330,8 +331,25 @@ parse_load() { # wrk|openloop OUT TARGET LOAD: sets the caller's reqs rps p50 p9
 # different machine: on this shared VM the p99 of the same proxy moves by ±40 µs from one
 # minute to the next, more than two proxies differ by. So bench/proxy.sh and bench/mtls.sh
 # run the open loop in rounds, every target once per round in a rotating order with all of
-# them running throughout, and pool each target's rounds (all their latencies together):
-# drift then falls on every target alike.
+# them started (the ones not being measured frozen), and pool each target's rounds (all
+# their latencies together): drift then falls on every target alike.
+
+# freeze PID... / thaw PID...: stops (SIGSTOP) and continues (SIGCONT) processes. While one
+# target is measured, the others are frozen: running but idle they still wake up for their
+# timers (Envoy's stats flush, HAProxy's and Keel's housekeeping), and on a shared core
+# every such wake-up takes time and cache from the target being measured.
+freeze() {
+    local p
+    for p in "$@"; do
+        kill -STOP "$p" 2>/dev/null
+    done
+}
+thaw() {
+    local p
+    for p in "$@"; do
+        kill -CONT "$p" 2>/dev/null
+    done
+}
 
 # pool_openloop OUT ROUND_OUTPUT...: writes to OUT, in openloop's output format, the rounds
 # pooled: percentiles over every latency of every round (a ROUND_OUTPUT's samples are in the

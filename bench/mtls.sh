@@ -52,7 +52,8 @@
 #   h1 RATE/s     open loop at BENCH_RATE req/s on 32 connections (bench/proxy/openloop.rs)
 #                 in BENCH_ROUNDS rounds that visit every target in turn, each target's
 #                 rounds pooled into its row (bench/lib.sh says why; the notes list every
-#                 round's p99); every pair runs until the end of these
+#                 round's p99); every pair runs until the end of these, the ones not being
+#                 measured frozen (SIGSTOP), so their timers cannot take the core
 #   new conn c32  wrk with `Connection: close` (every request a new connection to the client
 #                 sidecar) while the client sidecar opens one upstream connection per request
 #                 (Keel: DestinationRule maxRequestsPerConnection 1; Envoy:
@@ -412,8 +413,9 @@ finish_rounds() {
     result_row "$target" "$load" "$ccpu" "$scpu" "$crss" "$srss"
 }
 
-# Every target's pair runs from here to the end, so the open-loop rounds can take turns; a
-# target's closed-loop runs see the other pairs idle, as every other target's do.
+# Every target's pair is started here and stays up to the end, so the open-loop rounds can
+# take turns; while one target is measured the other pairs are frozen (freeze in
+# bench/lib.sh).
 declare -A CLIENT_PID_OF SERVER_PID_OF URL_OF HOST_OF
 LIVE=()
 for target in $TARGETS; do
@@ -430,13 +432,27 @@ use_target() {
     CLIENT_PID=${CLIENT_PID_OF[$1]} SERVER_PID=${SERVER_PID_OF[$1]}
     URL=${URL_OF[$1]} HOST=${HOST_OF[$1]}
 }
+# others_of TARGET: every process of the other started pairs (all of them for "") to
+# freeze while TARGET runs.
+others_of() {
+    local t
+    for t in "${LIVE[@]}"; do
+        if [[ $t != "$1" && -n ${CLIENT_PID_OF[$t]} ]]; then
+            tree_pids "${CLIENT_PID_OF[$t]}"
+            tree_pids "${SERVER_PID_OF[$t]}"
+        fi
+    done
+}
 
 for target in "${LIVE[@]}"; do
     log "--- $target"
     use_target "$target"
+    mapfile -t frozen < <(others_of "$target")
+    freeze "${frozen[@]}"
     "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $HOST" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c$CONNS" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
         --latency -H "Host: $HOST" "$URL"
+    thaw "${frozen[@]}"
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
@@ -459,8 +475,11 @@ if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
             # Each round starts one target further on, so no target always follows another.
             target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
             use_target "$target"
+            mapfile -t frozen < <(others_of "$target")
+            freeze "${frozen[@]}"
             measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
                 "$URL" "$RATE" "$ROUND_DURATION" "$CONNS" 1 "$HOST"
+            thaw "${frozen[@]}"
         done
     done
     set_sched other "${involved[@]}"
@@ -470,6 +489,9 @@ if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
 fi
 
 HS_LOAD="new conn c$CONNS"
+# The new-connection rows start a pair of their own; every pair started above is frozen.
+mapfile -t frozen < <(others_of "")
+freeze "${frozen[@]}"
 for target in "${LIVE[@]}"; do
     # The policy changes the request path, not connections: no new-connection row for it.
     [[ $target == keel-authz ]] && continue

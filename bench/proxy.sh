@@ -29,7 +29,8 @@
 # speaks h2c downstream, and an open-loop run at BENCH_RATE requests/s (bench/proxy/
 # openloop.rs, 32 connections) in BENCH_ROUNDS rounds that visit every target in turn, each
 # target's rounds pooled into its row (bench/lib.sh says why; the notes list every round's
-# p99). All targets run from start to end. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
+# p99). All targets are started first and run to the end; while one is measured, the
+# others are frozen (SIGSTOP), so their timers cannot take the core from it. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
 # request (utime+stime from /proc/PID/stat over the run, divided by the requests completed)
 # and its peak RSS during the run (VmRSS sampled every 100 ms; nginx: master + worker), each
 # also as a ratio to nginx and to the direct connection.
@@ -278,8 +279,8 @@ finish_rounds() {
     result_row "$target" "$load" "$cpu" "$rss"
 }
 
-# Every target runs from here to the end, so the open-loop rounds can take turns; a target's
-# closed-loop runs see the others idle, as every other target's do.
+# Every target is started here and stays up to the end, so the open-loop rounds can take
+# turns; while one target is measured the others are frozen (freeze in bench/lib.sh).
 declare -A PID_OF URL_OF H2_URL_OF
 LIVE=()
 for target in $TARGETS; do
@@ -292,10 +293,19 @@ for target in $TARGETS; do
     fi
 done
 use_target() { TARGET_PID=${PID_OF[$1]} URL=${URL_OF[$1]} H2_URL=${H2_URL_OF[$1]}; }
+# others_of TARGET: every process of the other started targets (to freeze while TARGET runs).
+others_of() {
+    local t
+    for t in "${LIVE[@]}"; do
+        [[ $t != "$1" && -n ${PID_OF[$t]} ]] && tree_pids "${PID_OF[$t]}"
+    done
+}
 
 for target in "${LIVE[@]}"; do
     log "--- $target"
     use_target "$target"
+    mapfile -t frozen < <(others_of "$target")
+    freeze "${frozen[@]}"
     "${PIN[@]}" wrk -t1 -c32 -d"${WARMUP}s" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c1" wrk "${PIN[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "$URL"
     measure "$target" "h1 c32" wrk "${PIN[@]}" wrk -t1 -c32 -d"${DURATION}s" --latency "$URL"
@@ -303,6 +313,7 @@ for target in "${LIVE[@]}"; do
         measure "$target" "h2 c1m32" h2load "${PIN[@]}" h2load -t1 -c1 -m32 \
             -D "$DURATION" "$H2_URL"
     fi
+    thaw "${frozen[@]}"
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
@@ -321,8 +332,11 @@ if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
             # Each round starts one target further on, so no target always follows another.
             target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
             use_target "$target"
+            mapfile -t frozen < <(others_of "$target")
+            freeze "${frozen[@]}"
             measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
                 "$URL" "$RATE" "$ROUND_DURATION" 32 1
+            thaw "${frozen[@]}"
         done
     done
     set_sched other "${involved[@]}"
