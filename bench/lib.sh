@@ -30,7 +30,9 @@ bench_cleanup() {
     local p
     [[ -n $SAMPLER ]] && kill "$SAMPLER" 2>/dev/null
     for p in "${STARTED[@]}"; do
-        kill -CONT "$p" 2>/dev/null
+        # Frozen workers too: a stopped nginx worker never exits, and outlives its master.
+        # shellcheck disable=SC2046
+        thaw $(tree_pids "$p")
         kill "$p" 2>/dev/null
     done
     sleep 0.3

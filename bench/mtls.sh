@@ -508,6 +508,7 @@ for target in "${LIVE[@]}"; do
     [[ $target != direct ]] && probe_accepts "$target"
     stop_target
 done
+thaw "${frozen[@]}"
 
 # --- the table ---------------------------------------------------------------------------
 
