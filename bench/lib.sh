@@ -353,6 +353,38 @@ thaw() {
     done
 }
 
+# open_loop_rounds CONNS: the open loop at RATE req/s on CONNS connections, ROUNDS rounds of
+# ROUND_DURATION seconds over the targets in LIVE, each target's rounds pooled into its row.
+# The sourcing script defines use_target TARGET (sets URL, and OPENLOOP_HOST when the Host
+# header is not the URL's), others_of TARGET (every process of the other started targets;
+# of all of them for ""), measure (KIND "round") and finish_rounds.
+open_loop_rounds() {
+    local conns=$1 involved=() frozen=() prefix=() i target
+    log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
+    mapfile -t involved < <(
+        tree_pids "$UPSTREAM_PID"
+        others_of ""
+    )
+    set_sched fifo "${involved[@]}"
+    [[ $FIFO == 1 ]] && prefix=(chrt -f 1)
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for ((i = 0; i < ${#LIVE[@]}; i++)); do
+            # Each round starts one target further on, so no target always follows another.
+            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
+            use_target "$target"
+            mapfile -t frozen < <(others_of "$target")
+            freeze "${frozen[@]}"
+            measure "$target" "h1 ${RATE}/s" round "${prefix[@]}" "${PIN[@]}" "$OPENLOOP" \
+                "$URL" "$RATE" "$ROUND_DURATION" "$conns" 1 ${OPENLOOP_HOST:+"$OPENLOOP_HOST"}
+            thaw "${frozen[@]}"
+        done
+    done
+    set_sched other "${involved[@]}"
+    for target in "${LIVE[@]}"; do
+        finish_rounds "$target" "h1 ${RATE}/s"
+    done
+}
+
 # pool_openloop OUT ROUND_OUTPUT...: writes to OUT, in openloop's output format, the rounds
 # pooled: percentiles over every latency of every round (a ROUND_OUTPUT's samples are in the
 # file of the same name ending in .lat instead of .out), requests, errors and all_requests

@@ -430,7 +430,7 @@ for target in $TARGETS; do
 done
 use_target() {
     CLIENT_PID=${CLIENT_PID_OF[$1]} SERVER_PID=${SERVER_PID_OF[$1]}
-    URL=${URL_OF[$1]} HOST=${HOST_OF[$1]}
+    URL=${URL_OF[$1]} HOST=${HOST_OF[$1]} OPENLOOP_HOST=${HOST_OF[$1]}
 }
 # others_of TARGET: every process of the other started pairs (all of them for "") to
 # freeze while TARGET runs.
@@ -456,36 +456,7 @@ for target in "${LIVE[@]}"; do
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
-    log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
-    # (tree_pids fails when a process has no children: no && chain here.)
-    mapfile -t involved < <(
-        tree_pids "$UPSTREAM_PID"
-        for target in "${LIVE[@]}"; do
-            if [[ -n ${CLIENT_PID_OF[$target]} ]]; then
-                tree_pids "${CLIENT_PID_OF[$target]}"
-                tree_pids "${SERVER_PID_OF[$target]}"
-            fi
-        done
-    )
-    set_sched fifo "${involved[@]}"
-    FIFO_PREFIX=()
-    [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
-    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-        for ((i = 0; i < ${#LIVE[@]}; i++)); do
-            # Each round starts one target further on, so no target always follows another.
-            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
-            use_target "$target"
-            mapfile -t frozen < <(others_of "$target")
-            freeze "${frozen[@]}"
-            measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
-                "$URL" "$RATE" "$ROUND_DURATION" "$CONNS" 1 "$HOST"
-            thaw "${frozen[@]}"
-        done
-    done
-    set_sched other "${involved[@]}"
-    for target in "${LIVE[@]}"; do
-        finish_rounds "$target" "h1 ${RATE}/s"
-    done
+    open_loop_rounds "$CONNS"
 fi
 
 HS_LOAD="new conn c$CONNS"

@@ -317,32 +317,7 @@ for target in "${LIVE[@]}"; do
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
-    log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
-    mapfile -t involved < <(
-        tree_pids "$UPSTREAM_PID"
-        for target in "${LIVE[@]}"; do
-            [[ -n ${PID_OF[$target]} ]] && tree_pids "${PID_OF[$target]}"
-        done
-    )
-    set_sched fifo "${involved[@]}"
-    FIFO_PREFIX=()
-    [[ $FIFO == 1 ]] && FIFO_PREFIX=(chrt -f 1)
-    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-        for ((i = 0; i < ${#LIVE[@]}; i++)); do
-            # Each round starts one target further on, so no target always follows another.
-            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
-            use_target "$target"
-            mapfile -t frozen < <(others_of "$target")
-            freeze "${frozen[@]}"
-            measure "$target" "h1 ${RATE}/s" round "${FIFO_PREFIX[@]}" "${PIN[@]}" "$OPENLOOP" \
-                "$URL" "$RATE" "$ROUND_DURATION" 32 1
-            thaw "${frozen[@]}"
-        done
-    done
-    set_sched other "${involved[@]}"
-    for target in "${LIVE[@]}"; do
-        finish_rounds "$target" "h1 ${RATE}/s"
-    done
+    open_loop_rounds 32
 fi
 
 # --- the table ---------------------------------------------------------------------------
