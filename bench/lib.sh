@@ -385,6 +385,24 @@ open_loop_rounds() {
     done
 }
 
+# pool_rounds TARGET LOAD: pools TARGET's rounds of LOAD (WORK/TARGET-SLUG-roundN.out, as
+# measure names them) into WORK/TARGET-SLUG.out; sets the caller's out (that file) and
+# rounds (the file measure appends each round's CPU ticks and peak RSS to). Returns non-zero
+# when there is nothing to pool or pooling failed.
+pool_rounds() {
+    local slug=${2//[ \/]/_} outs=()
+    out=$WORK/$1-$slug.out
+    rounds=$WORK/$1-$slug.rounds
+    shopt -s nullglob
+    outs=("$WORK/$1-$slug"-round*.out)
+    shopt -u nullglob
+    ((${#outs[@]} > 0)) || return 1
+    if ! pool_openloop "$out" "${outs[@]}"; then
+        note "$1 $2: the rounds could not be pooled; raw output in $WORK (BENCH_KEEP=1)"
+        return 1
+    fi
+}
+
 # pool_openloop OUT ROUND_OUTPUT...: writes to OUT, in openloop's output format, the rounds
 # pooled: percentiles over every latency of every round (a ROUND_OUTPUT's samples are in the
 # file of the same name ending in .lat instead of .out), requests, errors and all_requests

@@ -389,17 +389,8 @@ result_row() {
 # finish_rounds TARGET LOAD: TARGET's open-loop rounds pooled into one result row; CPU per
 # request over all rounds, RSS the highest of any round.
 finish_rounds() {
-    local target=$1 load=$2
-    local slug=${load//[ \/]/_}
-    local out=$WORK/$target-$slug.out rounds=$WORK/$target-$slug.rounds outs=()
-    shopt -s nullglob
-    outs=("$WORK/$target-$slug"-round*.out)
-    shopt -u nullglob
-    ((${#outs[@]} > 0)) || return 0
-    if ! pool_openloop "$out" "${outs[@]}"; then
-        note "$target $load: the rounds could not be pooled; raw output in $WORK (BENCH_KEEP=1)"
-        return
-    fi
+    local target=$1 load=$2 out rounds
+    pool_rounds "$target" "$load" || return 0
     local reqs="" rps="" p50="" p90="" p99="" errs=0 ccpu="" scpu="" crss="" srss=""
     parse_load openloop "$out" "$target" "$load"
     if [[ -n ${CLIENT_PID_OF[$target]} ]]; then
