@@ -353,13 +353,26 @@ thaw() {
     done
 }
 
+# focus TARGET: use_target TARGET and freeze every other started target (others_of, both
+# defined by the sourcing script); unfocus continues them.
+FROZEN=()
+focus() {
+    use_target "$1"
+    mapfile -t FROZEN < <(others_of "$1")
+    freeze "${FROZEN[@]}"
+}
+unfocus() {
+    thaw "${FROZEN[@]}"
+    FROZEN=()
+}
+
 # open_loop_rounds CONNS: the open loop at RATE req/s on CONNS connections, ROUNDS rounds of
 # ROUND_DURATION seconds over the targets in LIVE, each target's rounds pooled into its row.
 # The sourcing script defines use_target TARGET (sets URL, and OPENLOOP_HOST when the Host
 # header is not the URL's), others_of TARGET (every process of the other started targets;
 # of all of them for ""), measure (KIND "round") and finish_rounds.
 open_loop_rounds() {
-    local conns=$1 involved=() frozen=() prefix=() i target
+    local conns=$1 involved=() prefix=() i target
     log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
     mapfile -t involved < <(
         tree_pids "$UPSTREAM_PID"
@@ -371,12 +384,10 @@ open_loop_rounds() {
         for ((i = 0; i < ${#LIVE[@]}; i++)); do
             # Each round starts one target further on, so no target always follows another.
             target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
-            use_target "$target"
-            mapfile -t frozen < <(others_of "$target")
-            freeze "${frozen[@]}"
+            focus "$target"
             measure "$target" "h1 ${RATE}/s" round "${prefix[@]}" "${PIN[@]}" "$OPENLOOP" \
                 "$URL" "$RATE" "$ROUND_DURATION" "$conns" 1 ${OPENLOOP_HOST:+"$OPENLOOP_HOST"}
-            thaw "${frozen[@]}"
+            unfocus
         done
     done
     set_sched other "${involved[@]}"

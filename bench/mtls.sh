@@ -437,13 +437,11 @@ others_of() {
 
 for target in "${LIVE[@]}"; do
     log "--- $target"
-    use_target "$target"
-    mapfile -t frozen < <(others_of "$target")
-    freeze "${frozen[@]}"
+    focus "$target"
     "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $HOST" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c$CONNS" wrk "${PIN[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
         --latency -H "Host: $HOST" "$URL"
-    thaw "${frozen[@]}"
+    unfocus
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then

@@ -30,8 +30,9 @@
 # openloop.rs, 32 connections) in BENCH_ROUNDS rounds that visit every target in turn, each
 # target's rounds pooled into its row (bench/lib.sh says why; the notes list every round's
 # p99). All targets are started first and run to the end; while one is measured, the
-# others are frozen (SIGSTOP), so their timers cannot take the core from it. Per row: req/s, p50/p90/p99 latency, the proxy's CPU time per
-# request (utime+stime from /proc/PID/stat over the run, divided by the requests completed)
+# others are frozen (SIGSTOP), so their timers cannot take the core from it. Per row:
+# req/s, p50/p90/p99 latency, the proxy's CPU time per request (utime+stime from
+# /proc/PID/stat over the run, divided by the requests completed)
 # and its peak RSS during the run (VmRSS sampled every 100 ms; nginx: master + worker), each
 # also as a ratio to nginx and to the direct connection.
 #
@@ -294,9 +295,7 @@ others_of() {
 
 for target in "${LIVE[@]}"; do
     log "--- $target"
-    use_target "$target"
-    mapfile -t frozen < <(others_of "$target")
-    freeze "${frozen[@]}"
+    focus "$target"
     "${PIN[@]}" wrk -t1 -c32 -d"${WARMUP}s" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c1" wrk "${PIN[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "$URL"
     measure "$target" "h1 c32" wrk "${PIN[@]}" wrk -t1 -c32 -d"${DURATION}s" --latency "$URL"
@@ -304,7 +303,7 @@ for target in "${LIVE[@]}"; do
         measure "$target" "h2 c1m32" h2load "${PIN[@]}" h2load -t1 -c1 -m32 \
             -D "$DURATION" "$H2_URL"
     fi
-    thaw "${frozen[@]}"
+    unfocus
 done
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
