@@ -39,7 +39,7 @@
 # Everything listens on 127.0.0.1 only; every run is bounded; every process this script
 # starts is stopped on exit.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 DURATION=${BENCH_DURATION:-10}
