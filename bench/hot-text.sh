@@ -15,7 +15,7 @@
 # Regenerate after a dependency or toolchain update when --check reports a falling match (a
 # stale list costs memory, never correctness). Rebuild afterwards: the list is a link input.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 SCRIPT=$ROOT/crates/keel-proxy/hot-text.ld
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -40,31 +40,23 @@ for tool in valgrind nginx wrk h2load curl rustc; do
     command -v $tool >/dev/null || { echo "error: $tool is required" >&2; exit 1; }
 done
 
-D=$(mktemp -d /tmp/keel-hot-text.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$D"
-}
-trap cleanup EXIT
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_start keel-hot-text
+D=$WORK
 UP=$(free_port) UP_H2=$(free_port) PORT=$(free_port) ADMIN=$(free_port) STATS=$(free_port)
 mkdir -p "$D"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
 sed -e "s|@DIR@|$D|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@UPSTREAM_H2_PORT@|$UP_H2|g" \
     bench/proxy/upstream-nginx.conf >"$D/upstream.conf"
 nginx -p "$D" -c "$D/upstream.conf" >"$D/upstream.log" 2>&1 &
-PIDS+=($!)
+STARTED+=($!)
 rustc --edition 2021 -C opt-level=3 bench/proxy/openloop.rs -o "$D/openloop" || exit 1
 sed -e "s|@PORT@|$PORT|g" -e "s|@UPSTREAM_PORT@|$UP|g" bench/proxy/keel.yaml >"$D/keel.yaml"
 valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$D/cg.out" \
     "$BIN" standalone -f "$D/keel.yaml" --workers 1 --bind 127.0.0.1 \
     --admin "127.0.0.1:$ADMIN" --stats "127.0.0.1:$STATS" >"$D/keel.log" 2>&1 &
 KEEL=$!
-PIDS+=($KEEL)
+STARTED+=("$KEEL")
 URL=http://127.0.0.1:$PORT/
 for _ in $(seq 300); do
     curl -s -o /dev/null --max-time 1 "$URL" && break

@@ -6,21 +6,12 @@
 # stops each proxy with SIGTERM, so it writes its profile as it exits. About 30 s.
 set -uo pipefail
 KEEL=$1
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 B=$PWD/bench
-D=$(mktemp -d /tmp/keel-pgo-train.XXXXXX)
-# bench/lib.sh's helpers (free_port, mesh_certs) want WORK and NOTES.
-WORK=$D NOTES=$D/notes.txt
 # shellcheck source=bench/lib.sh
 . "$B/lib.sh"
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$D"
-}
-trap cleanup EXIT
+bench_start keel-pgo-train
+D=$WORK
 port() { free_port; }
 up() { # url [curl args]: waits up to 20 s for a 200
     local i
@@ -47,7 +38,7 @@ mkdir -p "$D"/upstream-{body,proxy,fastcgi,uwsgi,scgi}
 sed -e "s|@DIR@|$D|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@UPSTREAM_H2_PORT@|$UP_H2|g" \
     "$B/proxy/upstream-nginx.conf" >"$D/upstream.conf"
 nginx -p "$D" -c "$D/upstream.conf" >"$D/upstream.log" 2>&1 &
-PIDS+=($!)
+STARTED+=($!)
 up "http://127.0.0.1:$UP/" || exit 1
 
 # A gateway (standalone), plain and with resilience policies.
@@ -57,7 +48,7 @@ for conf in keel.yaml keel-policies.yaml; do
     "$KEEL" standalone -f "$D/$conf" --bind 127.0.0.1 --admin "127.0.0.1:$A" --workers 1 \
         --log-level warn >"$D/gateway.log" 2>&1 &
     K=$!
-    PIDS+=($K)
+    STARTED+=("$K")
     up "http://127.0.0.1:$P/" || exit 1
     load --h1 -n 100000 -c 32 -m 1 "http://127.0.0.1:$P/" || exit 1
     load --h1 -n 5000 -c 1 -m 1 "http://127.0.0.1:$P/" || exit 1
@@ -86,7 +77,7 @@ for mode in keep-alive new-connections; do
         --admin "127.0.0.1:$CA" --cert-chain "$C/client/cert-chain.pem" \
         --key "$C/client/key.pem" --root-cert "$C/client/root-cert.pem" >"$D/client.log" 2>&1 &
     K=$!
-    PIDS+=($S $K)
+    STARTED+=("$S" "$K")
     HOST="server.default.svc.cluster.local:$SVC"
     up -H "Host: $HOST" "http://127.0.0.1:$SVC/" || { tail -3 "$D"/*.log; exit 1; }
     if [[ $mode == keep-alive ]]; then
