@@ -1,5 +1,5 @@
-# Shell functions shared by bench/proxy.sh, bench/mtls.sh and bench/pgo/train.sh; sourced,
-# never run.
+# Shell functions shared by bench/proxy.sh, bench/mtls.sh, bench/pgo/train.sh and
+# bench/hot-text.sh; sourced, never run.
 #
 # WORK (the work directory) and NOTES (a file collecting the notes printed under the table)
 # must be set before calling any of these: bench_start sets them. The sourcing script puts
@@ -13,14 +13,17 @@ log() { echo "[bench] $*" >&2; }
 STARTED=()
 SAMPLER=""
 
-# bench_start NAME: makes the work directory WORK (/tmp/NAME.XXXXXX) with the files RESULTS
-# and NOTES, and sets the traps that stop every started process and clean up on exit.
+# bench_start NAME: makes the work directory WORK (/tmp/NAME.XXXXXX) with the files RESULTS,
+# NOTES and ROUNDS_TSV (open-loop rounds' p99s), and sets the traps that stop every started
+# process and clean up on exit.
 bench_start() {
     WORK=$(mktemp -d "/tmp/$1.XXXXXX")
     RESULTS=$WORK/results.tsv
     NOTES=$WORK/notes.txt
+    ROUNDS_TSV=$WORK/rounds.tsv
     : >"$RESULTS"
     : >"$NOTES"
+    : >"$ROUNDS_TSV"
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
 }
@@ -337,8 +340,8 @@ parse_load() { # wrk|openloop OUT TARGET LOAD: sets the caller's reqs rps p50 p9
 # their latencies together): drift then falls on every target alike.
 
 # freeze PID... / thaw PID...: stops (SIGSTOP) and continues (SIGCONT) processes. While one
-# target is measured, the others are frozen: running but idle they still wake up for their
-# timers (Envoy's stats flush, HAProxy's and Keel's housekeeping), and on a shared core
+# target is measured, the others are frozen: running but idle some still wake up for their
+# timers (an idle Envoy about 39 times a second, HAProxy about once), and on a shared core
 # every such wake-up takes time and cache from the target being measured.
 freeze() {
     local p
@@ -394,6 +397,17 @@ open_loop_rounds() {
     for target in "${LIVE[@]}"; do
         finish_rounds "$target" "h1 ${RATE}/s"
     done
+}
+
+# record_round TARGET LOAD P99 FIELD...: one open-loop round measured: its FIELDs (the
+# measuring script's CPU ticks and peak RSS) to TARGET's rounds file, which finish_rounds
+# reads, and its p99 to ROUNDS_TSV, printed under the table.
+record_round() {
+    local target=$1 load=$2 p99=$3
+    shift 3
+    (IFS=$'\t' && echo "$*") >>"$WORK/$target-${load//[ \/]/_}.rounds"
+    printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$p99" >>"$ROUNDS_TSV"
+    log "$target $load round $ROUND: p99 $p99 µs"
 }
 
 # pool_rounds TARGET LOAD: pools TARGET's rounds of LOAD (WORK/TARGET-SLUG-roundN.out, as

@@ -83,8 +83,6 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_start keel-mtls-bench
-ROUNDS_TSV=$WORK/rounds.tsv
-: >"$ROUNDS_TSV"
 
 # PIN prefixes every process of the measurement: generator, upstream, both sidecars.
 bench_pinning "$CPU" "$SCHED"
@@ -320,6 +318,7 @@ measure() {
     if [[ $kind == round ]]; then
         out=$WORK/$target-$slug-round$ROUND.out
         label="$load round $ROUND"
+        export OPENLOOP_SAMPLES=${out%.out}.lat
     fi
     if [[ -n $CLIENT_PID ]]; then
         mapfile -t cpids < <(tree_pids "$CLIENT_PID")
@@ -337,7 +336,6 @@ measure() {
         c0=$(cpu_ticks "${cpids[@]}")
         s0=$(cpu_ticks "${spids[@]}")
     fi
-    [[ $kind == round ]] && export OPENLOOP_SAMPLES=${out%.out}.lat
     timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
     local rc=$?
     unset OPENLOOP_SAMPLES
@@ -358,10 +356,8 @@ measure() {
     fi
     peak() { awk '$1 > m {m = $1} END {print m + 0}' "$1"; }
     if [[ $kind == round ]]; then
-        printf '%s\t%s\t%s\t%s\n' $((c1 - c0)) $((s1 - s0)) "$(peak "$cpeak")" "$(peak "$speak")" \
-            >>"$WORK/$target-$slug.rounds"
-        printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$p99" >>"$ROUNDS_TSV"
-        log "$target $load round $ROUND: p99 $p99 µs"
+        record_round "$target" "$load" "$p99" $((c1 - c0)) $((s1 - s0)) "$(peak "$cpeak")" \
+            "$(peak "$speak")"
         return
     fi
     local ccpu="" scpu="" crss="" srss=""

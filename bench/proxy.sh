@@ -56,8 +56,6 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 bench_start keel-proxy-bench
-ROUNDS_TSV=$WORK/rounds.tsv
-: >"$ROUNDS_TSV"
 
 # PIN prefixes every process of the measurement: generator, upstream, proxy.
 bench_pinning "$CPU" "$SCHED"
@@ -192,6 +190,7 @@ measure() {
     if [[ $kind == round ]]; then
         out=$WORK/$target-$slug-round$ROUND.out
         label="$load round $ROUND"
+        export OPENLOOP_SAMPLES=${out%.out}.lat
     fi
     if [[ -n $TARGET_PID ]]; then
         mapfile -t pids < <(tree_pids "$TARGET_PID")
@@ -206,7 +205,6 @@ measure() {
         SAMPLER=$sampler
         t0=$(cpu_ticks "${pids[@]}")
     fi
-    [[ $kind == round ]] && export OPENLOOP_SAMPLES=${out%.out}.lat
     timeout $((DURATION + WARMUP + 30)) "$@" >"$out" 2>&1
     local rc=$?
     unset OPENLOOP_SAMPLES
@@ -234,10 +232,8 @@ measure() {
         return
     fi
     if [[ $kind == round ]]; then
-        printf '%s\t%s\n' $((t1 - t0)) "$(awk '$1 > m {m = $1} END {print m + 0}' "$peak")" \
-            >>"$WORK/$target-$slug.rounds"
-        printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$p99" >>"$ROUNDS_TSV"
-        log "$target $load round $ROUND: p99 $p99 µs"
+        record_round "$target" "$load" "$p99" $((t1 - t0)) \
+            "$(awk '$1 > m {m = $1} END {print m + 0}' "$peak")"
         return
     fi
     local cpu="" rss=""
