@@ -148,6 +148,7 @@ mod tests {
             tls: false,
             reporter: crate::telemetry::Reporter::Source,
             peer_identity: None,
+            peer_workload: None,
             client_cert: None,
             gateway_trusted_hops,
             forwarded_for: None,

@@ -111,6 +111,9 @@ pub struct ConnInfo {
     pub reporter: Reporter,
     /// The peer's SPIFFE ID, when it authenticated with mesh mTLS.
     pub peer_identity: Option<Arc<str>>,
+    /// The peer's workload, when it said who it is in a TCP metadata exchange
+    /// ([`crate::l4::exchange`]). HTTP peers say it per request, in headers.
+    pub peer_workload: Option<Arc<crate::telemetry::ProxyIdentity>>,
     /// The client certificate's `x-forwarded-client-cert` element, when the client presented
     /// one (mesh mTLS, or a MUTUAL gateway server): see [`crate::tls::xfcc`].
     pub client_cert: Option<Arc<str>>,
@@ -311,6 +314,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
             tls: false,
             reporter,
             peer_identity: None,
+            peer_workload: None,
             client_cert: None,
             gateway_trusted_hops: matches!(listener.kind, ListenerKind::Gateway { .. })
                 .then_some(shared.l4.num_trusted_proxies),

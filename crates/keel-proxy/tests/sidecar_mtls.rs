@@ -443,3 +443,176 @@ spec:
     }
     panic!("the gateway could not bind");
 }
+
+/// A sidecar named `workload` (app label the same) in `foo`, from `yaml`, with mesh
+/// certificates: it tells peers who it is in the metadata exchange.
+async fn named_sidecar(
+    workload: &str,
+    yaml: &str,
+    options: SidecarOptions,
+    mesh: Arc<MeshTls>,
+) -> (
+    Arc<keel_proxy::server::Shared>,
+    keel_proxy::server::Listeners,
+) {
+    let loaded = keel_config::load_str(yaml, "mesh.yaml", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let compiled = compile(&loaded.resources, &options);
+    let identity = keel_proxy::telemetry::ProxyIdentity {
+        workload: workload.into(),
+        namespace: "foo".into(),
+        app: workload.into(),
+        version: "v1".into(),
+        principal: format!("spiffe://cluster.local/ns/foo/sa/{workload}"),
+        ..Default::default()
+    };
+    let shared = keel_proxy::server::Shared::with_parts(
+        "",
+        Arc::new(keel_proxy::telemetry::Telemetry::new(identity)),
+        keel_proxy::l4::L4Config {
+            hello_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            original_dst: Arc::new(FixedOriginalDst::new(None)),
+            ..Default::default()
+        },
+    );
+    shared.pools.set_mesh(mesh);
+    shared.install(compiled.snapshot);
+    let listeners = keel_proxy::server::Listeners::default();
+    let errors = listeners.reconcile(&shared).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    (shared, listeners)
+}
+
+/// TCP between two sidecars over mesh mTLS: they agree Istio's `istio-peer-exchange`, each
+/// tells the other who it is, and both sides' `istio_tcp_*` series name the workload at the
+/// other end — while a server-first app's greeting and the echoed bytes pass untouched.
+#[tokio::test]
+async fn tcp_between_two_sidecars_exchanges_peer_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_create(dir.path(), None, CaOptions::default()).unwrap();
+    let db_app = echo_server("db", "db-banner\n").await;
+    let (db_in, svc_port) = (free_port(), free_port());
+    let server_yaml = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: foo}}
+spec:
+  selector: {{app: db}}
+  ports: [{{name: tcp, port: {svc_port}, targetPort: {port}}}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: foo}}
+spec:
+  mtls: {{mode: STRICT}}
+",
+        port = db_app.port()
+    );
+    let (db_shared, db_listeners) = named_sidecar(
+        "db",
+        &server_yaml,
+        SidecarOptions {
+            namespace: "foo".into(),
+            labels: [("app".to_string(), "db".to_string())].into(),
+            outbound_port: free_port(),
+            inbound_port: db_in,
+            inbound_ports: vec![InboundPort {
+                port: db_app.port(),
+                protocol: "TCP".into(),
+                local: None,
+            }],
+            bind: "127.0.0.1".parse().unwrap(),
+            ..Default::default()
+        },
+        mesh_tls(&ca, "foo", "db"),
+    )
+    .await;
+    // The client's registry knows the endpoint's address and identity, not its workload name
+    // (a WorkloadEntry without one): only the exchange can tell the client side `db`.
+    let client_yaml = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: foo}}
+spec:
+  selector: {{app: db}}
+  ports: [{{name: tcp, port: {svc_port}, targetPort: 3306}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: db-0, namespace: foo}}
+spec:
+  address: 127.0.0.1
+  labels: {{app: db, security.istio.io/tlsMode: istio}}
+  serviceAccount: db
+  ports: {{tcp: {db_in}}}
+"
+    );
+    let (sleep_shared, sleep_listeners) = named_sidecar(
+        "sleep",
+        &client_yaml,
+        SidecarOptions {
+            namespace: "foo".into(),
+            labels: [("app".to_string(), "sleep".to_string())].into(),
+            outbound_port: free_port(),
+            inbound_port: free_port(),
+            outbound_ports: vec![svc_port],
+            bind: "127.0.0.1".parse().unwrap(),
+            ..Default::default()
+        },
+        mesh_tls(&ca, "foo", "sleep"),
+    )
+    .await;
+
+    // Server-first: the greeting arrives before the client says anything.
+    let mut s = tokio::net::TcpStream::connect(local(svc_port))
+        .await
+        .unwrap();
+    let mut greeting = vec![0u8; 10];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut greeting))
+        .await
+        .expect("the greeting in time")
+        .unwrap();
+    assert_eq!(greeting, b"db-banner\n");
+    s.write_all(b"ping").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut rest))
+        .await
+        .expect("the echo in time")
+        .unwrap();
+    assert_eq!(rest, b"db:ping");
+
+    let opened = |shared: &keel_proxy::server::Shared| {
+        let metrics = shared.telemetry.render_prometheus();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+            .unwrap_or_else(|| panic!("{metrics}"))
+            .to_string()
+    };
+    let server = opened(&db_shared);
+    for want in [
+        "reporter=\"destination\"",
+        "source_workload=\"sleep\"",
+        "source_app=\"sleep\"",
+        "source_version=\"v1\"",
+        "source_principal=\"spiffe://cluster.local/ns/foo/sa/sleep\"",
+        "destination_workload=\"db\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ] {
+        assert!(server.contains(want), "{want} in {server}");
+    }
+    let client = opened(&sleep_shared);
+    for want in [
+        "reporter=\"source\"",
+        "source_workload=\"sleep\"",
+        "destination_workload=\"db\"",
+        "destination_app=\"db\"",
+        "destination_principal=\"spiffe://cluster.local/ns/foo/sa/db\"",
+    ] {
+        assert!(client.contains(want), "{want} in {client}");
+    }
+    sleep_listeners.stop_all();
+    db_listeners.stop_all();
+}

@@ -117,6 +117,10 @@ impl<S> Rewind<S> {
             inner,
         }
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

@@ -12,6 +12,7 @@
 //! which TCP routes match on and PASSTHROUGH clusters forward to.
 
 pub mod detect;
+pub mod exchange;
 pub mod orig_dst;
 pub mod sni;
 pub mod splice;
@@ -228,6 +229,26 @@ async fn serve_mesh_mtls(
         }
         Some(crate::tls::mesh::ALPN_HTTP11) if !declared => {
             crate::http::server::serve(shared, conn, tls).await
+        }
+        Some(crate::telemetry::peer_exchange::TCP_ALPN) => {
+            let mut tls = tls;
+            let frame = shared.telemetry.peer_exchange().map_or_else(
+                || crate::telemetry::peer_exchange::tcp_frame(None, None),
+                |x| x.tcp_frame().to_vec(),
+            );
+            match exchange::exchange(&mut tls, &frame, shared.l4.hello_timeout).await {
+                Ok(x) => {
+                    let conn = ConnInfo {
+                        peer_workload: x.peer,
+                        ..(*conn).clone()
+                    };
+                    serve_tcp(&shared, &conn, Rewind::new(x.rest, tls)).await
+                }
+                Err(e) => tracing::info!(
+                    listener = %conn.listener, downstream = %conn.remote,
+                    "TCP metadata exchange failed, connection closed: {e}"
+                ),
+            }
         }
         _ => serve_tcp(&shared, &conn, tls).await,
     }

@@ -11,13 +11,18 @@ use keel_snapshot::{L4Match, LbPolicy, TcpRoute, TlsRoute, WeightedCluster};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::detect::Rewind;
+use super::exchange::exchange;
 use super::sni::sni_matches;
 use super::splice::{DEFAULT_IDLE_TIMEOUT, End, Limits, splice};
 use crate::balance::PickContext;
 use crate::error::ProxyError;
 use crate::http::forward::{choose_weighted, resolve};
 use crate::server::{ConnInfo, Shared};
-use crate::telemetry::TcpRecord;
+use crate::telemetry::peer_exchange::{TCP_ALPN, tcp_frame};
+use crate::telemetry::{Peer, Reporter, TcpRecord};
+use crate::tls::mesh::Carries;
+use crate::tls::upstream::UpstreamIo;
 
 /// Where the client was going: the original destination for redirected connections, else
 /// the address it connected to.
@@ -101,7 +106,20 @@ pub async fn forward<S>(
         route_name: Some(route.to_string()),
         ..Default::default()
     };
-    let (mut upstream, cluster, endpoint, _guard) = match connect(shared, conn, clusters).await {
+    // The inbound side knows its client from the handshake and the metadata exchange.
+    if conn.reporter == Reporter::Destination {
+        record.peer = Peer {
+            workload: conn.peer_workload.clone(),
+            principal: conn.peer_identity.as_deref().map(str::to_string),
+        };
+    }
+    let Connected {
+        mut upstream,
+        cluster,
+        endpoint,
+        guard: _guard,
+        peer,
+    } = match connect(shared, conn, clusters).await {
         Ok(x) => x,
         Err(e) => {
             tracing::warn!(listener = %conn.listener, downstream = %conn.remote, route, "{e}");
@@ -113,12 +131,15 @@ pub async fn forward<S>(
             return;
         }
     };
+    if conn.reporter == Reporter::Source {
+        record.peer = peer;
+    }
     if let Some(c) = shared.runtime.load().clusters.get(&cluster) {
         record.service = Some(c.service.clone());
     }
     record.upstream_cluster = Some(cluster.clone());
-    record.upstream_host = upstream.tcp().peer_addr().ok();
-    record.upstream_local_address = upstream.tcp().local_addr().ok();
+    record.upstream_host = upstream.get_ref().tcp().peer_addr().ok();
+    record.upstream_local_address = upstream.get_ref().tcp().local_addr().ok();
     shared.telemetry.tcp_opened(&record);
     let limits = Limits {
         idle: idle_timeout(shared, &cluster),
@@ -180,15 +201,21 @@ fn idle_timeout(shared: &Shared, cluster: &str) -> Option<Duration> {
     }
 }
 
-type Connected = (
-    crate::tls::upstream::UpstreamIo,
-    String,
-    String,
-    crate::balance::ActiveRequest,
-);
+/// An upstream connection, ready for the client's bytes.
+struct Connected {
+    /// With the server's bytes that came behind its metadata frame put back in front.
+    upstream: Rewind<UpstreamIo>,
+    cluster: String,
+    endpoint: String,
+    /// Counts the connection as active on the endpoint for as long as it is held.
+    guard: crate::balance::ActiveRequest,
+    /// The server's workload (the registry's, or what its proxy said in the metadata
+    /// exchange) and, over mesh mTLS, its verified identity.
+    peer: Peer,
+}
 
-/// Chooses cluster and endpoint and connects. The guard counts the connection as active on
-/// the endpoint for as long as it is held.
+/// Chooses cluster and endpoint, connects, and (over mesh mTLS that agreed to it) exchanges
+/// peer metadata.
 async fn connect(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
@@ -239,14 +266,10 @@ async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
-    let io = shared
+    let key = cluster.policies.breakers.id();
+    let mut io = shared
         .pools
-        .secure(
-            cluster.policies.breakers.id(),
-            addr,
-            crate::tls::mesh::Carries::Tcp,
-            stream,
-        )
+        .secure(key, addr, Carries::TcpExchange, stream)
         .await
         .map_err(|e| {
             let cause = match e {
@@ -255,7 +278,41 @@ async fn connect(
             };
             ProxyError::connect_failed(&wc.cluster, &endpoint, &cause)
         })?;
-    Ok((io, wc.cluster.clone(), endpoint, pick.guard))
+    let mut peer = Peer {
+        workload: cluster.peer(pick.index),
+        principal: io
+            .is_mtls()
+            .then(|| shared.pools.mesh_peer(key, addr))
+            .flatten(),
+    };
+    let mut rest = Vec::new();
+    if io.alpn() == Some(TCP_ALPN) {
+        let frame = shared
+            .telemetry
+            .peer_exchange()
+            .map_or_else(|| tcp_frame(None, None), |x| x.tcp_frame().to_vec());
+        let x = exchange(&mut io, &frame, shared.l4.hello_timeout)
+            .await
+            .map_err(|e| {
+                ProxyError::connect_failed(
+                    &wc.cluster,
+                    &endpoint,
+                    &format!("TCP metadata exchange: {e}"),
+                )
+            })?;
+        // What the server's proxy says beats what the registry guessed.
+        if x.peer.is_some() {
+            peer.workload = x.peer;
+        }
+        rest = x.rest;
+    }
+    Ok(Connected {
+        upstream: Rewind::new(rest, io),
+        cluster: wc.cluster.clone(),
+        endpoint,
+        guard: pick.guard,
+        peer,
+    })
 }
 
 #[cfg(test)]

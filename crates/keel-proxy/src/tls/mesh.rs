@@ -32,7 +32,12 @@ pub fn is_mesh_alpn<'a>(mut protocols: impl Iterator<Item = &'a [u8]>) -> bool {
 pub enum Carries {
     Http2,
     Http1,
+    /// TCP, without metadata exchange.
     Tcp,
+    /// TCP, offering Istio's metadata exchange first (as Istio's sidecars do): a server that
+    /// agrees `istio-peer-exchange` starts both directions with a metadata frame
+    /// ([`crate::l4::exchange`]).
+    TcpExchange,
 }
 
 impl Carries {
@@ -41,6 +46,10 @@ impl Carries {
             Carries::Http2 => vec![ALPN_H2.to_vec()],
             Carries::Http1 => vec![ALPN_HTTP11.to_vec()],
             Carries::Tcp => vec![ALPN_TCP.to_vec()],
+            Carries::TcpExchange => vec![
+                crate::telemetry::peer_exchange::TCP_ALPN.to_vec(),
+                ALPN_TCP.to_vec(),
+            ],
         }
     }
 }
@@ -123,11 +132,12 @@ impl MeshTls {
         // Clients don't resume (see `client_config`); tickets would only sit unread in pooled
         // connections.
         server.send_tls13_tickets = 0;
+        // rustls picks the first of these the client offers: the exchange before bare TCP.
         server.alpn_protocols = vec![
             ALPN_H2.to_vec(),
             ALPN_HTTP11.to_vec(),
+            crate::telemetry::peer_exchange::TCP_ALPN.to_vec(),
             ALPN_TCP.to_vec(),
-            b"istio-peer-exchange".to_vec(),
             b"istio-http/1.0".to_vec(),
         ];
         Ok(Arc::new(server))

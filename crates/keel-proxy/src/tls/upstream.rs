@@ -146,6 +146,14 @@ impl UpstreamIo {
     pub fn is_mtls(&self) -> bool {
         matches!(self, UpstreamIo::Tls(_))
     }
+
+    /// The protocol the TLS handshake agreed with ALPN, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            UpstreamIo::Plain(_) => None,
+            UpstreamIo::Tls(t) => t.get_ref().1.alpn_protocol(),
+        }
+    }
 }
 
 /// TLS over `stream` as `origin` configures it.

@@ -201,6 +201,7 @@ mod tests {
             tls: client_cert.is_some(),
             reporter,
             peer_identity: None,
+            peer_workload: None,
             client_cert: client_cert.map(Into::into),
             gateway_trusted_hops: None,
             forwarded_for: None,
