@@ -15,7 +15,7 @@
 #                          to (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop run
 #                          (bench/lib.sh explains); "normal" leaves the default policy
-#   BENCH_TARGETS="direct keel keel-authz nginx haproxy envoy"
+#   BENCH_TARGETS="direct keel keel-authz nginx haproxy envoy relay"
 #                          (keel-authz: the Keel pair with an AuthorizationPolicy of
 #                          BENCH_AUTHZ_RULES rules on the server sidecar, the last one
 #                          allowing the benchmark's requests)
@@ -44,7 +44,10 @@
 # Debian nginx: mTLS with the same certificates (chain and, as nginx can, the server's DNS
 # name checked; the server requires a client certificate from the mesh root), keep-alive
 # on both hops: what a lean C proxy pair costs on this machine. The HAProxy pair
-# (bench/mtls/haproxy-*.cfg, one thread each) likewise.
+# (bench/mtls/haproxy-*.cfg, one thread each) likewise. The relay pair is not a mesh but the
+# floor under every pair: two HAProxy processes in TCP mode copying plaintext bytes
+# (bench/mtls/relay-*.cfg), no TLS, no HTTP — what two more processes on each request's way
+# there and back add by themselves on this machine.
 #
 # Loads, identical for every target (every request carries Host: the service's name):
 #   h1 c32        wrk, one thread, 32 keep-alive connections: req/s, latency, CPU per
@@ -75,7 +78,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
-TARGETS=${BENCH_TARGETS:-"direct keel keel-authz nginx haproxy envoy"}
+TARGETS=${BENCH_TARGETS:-"direct keel keel-authz nginx haproxy envoy relay"}
 AUTHZ_RULES=${BENCH_AUTHZ_RULES:-100}
 CONNS=32
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -95,7 +98,7 @@ need nginx nginx || { echo "error: nginx is required (it is the upstream)" >&2; 
 need openssl openssl || { echo "error: openssl is required (it makes the certificates)" >&2; exit 1; }
 command -v taskset >/dev/null || { [[ $CPU == none ]] || need taskset util-linux || exit 1; }
 
-if [[ " $TARGETS " == *" haproxy "* ]]; then
+if [[ " $TARGETS " == *" haproxy "* || " $TARGETS " == *" relay "* ]]; then
     need haproxy haproxy || true
 fi
 ENVOY=""
@@ -219,19 +222,21 @@ start_target() {
         CLIENT_PID=$!
         STARTED+=("$CLIENT_PID")
         ;;
-    haproxy)
+    haproxy | relay)
         command -v haproxy >/dev/null || return 1
-        HAPROXY_SERVER_CLOSE=""
-        [[ $per_conn == one ]] && HAPROXY_SERVER_CLOSE="option http-server-close"
-        # HAProxy reads a certificate's chain and key from one file.
-        cat "$WORK/certs/client/cert-chain.pem" "$WORK/certs/client/key.pem" >"$WORK/certs/client.pem"
-        cat "$WORK/certs/server/cert-chain.pem" "$WORK/certs/server/key.pem" >"$WORK/certs/server.pem"
-        render bench/mtls/haproxy-server.cfg haproxy-server.cfg
-        render bench/mtls/haproxy-client.cfg haproxy-client.cfg
-        "${PIN[@]}" haproxy -db -f "$WORK/haproxy-server.cfg" >"$WORK/haproxy-server.log" 2>&1 &
+        if [[ $target == haproxy ]]; then
+            HAPROXY_SERVER_CLOSE=""
+            [[ $per_conn == one ]] && HAPROXY_SERVER_CLOSE="option http-server-close"
+            # HAProxy reads a certificate's chain and key from one file.
+            cat "$WORK/certs/client/cert-chain.pem" "$WORK/certs/client/key.pem" >"$WORK/certs/client.pem"
+            cat "$WORK/certs/server/cert-chain.pem" "$WORK/certs/server/key.pem" >"$WORK/certs/server.pem"
+        fi
+        render "bench/mtls/$target-server.cfg" "$target-server.cfg"
+        render "bench/mtls/$target-client.cfg" "$target-client.cfg"
+        "${PIN[@]}" haproxy -db -f "$WORK/$target-server.cfg" >"$WORK/$target-server.log" 2>&1 &
         SERVER_PID=$!
         STARTED+=("$SERVER_PID")
-        "${PIN[@]}" haproxy -db -f "$WORK/haproxy-client.cfg" >"$WORK/haproxy-client.log" 2>&1 &
+        "${PIN[@]}" haproxy -db -f "$WORK/$target-client.cfg" >"$WORK/$target-client.log" 2>&1 &
         CLIENT_PID=$!
         STARTED+=("$CLIENT_PID")
         ;;
@@ -449,8 +454,9 @@ HS_LOAD="new conn c$CONNS"
 mapfile -t frozen < <(others_of "")
 freeze "${frozen[@]}"
 for target in "${LIVE[@]}"; do
-    # The policy changes the request path, not connections: no new-connection row for it.
-    [[ $target == keel-authz ]] && continue
+    # The policy changes the request path, not connections: no new-connection row for it;
+    # the relays have no handshake to count.
+    [[ $target == keel-authz || $target == relay ]] && continue
     log "--- $target, one request per connection"
     if ! start_target "$target" one; then
         note "$target: no new-connection row (could not start with one request per connection)"

@@ -14,9 +14,11 @@
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop
 #                          run, so other work on the machine moves off that core (see
 #                          below); "normal" leaves the default policy
-#   BENCH_TARGETS="direct keel-proxy keel-policies nginx haproxy envoy"
+#   BENCH_TARGETS="direct keel-proxy keel-policies nginx haproxy envoy relay"
 #                          (keel-policies: keel-proxy with a timeout, retries, pool limits
-#                          and outlier detection configured but not firing, issue 4's check)
+#                          and outlier detection configured but not firing, issue 4's check;
+#                          relay: not an HTTP proxy but the floor under every proxy, HAProxy
+#                          copying bytes in TCP mode, bench/proxy/relay.cfg)
 #   BENCH_KEEL_WORKERS=1   keel-proxy's --workers
 #   BENCH_KEEL=PATH        a keel-proxy binary to use instead of building one
 #   BENCH_PGO=0            build keel-proxy without profile-guided optimisation (default:
@@ -49,7 +51,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
-TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy"}
+TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy relay"}
 KEEL_WORKERS=${BENCH_KEEL_WORKERS:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -73,7 +75,7 @@ ENVOY=""
 if [[ " $TARGETS " == *" envoy "* ]]; then
     find_envoy
 fi
-if [[ " $TARGETS " == *" haproxy "* ]]; then
+if [[ " $TARGETS " == *" haproxy "* || " $TARGETS " == *" relay "* ]]; then
     need haproxy haproxy || true
 fi
 
@@ -134,10 +136,10 @@ start_target() {
         render nginx.conf nginx.conf
         "${PIN[@]}" nginx -p "$WORK" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
         ;;
-    haproxy)
+    haproxy | relay)
         command -v haproxy >/dev/null || return 1
-        render haproxy.cfg haproxy.cfg
-        "${PIN[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+        render "$1.cfg" "$1.cfg"
+        "${PIN[@]}" haproxy -db -f "$WORK/$1.cfg" >"$WORK/$1.log" 2>&1 &
         ;;
     envoy)
         [[ -x $ENVOY ]] || return 1
@@ -157,6 +159,8 @@ start_target() {
         tail -5 "$WORK/$1.log" >&2
         return 1
     fi
+    # The relay copies bytes to the upstream's HTTP/1.1 port: no HTTP/2 row to make.
+    [[ $1 == relay ]] && return 0
     if [[ $HAVE_H2LOAD == 1 ]] && h2load -n 1 -c 1 "http://127.0.0.1:$H2_PORT/" 2>/dev/null |
         grep -q '1 succeeded'; then
         H2_URL="http://127.0.0.1:$H2_PORT/"

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proxy"))
 from rounds import print_rounds  # noqa: E402
 
-ORDER = ["direct", "keel", "keel-authz", "nginx", "haproxy", "envoy"]
+ORDER = ["direct", "keel", "keel-authz", "nginx", "haproxy", "envoy", "relay"]
 NAMES = {
     "direct": "direct",
     "keel": "keel pair",
@@ -21,6 +21,7 @@ NAMES = {
     "nginx": "nginx pair",
     "haproxy": "haproxy pair",
     "envoy": "envoy pair",
+    "relay": "tcp relays",
 }
 
 
@@ -150,6 +151,16 @@ def main():
             f"({fmt(keel)} - {fmt(direct)}), target <= 100 µs -> {status(kd, 100.0)}"
             f"   [nginx pair: {fmt(ngd)} µs; haproxy pair: {fmt(hpd)} µs; envoy pair: {fmt(envd)} µs]"
         )
+        relay = get(rate, "relay", "p99")
+        if relay is not None and direct is not None:
+            rel50 = get(rate, "relay", "p50")
+            dir50 = get(rate, "direct", "p50")
+            k50 = get(rate, "keel", "p50")
+            print(
+                f"  the floor: two plaintext TCP relays (HAProxy, mode tcp) add {fmt(relay - direct)} µs"
+                f" at p99 and {fmt(None if rel50 is None or dir50 is None else rel50 - dir50)} µs at p50"
+                f" [keel pair at p50: {fmt(None if k50 is None or dir50 is None else k50 - dir50)} µs]"
+            )
     for load in [closed, rate]:
         if not load:
             continue

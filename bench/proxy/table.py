@@ -11,7 +11,7 @@ import sys
 
 from rounds import print_rounds
 
-ORDER = ["direct", "keel-proxy", "keel-policies", "nginx", "haproxy", "envoy"]
+ORDER = ["direct", "keel-proxy", "keel-policies", "nginx", "haproxy", "envoy", "relay"]
 
 
 def num(s):
@@ -159,6 +159,17 @@ def main():
             "µs",
             "-",
         )
+        relay, direct = get(l, "relay", "p99"), get(l, "direct", "p99")
+        if relay is not None and direct is not None:
+
+            def added(t):
+                v = get(l, t, "p99")
+                return None if v is None else v - direct
+
+            print(
+                f"  the floor: one plain TCP relay (HAProxy, mode tcp) adds {fmt(relay - direct)} µs"
+                f" to the direct p99 [keel-proxy: {fmt(added('keel-proxy'))} µs; nginx: {fmt(added('nginx'))} µs]"
+            )
         check(
             f"peak RSS at {l}",
             get(l, "keel-proxy", "rss"),
