@@ -4,6 +4,9 @@
 # timing benchmark is bench/proxy.sh). Needs valgrind, nginx and h2load (nghttp2-client).
 # Usage: bench/proxy-instructions.sh KEEL_BINARY [REQUESTS] [CONNS]
 # The profile stays in $IR_OUT (default /tmp/keel-ir): callgrind_annotate $IR_OUT/last.cg
+# IR_DUMP_INSTR=1 records costs per instruction, so bench/proxy/callsites.py can say which
+# source lines call a function (memcpy: the copies on the request path) and how often:
+#   python3 bench/proxy/callsites.py $IR_OUT/last.cg KEEL_BINARY $((REQUESTS + 2000))
 set -uo pipefail
 BIN=$1; N=${2:-20000}; C=${3:-32}
 D=$(mktemp -d /tmp/ir.XXXX)
@@ -11,7 +14,8 @@ UP=18980; PP=18981; H2=18982
 sed -e "s|@DIR@|$D|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@UPSTREAM_H2_PORT@|$H2|g" $(dirname "$0")/proxy/upstream-nginx.conf > $D/up.conf
 nginx -c $D/up.conf -p $D 2>$D/up.err & UPID=$!
 sed -e "s|@PORT@|$PP|g" -e "s|@UPSTREAM_PORT@|$UP|g" $(dirname "$0")/proxy/keel.yaml > $D/keel.yaml
-valgrind --tool=callgrind --callgrind-out-file=$D/cg.out --dump-instr=no $BIN standalone -f $D/keel.yaml --workers 1 --admin 127.0.0.1:18983 --bind 127.0.0.1 >$D/keel.log 2>&1 & KPID=$!
+DUMP_INSTR=no; [[ ${IR_DUMP_INSTR:-0} == 1 ]] && DUMP_INSTR=yes
+valgrind --tool=callgrind --callgrind-out-file=$D/cg.out --dump-instr=$DUMP_INSTR $BIN standalone -f $D/keel.yaml --workers 1 --admin 127.0.0.1:18983 --bind 127.0.0.1 >$D/keel.log 2>&1 & KPID=$!
 for i in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$PP/ && break; sleep 0.3; done
 h2load --h1 -n 2000 -c $C -m 1 http://127.0.0.1:$PP/ >/dev/null 2>&1
 
