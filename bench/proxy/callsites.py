@@ -71,7 +71,8 @@ def load_bias(profile, binary):
             syms.setdefault(p[2], int(p[0], 16))
     with open(profile) as f:
         text = f.read()
-    for m in re.finditer(r"^cfn=\(\d+\) (.+)\ncalls=\d+ (0x[0-9a-f]+)", text, re.M):
+    # A function of the proxy's own (a libc name would give libc's base).
+    for m in re.finditer(r"^cfn=\(\d+\) (keel_proxy::.+)\ncalls=\d+ (0x[0-9a-f]+)", text, re.M):
         sym, addr = m.group(1), int(m.group(2), 16)
         if sym in syms:
             return addr - syms[sym]
@@ -85,7 +86,8 @@ def main():
     calls, cost = sites(profile, callee)
     bias = load_bias(profile, binary)
     chosen = calls.most_common(top)
-    addrs = [hex(a - bias) for (_, a), _ in chosen]
+    # Sites in other objects (libc) fall outside the binary: not resolved.
+    addrs = [hex(max(a - bias, 0)) for (_, a), _ in chosen]
     lines = subprocess.run(
         ["addr2line", "-e", binary, "-f", "-C", *addrs], capture_output=True, text=True
     ).stdout.splitlines()
