@@ -11,12 +11,12 @@ set -uo pipefail
 BIN=$1; N=${2:-20000}; C=${3:-32}
 D=$(mktemp -d /tmp/ir.XXXX)
 UP=18980; PP=18981; H2=18982
-sed -e "s|@DIR@|$D|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@UPSTREAM_H2_PORT@|$H2|g" $(dirname "$0")/proxy/upstream-nginx.conf > $D/up.conf
+sed -e "s|@DIR@|$D|g" -e "s|@UPSTREAM_PORT@|$UP|g" -e "s|@UPSTREAM_H2_PORT@|$H2|g" "$(dirname "$0")/proxy/upstream-nginx.conf" > $D/up.conf
 nginx -c $D/up.conf -p $D 2>$D/up.err & UPID=$!
-sed -e "s|@PORT@|$PP|g" -e "s|@UPSTREAM_PORT@|$UP|g" $(dirname "$0")/proxy/keel.yaml > $D/keel.yaml
+sed -e "s|@PORT@|$PP|g" -e "s|@UPSTREAM_PORT@|$UP|g" "$(dirname "$0")/proxy/keel.yaml" > $D/keel.yaml
 DUMP_INSTR=no; [[ ${IR_DUMP_INSTR:-0} == 1 ]] && DUMP_INSTR=yes
 valgrind --tool=callgrind --callgrind-out-file=$D/cg.out --dump-instr=$DUMP_INSTR $BIN standalone -f $D/keel.yaml --workers 1 --admin 127.0.0.1:18983 --bind 127.0.0.1 >$D/keel.log 2>&1 & KPID=$!
-for i in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$PP/ && break; sleep 0.3; done
+for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:$PP/ && break; sleep 0.3; done
 h2load --h1 -n 2000 -c $C -m 1 http://127.0.0.1:$PP/ >/dev/null 2>&1
 
 h2load --h1 -n $N -c $C -m 1 http://127.0.0.1:$PP/ > $D/h2load.txt 2>&1
