@@ -232,11 +232,9 @@ async fn serve_mesh_mtls(
         }
         Some(crate::telemetry::peer_exchange::TCP_ALPN) => {
             let mut tls = tls;
-            let frame = shared.telemetry.peer_exchange().map_or_else(
-                || crate::telemetry::peer_exchange::tcp_frame(None, None),
-                |x| x.tcp_frame().to_vec(),
-            );
-            match exchange::exchange(&mut tls, &frame, shared.l4.hello_timeout).await {
+            let frame =
+                crate::telemetry::peer_exchange::own_tcp_frame(shared.telemetry.peer_exchange());
+            match exchange::exchange(&mut tls, frame, shared.l4.hello_timeout).await {
                 Ok(x) => {
                     let conn = ConnInfo {
                         peer_workload: x.peer,

@@ -19,7 +19,7 @@ use crate::balance::PickContext;
 use crate::error::ProxyError;
 use crate::http::forward::{choose_weighted, resolve};
 use crate::server::{ConnInfo, Shared};
-use crate::telemetry::peer_exchange::{TCP_ALPN, tcp_frame};
+use crate::telemetry::peer_exchange::{TCP_ALPN, own_tcp_frame};
 use crate::telemetry::{Peer, Reporter, TcpRecord};
 use crate::tls::mesh::Carries;
 use crate::tls::upstream::UpstreamIo;
@@ -287,11 +287,8 @@ async fn connect(
     };
     let mut rest = Vec::new();
     if io.alpn() == Some(TCP_ALPN) {
-        let frame = shared
-            .telemetry
-            .peer_exchange()
-            .map_or_else(|| tcp_frame(None, None), |x| x.tcp_frame().to_vec());
-        let x = exchange(&mut io, &frame, shared.l4.hello_timeout)
+        let frame = own_tcp_frame(shared.telemetry.peer_exchange());
+        let x = exchange(&mut io, frame, shared.l4.hello_timeout)
             .await
             .map_err(|e| {
                 ProxyError::connect_failed(

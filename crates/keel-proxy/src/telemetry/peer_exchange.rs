@@ -174,6 +174,14 @@ pub fn tcp_frame(metadata: Option<Struct>, id: Option<&str>) -> Vec<u8> {
     out
 }
 
+/// The TCP frame a proxy sends: its own, or, with nothing to tell (no workload name), one
+/// naming nobody, built once.
+pub fn own_tcp_frame(me: Option<&PeerExchange>) -> &[u8] {
+    static ANONYMOUS: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| tcp_frame(None, None));
+    me.map_or(ANONYMOUS.as_slice(), PeerExchange::tcp_frame)
+}
+
 /// What the start of a TCP stream under `istio-peer-exchange` holds.
 #[derive(Debug, PartialEq)]
 pub enum TcpFrame {
