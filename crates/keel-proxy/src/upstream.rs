@@ -36,8 +36,27 @@ where
     body.map_err(Into::into).boxed()
 }
 
+/// A request on its way to an upstream. The head stays boxed from the parser on: it passes
+/// through every layer of the request path (each an async fn whose future holds it), and as
+/// a `Request` by value each of those was a copy of its ~240 bytes.
+#[derive(Debug)]
+pub struct Outbound {
+    pub head: Box<http::request::Parts>,
+    pub body: Body,
+}
+
+impl Outbound {
+    pub fn new(head: Box<http::request::Parts>, body: Body) -> Self {
+        Outbound { head, body }
+    }
+
+    pub fn into_request(self) -> Request<Body> {
+        Request::from_parts(*self.head, self.body)
+    }
+}
+
 /// A failed send, with the request when it was never sent.
-pub type SendFailure = (SendError, Option<Box<Request<Body>>>);
+pub type SendFailure = (SendError, Option<Outbound>);
 
 /// Why a request could not be sent.
 #[derive(Debug)]
@@ -114,7 +133,7 @@ impl Pools {
         self: &Arc<Self>,
         addr: SocketAddr,
         h2: bool,
-        req: Request<Body>,
+        req: Outbound,
     ) -> Result<Response<Body>, SendError> {
         self.send_recoverable(addr, h2, req)
             .await
@@ -127,7 +146,7 @@ impl Pools {
         self: &Arc<Self>,
         addr: SocketAddr,
         h2: bool,
-        req: Request<Body>,
+        req: Outbound,
     ) -> Result<Response<Body>, SendFailure> {
         if h2 {
             self.send_h2(None, addr, req).await
@@ -145,7 +164,7 @@ impl Pools {
         cluster: &ClusterPool<'_>,
         addr: SocketAddr,
         h2: bool,
-        req: Request<Body>,
+        req: Outbound,
     ) -> Result<Response<Body>, SendFailure> {
         // hyper's HTTP/2 client futures are large; boxed, they don't make every HTTP/1.1
         // request's future (moved through each layer of the request path) larger too.
@@ -349,13 +368,13 @@ impl Pools {
         self: &Arc<Self>,
         cluster: Option<&ClusterPool<'_>>,
         addr: SocketAddr,
-        req: Request<Body>,
+        req: Outbound,
     ) -> Result<Response<Body>, SendFailure> {
         let (idle, reused) = match self.checkout(cluster, addr).await {
             Ok(x) => x,
-            Err(e) => return Err((e, Some(Box::new(req)))),
+            Err(e) => return Err((e, Some(req))),
         };
-        let idempotent = req.method().is_idempotent();
+        let idempotent = req.head.method.is_idempotent();
         let (conn, releaser) = self.releaser(cluster, addr, idle);
         let failure = match h1::send(conn, req, releaser).await {
             Ok(resp) => return Ok(resp),
@@ -369,7 +388,7 @@ impl Pools {
                 });
                 let slot = match cluster.map(|c| c.breakers.try_connection()) {
                     Some(Err(overflow)) => {
-                        return Err((SendError::Overflow(overflow), Some(Box::new(req))));
+                        return Err((SendError::Overflow(overflow), Some(req)));
                     }
                     Some(Ok(slot)) => Some(slot),
                     None => None,
@@ -381,14 +400,14 @@ impl Pools {
                 };
                 let idle = match connected {
                     Ok(io) => fresh(io, slot),
-                    Err(e) => return Err((e, Some(Box::new(req)))),
+                    Err(e) => return Err((e, Some(req))),
                 };
                 let (conn, releaser) = self.releaser(cluster, addr, idle);
                 h1::send(conn, req, releaser)
                     .await
-                    .map_err(|f| (SendError::Reset(f.cause), f.unsent.map(Box::new)))
+                    .map_err(|f| (SendError::Reset(f.cause), f.unsent))
             }
-            unsent => Err((SendError::Reset(failure.cause), unsent.map(Box::new))),
+            unsent => Err((SendError::Reset(failure.cause), unsent)),
         }
     }
 
@@ -451,11 +470,11 @@ impl Pools {
         self: &Arc<Self>,
         cluster: Option<&ClusterPool<'_>>,
         addr: SocketAddr,
-        mut req: Request<Body>,
+        mut req: Outbound,
     ) -> Result<Response<Body>, SendFailure> {
         use std::sync::atomic::Ordering;
         // Requests from HTTP/1 clients carry the codec's header-case marks.
-        crate::http::h1::case::clear_marks(req.headers_mut());
+        crate::http::h1::case::clear_marks(&mut req.head.headers);
         let key = cluster.map_or(0, ClusterPool::key);
         let max_streams = cluster.map_or(u32::MAX, |c| c.breakers.limits().max_concurrent_streams);
         let existing = self.endpoints.lock().ok().and_then(|mut m| {
@@ -478,14 +497,14 @@ impl Pools {
                 };
                 let stream = match connected {
                     Ok(s) => s,
-                    Err(e) => return Err((e, Some(Box::new(req)))),
+                    Err(e) => return Err((e, Some(req))),
                 };
                 let (sender, conn) = match http2::Builder::new(TokioExecutor::new())
                     .handshake(TokioIo::new(stream))
                     .await
                 {
                     Ok(x) => x,
-                    Err(e) => return Err((SendError::Connect(e.to_string()), Some(Box::new(req)))),
+                    Err(e) => return Err((SendError::Connect(e.to_string()), Some(req))),
                 };
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -498,11 +517,11 @@ impl Pools {
             }
         };
         if let Err(e) = sender.ready().await {
-            return Err((SendError::Reset(hyper_cause(&e)), Some(Box::new(req))));
+            return Err((SendError::Reset(hyper_cause(&e)), Some(req)));
         }
         let stream = StreamSlot::open(open);
         sender
-            .send_request(req)
+            .send_request(req.into_request())
             .await
             .map(|r| {
                 r.map(|body| {

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use keel_snapshot::{LbPolicy, WeightedCluster};
@@ -29,7 +29,7 @@ use crate::resilience::{
 use crate::route::CompiledRoute;
 use crate::runtime::ClusterRuntime;
 use crate::server::{ConnInfo, Shared};
-use crate::upstream::{Body, BoxError, SendError};
+use crate::upstream::{Body, BoxError, Outbound, SendError};
 
 pub(crate) type DownstreamBody = Counted<Body>;
 
@@ -83,41 +83,10 @@ enum RequestBody {
     Stream(Option<DownstreamBody>),
 }
 
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    extensions: http::Extensions,
-}
-
-impl Head {
-    fn request(&self, body: Body) -> Request<Body> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers.clone();
-        // Carries the downstream header case (hyper keeps it in an extension).
-        *req.extensions_mut() = self.extensions.clone();
-        req
-    }
-
-    fn into_request(self, body: Body) -> Request<Body> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = self.uri;
-        *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers;
-        *req.extensions_mut() = self.extensions;
-        req
-    }
-}
-
 /// Sends the prepared request (`parts` as the upstream should see it) under the policies.
 pub(crate) async fn exchange(
     x: &Exchange<'_>,
-    parts: http::request::Parts,
+    head: Box<http::request::Parts>,
     body: DownstreamBody,
 ) -> Exchanged {
     let policies = &x.route.policies;
@@ -144,13 +113,6 @@ pub(crate) async fn exchange(
         }
     } else {
         RequestBody::Stream(Some(body))
-    };
-    let head = Head {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
-        extensions: parts.extensions,
     };
     if mirrors && let RequestBody::Buffered(bytes) = &body {
         mirror(x, &head, bytes);
@@ -214,7 +176,7 @@ fn replayable(body: &DownstreamBody) -> bool {
 
 async fn attempts(
     x: &Exchange<'_>,
-    head: Head,
+    head: Box<http::request::Parts>,
     body: RequestBody,
     deadline: Option<Duration>,
 ) -> Exchanged {
@@ -234,11 +196,11 @@ async fn attempts(
     let hashed = matches!(x.cluster.cluster.lb, LbPolicy::ConsistentHash { .. });
     let mut head = Some(head);
     let mut body = body;
-    let mut unsent: Option<Request<Body>> = None;
+    let mut unsent: Option<Outbound> = None;
     loop {
         let pick = {
             let (headers, query) = match (&unsent, &head) {
-                (Some(r), _) => (r.headers(), r.uri().query()),
+                (Some(r), _) => (&r.head.headers, r.head.uri.query()),
                 (None, Some(h)) => (&h.headers, h.uri.query()),
                 (None, None) => {
                     return Exchanged::failed(ProxyError::bad_request(
@@ -272,10 +234,11 @@ async fn attempts(
                         None => empty(),
                     },
                 };
+                // The copy carries the extensions too: the downstream header case.
                 match (copies && !last_attempt, head.as_ref()) {
-                    (true, Some(h)) => h.request(req_body),
+                    (true, Some(h)) => Outbound::new(h.clone(), req_body),
                     _ => match head.take() {
-                        Some(h) => h.into_request(req_body),
+                        Some(h) => Outbound::new(h, req_body),
                         None => continue,
                     },
                 }
@@ -318,10 +281,7 @@ async fn attempts(
                 (result, Some(addr))
             }
             Err(cause) => (
-                Err(Failure::Send((
-                    SendError::Connect(cause),
-                    Some(Box::new(req)),
-                ))),
+                Err(Failure::Send((SendError::Connect(cause), Some(req)))),
                 None,
             ),
         };
@@ -377,7 +337,7 @@ async fn attempts(
             RetryDecision::Retry { backoff } => {
                 let flag = exhausted_flag(&attempt);
                 let kept = match result {
-                    Err(Failure::Send((_, Some(req)))) => Some(*req),
+                    Err(Failure::Send((_, Some(req)))) => Some(req),
                     _ => None,
                 };
                 // Without a copy or the unsent request there is nothing to send again.
@@ -499,7 +459,7 @@ impl Failure {
 
 /// Fire-and-forget copies to the route's mirrors: their answers are read and dropped, their
 /// failures only logged; the original request never waits for them.
-fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
+fn mirror(x: &Exchange<'_>, head: &http::request::Parts, body: &Bytes) {
     let rt = x.shared.runtime.load_full();
     let shadow = x.shared.shadow_host();
     let drawn = x
@@ -514,19 +474,20 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
             tracing::debug!(cluster = %target.cluster, "mirror cluster unknown; copy dropped");
             continue;
         };
-        let mut req = head.request(full(body.clone()));
+        let mut req = Outbound::new(Box::new(head.clone()), full(body.clone()));
         let authority = req
-            .headers()
+            .head
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .or_else(|| req.head.uri.authority().map(|a| a.to_string()))
             .unwrap_or_default();
         let shadowed = shadow_authority(&authority, shadow);
         if shadowed != authority
             && let Ok(v) = http::HeaderValue::from_str(&shadowed)
         {
-            req.headers_mut().insert(http::header::HOST, v);
+            req.head.headers.insert(http::header::HOST, v);
         }
         let h2 = matches!(
             cluster.cluster.protocol,
@@ -543,9 +504,9 @@ fn mirror(x: &Exchange<'_>, head: &Head, body: &Bytes) {
         let limit = x.route.policies.timeouts.route;
         tokio::spawn(async move {
             let ctx = PickContext {
-                headers: req.headers(),
+                headers: &req.head.headers,
                 source_ip: Some(source_ip),
-                query: req.uri().query(),
+                query: req.head.uri.query(),
                 exclude: &[],
                 original_dst: None,
                 other_levels: false,

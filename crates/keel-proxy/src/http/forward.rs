@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use keel_snapshot::{
     EndpointAddress, Rewrite, RouteAction, StringMatcher, UpstreamProtocol, WeightedCluster,
@@ -125,11 +125,13 @@ struct Logged {
     forwarded_for: Option<String>,
 }
 
-/// Serves one request on a listener, and records it when the response is done.
+/// Serves one request on a listener, and records it when the response is done. The head
+/// comes boxed ([`crate::upstream::Outbound`] says why).
 pub async fn handle<B>(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    mut req: Request<B>,
+    mut head: Box<http::request::Parts>,
+    body: B,
 ) -> Result<Response<Recorded>, Infallible>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
@@ -137,19 +139,19 @@ where
 {
     let started = std::time::Instant::now();
     let header = |name: &str| {
-        req.headers()
+        head.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
     // The headers this function reads, in one pass.
     let [host, content_type, upgrade_header] = headers::first_values(
-        req.headers(),
+        &head.headers,
         [&HOST, &http::header::CONTENT_TYPE, &http::header::UPGRADE],
     );
-    let authority = authority_of(req.uri(), host);
+    let authority = authority_of(&head.uri, host);
     let grpc = is_grpc_type(content_type);
-    let wants_upgrade = upgrade_header.is_some() && headers::connection_upgrade(req.headers());
+    let wants_upgrade = upgrade_header.is_some() && headers::connection_upgrade(&head.headers);
     // Fields only the access log shows are copied only while it is on. The record itself is
     // built once the response is in: held across the wait, it would be moved with the
     // request's future through every layer.
@@ -157,8 +159,8 @@ where
     let logged = logging.then(|| {
         Box::new(Logged {
             start_time: std::time::SystemTime::now(),
-            path: req
-                .uri()
+            path: head
+                .uri
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_string(),
@@ -171,18 +173,15 @@ where
     // it, and before policies decide, so denied requests are attributed too.
     let exchange = shared.telemetry.peer_exchange();
     let inbound_peer = match (conn.reporter, exchange) {
-        (Reporter::Destination, Some(x)) => x.take_peer(req.headers_mut()),
+        (Reporter::Destination, Some(x)) => x.take_peer(&mut head.headers),
         _ => None,
     };
-    let method = req.method().clone();
-    let version = req.version();
-    let downstream_upgrade = wants_upgrade.then(|| upgrade::on(&mut req));
+    let method = head.method.clone();
+    let version = head.version;
+    let downstream_upgrade = wants_upgrade.then(|| upgrade::on(&mut *head));
     // A request without a body (most are) needs neither a counter nor a boxed body.
     let request_bytes =
-        (!req.body().is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
-    // Head and body go their own ways from here (a new `Request` around them would be a
-    // copy of the head).
-    let (parts, body) = req.into_parts();
+        (!body.is_end_stream()).then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
     let body = match &request_bytes {
         Some(count) => Counted::new(crate::upstream::boxed(body), Some(count.clone())),
         None => Counted::new(empty(), None),
@@ -197,14 +196,8 @@ where
         started,
         armed: true,
     };
-    let (mut resp, outcome) = route_and_forward(
-        &shared,
-        &conn,
-        (parts, body),
-        &authority,
-        downstream_upgrade,
-    )
-    .await;
+    let (mut resp, outcome) =
+        route_and_forward(&shared, &conn, (head, body), &authority, downstream_upgrade).await;
     cancelled.armed = false;
     drop(cancelled);
     // Made in its box and filled there: a record built first and then boxed is a copy of
@@ -288,7 +281,7 @@ where
 async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnInfo,
-    (mut parts, body): (http::request::Parts, DownstreamBody),
+    (mut parts, body): (Box<http::request::Parts>, DownstreamBody),
     authority: &str,
     downstream_upgrade: Option<upgrade::OnUpgrade>,
 ) -> (Response<Body>, Outcome) {
@@ -590,7 +583,7 @@ async fn forward(
     (wc, cluster): (&WeightedCluster, Option<&Arc<ClusterRuntime>>),
     rewrite: Option<&Rewrite>,
     matched_uri: Option<&StringMatcher>,
-    mut parts: http::request::Parts,
+    mut parts: Box<http::request::Parts>,
     body: DownstreamBody,
     authority: &str,
     total_weight: u64,

@@ -28,7 +28,9 @@ where
     let svc = {
         let (shared, conn) = (shared.clone(), conn.clone());
         service_fn(move |req| {
-            let handled = super::forward::handle(shared.clone(), conn.clone(), req);
+            let (head, body) = req.into_parts();
+            let handled =
+                super::forward::handle(shared.clone(), conn.clone(), Box::new(head), body);
             async move {
                 let mut resp = handled.await?;
                 // Responses from HTTP/1 upstreams carry the codec's header-case marks.

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,7 +28,7 @@ use super::io::{BODY_READ, HEAD_READ, WriteBuf, io_cause, poll_fill};
 use super::parse::{self, BodyLength, ResponseHead};
 use super::upgrade;
 use crate::l4::detect::Rewind;
-use crate::upstream::{Body, BoxError, boxed};
+use crate::upstream::{Body, BoxError, Outbound, boxed};
 
 /// Read buffers larger than this are not kept by idle connections.
 const MAX_IDLE_BUFFER: usize = 64 * 1024;
@@ -80,20 +80,23 @@ pub struct Failure {
     pub cause: String,
     /// The request, when none of it can have been acted on: no byte of a response arrived
     /// and no byte of the body was taken, so it can be sent again on another connection.
-    pub unsent: Option<Request<Body>>,
+    pub unsent: Option<Outbound>,
 }
 
 /// Sends `req` on `conn`. `release` gets the connection back if it can be reused.
 pub async fn send<IO, F>(
     conn: Conn<IO>,
-    req: Request<Body>,
+    req: Outbound,
     release: F,
 ) -> Result<Response<Body>, Failure>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
     F: FnOnce(Conn<IO>) + Send + Sync + Unpin + 'static,
 {
-    let (parts, body) = req.into_parts();
+    let Outbound {
+        head: mut parts,
+        body,
+    } = req;
     let mut conn = conn;
     let state = &mut *conn.0;
     let encoder = encode::request_head(
@@ -120,12 +123,12 @@ where
             let unsent = (!ex.received && !ex.upload.polled)
                 .then(|| ex.upload.body.take())
                 .flatten()
-                .map(|body| Request::from_parts(parts, body));
+                .map(|body| Outbound::new(parts, body));
             return Err(Failure { cause, unsent });
         }
     };
     // The request's header map is refilled with a later response on this connection.
-    ex.conn.0.cache.recycle(parts.headers);
+    ex.conn.0.cache.recycle(std::mem::take(&mut parts.headers));
     Ok(ex.into_response(head, release))
 }
 

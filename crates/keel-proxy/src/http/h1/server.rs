@@ -181,15 +181,23 @@ where
 
     /// Serves one request; `false` if the connection must not carry another.
     async fn serve_one(&mut self, head: RequestHead) -> bool {
+        let RequestHead {
+            mut parts,
+            body: length,
+            keep_alive,
+            expect_continue,
+            upgrade: upgrading,
+        } = head;
         let info = RequestInfo {
-            version: head.parts.version,
-            head: head.parts.method == Method::HEAD,
-            keep_alive: head.keep_alive,
+            version: parts.version,
+            head: parts.method == Method::HEAD,
+            keep_alive,
         };
-        let body = self.request_body(head.body, head.expect_continue);
-        let mut req = Request::from_parts(head.parts, body);
+        let mut body = self.request_body(length, expect_continue);
         let mut upgrade = None;
-        if head.upgrade {
+        if upgrading {
+            // Rare enough to take the head out of its box for the checks made on a request.
+            let mut req = Request::from_parts(*parts, body);
             match h2c::classify(&req, &self.conn) {
                 H2cRequest::None => {}
                 H2cRequest::Upgrade => {
@@ -203,13 +211,19 @@ where
                 req.extensions_mut().insert(slot);
                 upgrade = Some(pending);
             }
+            let (p, b) = req.into_parts();
+            (parts, body) = (Box::new(p), b);
         }
         // The request runs while the client is watched: if it closes the connection first,
         // the request is abandoned — dropping it drops the upstream request too, as hyper
         // (`half_close` off) and Envoy do. Pinned where it is made: the future is large, and
         // moving it into a helper cost a copy of it per request.
-        let mut handled =
-            std::pin::pin!(forward::handle(self.shared.clone(), self.conn.clone(), req));
+        let mut handled = std::pin::pin!(forward::handle(
+            self.shared.clone(),
+            self.conn.clone(),
+            parts,
+            body
+        ));
         let outcome = poll_fn(|cx| match handled.as_mut().poll(cx) {
             Poll::Ready(Ok(resp)) => Poll::Ready(Some(resp)),
             Poll::Ready(Err(never)) => match never {},

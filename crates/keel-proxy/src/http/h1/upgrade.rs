@@ -86,6 +86,12 @@ impl<B> Message for http::Request<B> {
     }
 }
 
+impl Message for http::request::Parts {
+    fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+}
+
 impl<B> Message for http::Response<B> {
     fn extensions_mut(&mut self) -> &mut http::Extensions {
         http::Response::extensions_mut(self)
