@@ -196,8 +196,18 @@ where
         started,
         armed: true,
     };
-    let (mut resp, outcome) =
-        route_and_forward(&shared, &conn, (head, body), &authority, downstream_upgrade).await;
+    // Filled in place by the layers below (returned with the response, it was copied up
+    // through each of them).
+    let mut outcome = Outcome::default();
+    let mut resp = route_and_forward(
+        &shared,
+        &conn,
+        (head, body),
+        &authority,
+        downstream_upgrade,
+        &mut outcome,
+    )
+    .await;
     cancelled.armed = false;
     drop(cancelled);
     // Made in its box and filled there: a record built first and then boxed is a copy of
@@ -284,7 +294,8 @@ async fn route_and_forward(
     (mut parts, body): (Box<http::request::Parts>, DownstreamBody),
     authority: &str,
     downstream_upgrade: Option<upgrade::OnUpgrade>,
-) -> (Response<Body>, Outcome) {
+    out: &mut Outcome,
+) -> Response<Body> {
     let rt = shared.runtime.load_full();
     let path = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     // RequestAuthentication, then AuthorizationPolicy, before routing, in the order of
@@ -299,7 +310,7 @@ async fn route_and_forward(
                 v.apply(&mut parts.headers);
                 jwt_payload = Some(v.payload);
             }
-            crate::jwt::JwtOutcome::Invalid(e) => return jwt_denied(&e),
+            crate::jwt::JwtOutcome::Invalid(e) => return answer(out, jwt_denied(&e)),
         }
     }
     if let Some(policies) = rt.authz.get(&conn.listener)
@@ -313,11 +324,11 @@ async fn route_and_forward(
             jwt_payload.as_ref(),
         )
     {
-        return rbac_denied(why);
+        return answer(out, rbac_denied(why));
     }
     let Some(table) = rt.tables.get(&conn.listener) else {
         let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);
-        return (error_response(&e), outcome_of(&e, None));
+        return answer(out, (error_response(&e), outcome_of(&e, None)));
     };
     let info = RequestInfo {
         // `match.port` is the port the client addressed: the original destination's for
@@ -333,46 +344,29 @@ async fn route_and_forward(
     };
     let Some((route, matched_uri)) = table.find(&parts, authority, &info) else {
         let e = ProxyError::no_route(authority, &path(&parts.uri), &conn.listener);
-        return (error_response(&e), outcome_of(&e, None));
+        return answer(out, (error_response(&e), outcome_of(&e, None)));
     };
+    out.route = Some(route.name.clone());
     if let Some(resp) = cors_preflight(route, &parts) {
-        return (
-            resp,
-            Outcome {
-                route: Some(route.name.clone()),
-                ..Default::default()
-            },
-        );
+        return resp;
     }
     let origin = route
         .route
         .cors
         .as_ref()
         .and_then(|_| parts.headers.get(http::header::ORIGIN).cloned());
-    let (mut resp, outcome) = match &route.route.action {
+    let mut resp = match &route.route.action {
         RouteAction::DirectResponse { status, body } => {
             let mut resp = Response::new(full(body.clone().unwrap_or_default()));
             *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            (
-                resp,
-                Outcome {
-                    route: Some(route.name.clone()),
-                    ..Default::default()
-                },
-            )
+            resp
         }
-        RouteAction::Redirect(r) => (
-            redirect_response(r, &parts, authority, conn),
-            Outcome {
-                route: Some(route.name.clone()),
-                ..Default::default()
-            },
-        ),
+        RouteAction::Redirect(r) => redirect_response(r, &parts, authority, conn),
         RouteAction::Forward { clusters, rewrite } => {
             headers::apply(&mut parts.headers, &route.route.request_headers);
             let Some((i, wc)) = choose_weighted_at(clusters) else {
                 let e = ProxyError::no_healthy_upstream("(route has no destination)");
-                return (error_response(&e), outcome_of(&e, Some(&route.name)));
+                return answer(out, (error_response(&e), outcome_of(&e, Some(&route.name))));
             };
             let total_weight = if clusters.len() > 1 {
                 clusters.iter().map(|c| u64::from(c.weight)).sum()
@@ -381,9 +375,9 @@ async fn route_and_forward(
             };
             let delayed = match inject_fault(route, &parts.headers).await {
                 Ok(delayed) => delayed,
-                Err((resp, outcome)) => return (resp, outcome),
+                Err(answered) => return answer(out, answered),
             };
-            let (resp, mut outcome) = forward(
+            let resp = forward(
                 shared,
                 conn,
                 route,
@@ -395,15 +389,22 @@ async fn route_and_forward(
                 authority,
                 total_weight,
                 downstream_upgrade,
+                out,
             )
             .await;
-            outcome.delayed = delayed;
-            (resp, outcome)
+            out.delayed = delayed;
+            resp
         }
     };
     headers::apply(resp.headers_mut(), &route.route.response_headers);
     cors_headers(route, origin.as_ref(), resp.headers_mut());
-    (resp, outcome)
+    resp
+}
+
+/// A proxy-made answer with the outcome that goes with it (the paths that make both).
+fn answer(out: &mut Outcome, (resp, outcome): (Response<Body>, Outcome)) -> Response<Body> {
+    *out = outcome;
+    resp
 }
 
 /// The route's fault injection: sleeps the drawn delay (`Ok(true)`), or answers the drawn
@@ -588,11 +589,12 @@ async fn forward(
     authority: &str,
     total_weight: u64,
     downstream_upgrade: Option<upgrade::OnUpgrade>,
-) -> (Response<Body>, Outcome) {
+    out: &mut Outcome,
+) -> Response<Body> {
     let route_name = Some(&route.name);
     let Some(cluster) = cluster else {
         let e = ProxyError::no_cluster(&wc.cluster);
-        return (error_response(&e), outcome_of(&e, route_name));
+        return answer(out, (error_response(&e), outcome_of(&e, route_name)));
     };
     let upgrade = downstream_upgrade.is_some();
     // The upstream protocol: the port's (HTTP2/gRPC ports speak h2c), or the client's for
@@ -680,7 +682,7 @@ async fn forward(
                 let e = ProxyError::bad_request(format!(
                     "cannot build upstream request URI from \"{uri}\""
                 ));
-                return (error_response(&e), outcome_of(&e, route_name));
+                return answer(out, (error_response(&e), outcome_of(&e, route_name)));
             }
         };
         if h2 {
@@ -706,26 +708,23 @@ async fn forward(
         upgrade,
     };
     let done = exchange(&x, parts, body).await;
-    let mut outcome = Outcome {
-        route: route_name.cloned(),
-        cluster: Some(cluster.name.clone()),
-        upstream_addr: done.endpoint.map(|(_, a)| a),
-        service: Some(cluster.service.clone()),
-        peer: done.endpoint.and_then(|(i, _)| cluster.peer(i)),
-        peer_principal: done
-            .endpoint
-            .and_then(|(_, a)| shared.pools.mesh_peer(cluster.policies.breakers.id(), a)),
-        flag: done.flag,
-        request_id: generated_id,
-        ..Default::default()
-    };
+    // `out` holds the route's name already, and nothing else yet.
+    out.cluster = Some(cluster.name.clone());
+    out.upstream_addr = done.endpoint.map(|(_, a)| a);
+    out.service = Some(cluster.service.clone());
+    out.peer = done.endpoint.and_then(|(i, _)| cluster.peer(i));
+    out.peer_principal = done
+        .endpoint
+        .and_then(|(_, a)| shared.pools.mesh_peer(cluster.policies.breakers.id(), a));
+    out.flag = done.flag;
+    out.request_id = generated_id;
     let mut resp = match done.result {
         Ok(r) => r,
         Err(e) => {
-            outcome.upstream = done.endpoint_text;
-            outcome.flag = e.flag;
-            outcome.detail = e.detail.clone();
-            return (error_response(&e), outcome);
+            out.upstream = done.endpoint_text;
+            out.flag = e.flag;
+            out.detail = e.detail.clone();
+            return error_response(&e);
         }
     };
     drop(done.guard);
@@ -734,7 +733,7 @@ async fn forward(
     if let Some(x) = metadata
         && let Some(peer) = x.take_peer(resp.headers_mut())
     {
-        outcome.peer.get_or_insert(peer);
+        out.peer.get_or_insert(peer);
     }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(down) = downstream_upgrade {
@@ -752,7 +751,7 @@ async fn forward(
         resp.headers_mut().append(http::header::SET_COOKIE, c);
     }
     *resp.version_mut() = Version::HTTP_11;
-    (resp, outcome)
+    resp
 }
 
 pub(crate) async fn resolve(addr: &EndpointAddress) -> Result<SocketAddr, String> {
