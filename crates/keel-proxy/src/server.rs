@@ -357,8 +357,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener, sock: TcpListener)
         }
         // Boxed before it is spawned: a connection's future is about 12 KB (its largest
         // state, whatever state it starts in), and `tokio::spawn` moves what it is given
-        // through several calls before it lands in the task, a copy each (about 70 KB of
-        // copying per accepted connection, measured with bench/proxy/callsites.py).
+        // through several calls before it lands in the task. Whether those moves copy it
+        // is up to the inliner: one profile-guided build copied it nine times per accepted
+        // connection (110k instructions; `IR_NEW_CONN=5 bench/proxy-instructions.sh` with
+        // bench/proxy/callsites.py), another once. Boxed, it is copied once, into the box.
         tokio::spawn(Box::pin(serve_connection(shared, conn, protocol, stream)));
     }
 }
