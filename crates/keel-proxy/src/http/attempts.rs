@@ -83,7 +83,7 @@ enum RequestBody {
     Stream(Option<DownstreamBody>),
 }
 
-/// Sends the prepared request (`parts` as the upstream should see it) under the policies.
+/// Sends the prepared request (`head` as the upstream should see it) under the policies.
 pub(crate) async fn exchange(
     x: &Exchange<'_>,
     head: Box<http::request::Parts>,
