@@ -9,6 +9,8 @@
 #   BENCH_RATE=1000        requests/s of the open-loop latency run
 #   BENCH_ROUNDS=5         rounds of the open-loop run, every target once per round
 #   BENCH_ROUND_DURATION=5 seconds each target is measured per round (after 1 s unmeasured)
+#   BENCH_C32_ROUNDS=5     rounds of the closed loop at 32 connections (BENCH_DURATION split
+#                          between them, at least 2 s each), every target once per round
 #   BENCH_CPU=0            core that load generator, upstream and proxy are pinned to
 #                          (taskset -c); "none" lets the scheduler place them
 #   BENCH_SCHED=auto       nice -20 for closed-loop runs, SCHED_FIFO 1 for the open-loop
@@ -26,7 +28,9 @@
 #   BENCH_NO_INSTALL=1     do not apt-get/pip/cargo anything; skip what is missing
 #   BENCH_KEEP=1           keep the work directory (configs, logs, raw tool output)
 #
-# Loads, identical for every target: wrk closed loop at 1 and 32 connections (one thread),
+# Loads, identical for every target: wrk closed loop at 1 and 32 connections (one thread;
+# 32 connections in BENCH_C32_ROUNDS rounds that visit every target in turn, each target's
+# rounds pooled: their CPU time over their requests, and the median of their latencies),
 # h2load HTTP/2 (h2c, prior knowledge) at 32 streams on one connection where the proxy
 # speaks h2c downstream, and an open-loop run at BENCH_RATE requests/s (bench/proxy/
 # openloop.rs, 32 connections) in BENCH_ROUNDS rounds that visit every target in turn, each
@@ -49,6 +53,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RATE=${BENCH_RATE:-1000}
 ROUNDS=${BENCH_ROUNDS:-5}
 ROUND_DURATION=${BENCH_ROUND_DURATION:-5}
+C32_ROUNDS=${BENCH_C32_ROUNDS:-5}
 CPU=${BENCH_CPU:-0}
 SCHED=${BENCH_SCHED:-auto}
 TARGETS=${BENCH_TARGETS:-"direct keel-proxy keel-policies nginx haproxy envoy relay"}
@@ -184,7 +189,9 @@ stop_target() {
 # parses KIND's output (wrk | openloop | h2load) and appends one result row. KIND "round":
 # round ROUND of the open loop (openloop's output, with its latencies kept beside it); its
 # CPU ticks and peak RSS go to TARGET's rounds file and its p99 to ROUNDS_TSV, and
-# finish_rounds makes the row.
+# finish_rounds makes the row. KIND "wround": round ROUND of the closed loop (wrk's
+# output); its figures go to TARGET's wrk rounds file and its CPU per request to C32_TSV,
+# and finish_wrk_rounds makes the row.
 measure() {
     local target=$1 load=$2 kind=$3
     shift 3
@@ -195,6 +202,9 @@ measure() {
         out=$WORK/$target-$slug-round$ROUND.out
         label="$load round $ROUND"
         export OPENLOOP_SAMPLES=${out%.out}.lat
+    elif [[ $kind == wround ]]; then
+        out=$WORK/$target-$slug-round$ROUND.out
+        label="$load round $ROUND"
     fi
     if [[ -n $TARGET_PID ]]; then
         mapfile -t pids < <(tree_pids "$TARGET_PID")
@@ -220,7 +230,8 @@ measure() {
         SAMPLER=""
     fi
     case $kind in
-    wrk | openloop | round) parse_load "${kind/round/openloop}" "$out" "$target" "$label" ;;
+    wrk | wround) parse_load wrk "$out" "$target" "$label" ;;
+    openloop | round) parse_load openloop "$out" "$target" "$label" ;;
     h2load)
         reqs=$(awk '/^requests:/ {print $8}' "$out")
         rps=$(awk '/^finished in/ {print $4}' "$out")
@@ -238,6 +249,17 @@ measure() {
     if [[ $kind == round ]]; then
         record_round "$target" "$load" "$p99" $((t1 - t0)) \
             "$(awk '$1 > m {m = $1} END {print m + 0}' "$peak")"
+        return
+    fi
+    if [[ $kind == wround ]]; then
+        local ticks=$((t1 - t0)) cpu=-
+        [[ -n $TARGET_PID ]] &&
+            cpu=$(awk -v d=$ticks -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ticks" "$reqs" \
+            "$(awk '$1 > m {m = $1} END {print m + 0}' "$peak" 2>/dev/null)" "$rps" "$p50" "$p90" \
+            "$p99" "${errs:-0}" >>"$WORK/$target-$slug.wrounds"
+        [[ $cpu != - ]] && printf '%s\t%s\t%s\t%s\n' "$load" "$target" "$ROUND" "$cpu" >>"$C32_TSV"
+        log "$target $label: cpu $cpu µs/req, p99 ${p99:-"-"} µs"
         return
     fi
     local cpu="" rss=""
@@ -271,6 +293,43 @@ finish_rounds() {
     result_row "$target" "$load" "$cpu" "$rss"
 }
 
+# finish_wrk_rounds TARGET LOAD: TARGET's closed-loop rounds pooled into one result row: CPU
+# per request over all rounds' requests, RSS the highest of any round, req/s the mean, and
+# latencies the median of the rounds' (wrk reports percentiles, not its samples).
+finish_wrk_rounds() {
+    local target=$1 load=$2 file
+    file=$WORK/$target-${load//[ \/]/_}.wrounds
+    [[ -s $file ]] || return 0
+    local reqs="" rps="" p50="" p90="" p99="" errs=0 mean="" cpu="" rss=""
+    read -r reqs cpu rss rps p50 p90 p99 errs < <(python3 bench/proxy/rounds.py pool-wrk "$file" "$CLK_TCK")
+    [[ $cpu == - || -z ${PID_OF[$target]} ]] && cpu=""
+    [[ $rss == - || -z ${PID_OF[$target]} ]] && rss=""
+    result_row "$target" "$load" "$cpu" "$rss"
+}
+
+# closed_loop_rounds: wrk at 32 connections in C32_ROUNDS rounds over the targets in LIVE,
+# each round starting one target further on, each target's rounds pooled into its row. Why
+# in rounds: the CPU per request of one target moved by ±10% from one minute to the next on
+# this VM (the same binary with another configuration measured 5–10% above or below it in the
+# same run), which is as much as keel-proxy and nginx differ by; spread over the run and
+# taken in turn, the drift falls on every target alike, as in the open loop.
+closed_loop_rounds() {
+    local i target secs=$(((DURATION + C32_ROUNDS - 1) / C32_ROUNDS))
+    ((secs < 2)) && secs=2
+    log "--- closed loop at 32 connections: $C32_ROUNDS rounds of ${secs} s, the targets in turn"
+    for ((ROUND = 1; ROUND <= C32_ROUNDS; ROUND++)); do
+        for ((i = 0; i < ${#LIVE[@]}; i++)); do
+            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
+            focus "$target"
+            measure "$target" "h1 c32" wround "${PIN[@]}" wrk -t1 -c32 -d"${secs}s" --latency "$URL"
+            unfocus
+        done
+    done
+    for target in "${LIVE[@]}"; do
+        finish_wrk_rounds "$target" "h1 c32"
+    done
+}
+
 # Every target is started here and stays up to the end, so the open-loop rounds can take
 # turns; while one target is measured the others are frozen (freeze in bench/lib.sh).
 declare -A PID_OF URL_OF H2_URL_OF
@@ -298,13 +357,18 @@ for target in "${LIVE[@]}"; do
     focus "$target"
     "${PIN[@]}" wrk -t1 -c32 -d"${WARMUP}s" "$URL" >/dev/null 2>&1
     measure "$target" "h1 c1" wrk "${PIN[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "$URL"
-    measure "$target" "h1 c32" wrk "${PIN[@]}" wrk -t1 -c32 -d"${DURATION}s" --latency "$URL"
     if [[ -n $H2_URL ]]; then
         measure "$target" "h2 c1m32" h2load "${PIN[@]}" h2load -t1 -c1 -m32 \
             -D "$DURATION" "$H2_URL"
     fi
     unfocus
 done
+
+C32_TSV=$WORK/c32-rounds.tsv
+: >"$C32_TSV"
+if ((${#LIVE[@]} > 0)); then
+    closed_loop_rounds
+fi
 
 if [[ -n $OPENLOOP && ${#LIVE[@]} -gt 0 ]]; then
     open_loop_rounds 32
@@ -326,7 +390,7 @@ versions() {
 {
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); CPU $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "pinning: $PINNING; one worker per proxy (keel-proxy --workers $KEEL_WORKERS)"
-    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up; open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
+    echo "runs: ${DURATION} s each after ${WARMUP} s warm-up (c32: in $C32_ROUNDS rounds, targets in turn, pooled; latencies the rounds' median); open loop at ${RATE} req/s in $ROUNDS rounds of ${ROUND_DURATION} s per target (after 1 s unmeasured), targets in turn, rounds pooled"
     echo "versions: $(versions)"
 } >"$WORK/header.txt"
-python3 bench/proxy/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$ROUNDS_TSV"
+python3 bench/proxy/table.py "$RESULTS" "$WORK/header.txt" "$NOTES" "$ROUNDS_TSV" "$C32_TSV"

@@ -1,10 +1,11 @@
 """Prints bench/proxy.sh's results as one table, with ratios to nginx and to the direct
 connection, and checks keel-proxy against its targets.
 
-Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt [ROUNDS.tsv]
+Usage: table.py RESULTS.tsv HEADER.txt NOTES.txt [ROUNDS.tsv [C32.tsv]]
 RESULTS.tsv rows: load, target, rps, p50, p90, p99 (µs), mean (µs, h2load only),
 cpu (µs per request), rss (MiB), errors. ROUNDS.tsv rows: load, target, round, p99 (µs) of
-each open-loop round (the RESULTS row pools them).
+each open-loop round (the RESULTS row pools them); C32.tsv the same with the CPU per request
+(µs) of each closed-loop round at 32 connections.
 """
 
 import sys
@@ -36,6 +37,7 @@ def fmt(v, digits=0):
 def main():
     results, header, notes = sys.argv[1:4]
     rounds = sys.argv[4] if len(sys.argv) > 4 else None
+    c32_rounds = sys.argv[5] if len(sys.argv) > 5 else None
     rows = []
     with open(results) as f:
         for line in f:
@@ -60,6 +62,9 @@ def main():
     for r in rows:
         if r["load"] not in loads:
             loads.append(r["load"])
+    # The closed loops first, then HTTP/2, then the open loop, whatever order they ran in.
+    rank = {"h1 c": 0, "h2 c": 1}
+    loads.sort(key=lambda l: rank.get(l[:4], 2))
     by = {(r["load"], r["target"]): r for r in rows}
 
     with open(header) as f:
@@ -194,18 +199,24 @@ def main():
         within_10(f"policies' CPU per request at {c32[0]}", c32[0], "cpu", "µs")
     if rate:
         within_10(f"policies' p99 at {rate[0]}", rate[0], "p99", "µs")
-    if rounds:
-        def keel_at_most_nginx(p99):
-            if "keel-proxy" in p99 and "nginx" in p99:
-                return p99["keel-proxy"] <= p99["nginx"]
-            return None
+    def keel_at_most_nginx(by_target):
+        if "keel-proxy" in by_target and "nginx" in by_target:
+            return by_target["keel-proxy"] <= by_target["nginx"]
+        return None
 
+    order = ORDER + sorted({r["target"] for r in rows} - set(ORDER))
+    if c32_rounds:
         print_rounds(
-            rounds,
-            ORDER + sorted({r["target"] for r in rows} - set(ORDER)),
+            c32_rounds,
+            order,
             keel_at_most_nginx,
-            "keel-proxy's p99 <= nginx's",
+            "keel-proxy's CPU per request <= nginx's",
+            kind="closed-loop",
+            figure="CPU µs per request",
+            digits=1,
         )
+    if rounds:
+        print_rounds(rounds, order, keel_at_most_nginx, "keel-proxy's p99 <= nginx's")
     with open(notes) as f:
         text = f.read().strip()
     if text:
