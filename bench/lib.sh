@@ -375,7 +375,7 @@ unfocus() {
 # header is not the URL's), others_of TARGET (every process of the other started targets;
 # of all of them for ""), measure (KIND "round") and finish_rounds.
 open_loop_rounds() {
-    local conns=$1 involved=() prefix=() i target
+    local conns=$1 involved=() prefix=() target
     log "--- open loop at $RATE req/s: $ROUNDS rounds of ${ROUND_DURATION} s, the targets in turn"
     mapfile -t involved < <(
         tree_pids "$UPSTREAM_PID"
@@ -383,19 +383,32 @@ open_loop_rounds() {
     )
     set_sched fifo "${involved[@]}"
     [[ $FIFO == 1 ]] && prefix=(chrt -f 1)
-    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
-        for ((i = 0; i < ${#LIVE[@]}; i++)); do
-            # Each round starts one target further on, so no target always follows another.
-            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
-            focus "$target"
-            measure "$target" "h1 ${RATE}/s" round "${prefix[@]}" "${PIN[@]}" "$OPENLOOP" \
-                "$URL" "$RATE" "$ROUND_DURATION" "$conns" 1 ${OPENLOOP_HOST:+"$OPENLOOP_HOST"}
-            unfocus
-        done
-    done
+    in_turn "$ROUNDS" open_loop_round
     set_sched other "${involved[@]}"
     for target in "${LIVE[@]}"; do
         finish_rounds "$target" "h1 ${RATE}/s"
+    done
+}
+
+# open_loop_round TARGET: one round of the open loop on TARGET (called by in_turn from
+# open_loop_rounds, whose prefix and conns it reads).
+open_loop_round() {
+    measure "$1" "h1 ${RATE}/s" round "${prefix[@]}" "${PIN[@]}" "$OPENLOOP" \
+        "$URL" "$RATE" "$ROUND_DURATION" "$conns" 1 ${OPENLOOP_HOST:+"$OPENLOOP_HOST"}
+}
+
+# in_turn N STEP: N rounds over the targets in LIVE, calling STEP TARGET with ROUND set and
+# every other target frozen (focus). Each round starts one target further on, so no target
+# always follows another.
+in_turn() {
+    local n=$1 step=$2 i
+    for ((ROUND = 1; ROUND <= n; ROUND++)); do
+        for ((i = 0; i < ${#LIVE[@]}; i++)); do
+            local target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
+            focus "$target"
+            "$step" "$target"
+            unfocus
+        done
     done
 }
 

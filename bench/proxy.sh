@@ -307,6 +307,12 @@ finish_wrk_rounds() {
     result_row "$target" "$load" "$cpu" "$rss"
 }
 
+# closed_loop_round TARGET: one round of the closed loop (in_turn, from closed_loop_rounds,
+# whose secs it reads).
+closed_loop_round() {
+    measure "$1" "h1 c32" wround "${PIN[@]}" wrk -t1 -c32 -d"${secs}s" --latency "$URL"
+}
+
 # closed_loop_rounds: wrk at 32 connections in C32_ROUNDS rounds over the targets in LIVE,
 # each round starting one target further on, each target's rounds pooled into its row. Why
 # in rounds: the CPU per request of one target moved by ±10% from one minute to the next on
@@ -314,17 +320,10 @@ finish_wrk_rounds() {
 # same run), which is as much as keel-proxy and nginx differ by; spread over the run and
 # taken in turn, the drift falls on every target alike, as in the open loop.
 closed_loop_rounds() {
-    local i target secs=$(((DURATION + C32_ROUNDS - 1) / C32_ROUNDS))
+    local target secs=$(((DURATION + C32_ROUNDS - 1) / C32_ROUNDS))
     ((secs < 2)) && secs=2
     log "--- closed loop at 32 connections: $C32_ROUNDS rounds of ${secs} s, the targets in turn"
-    for ((ROUND = 1; ROUND <= C32_ROUNDS; ROUND++)); do
-        for ((i = 0; i < ${#LIVE[@]}; i++)); do
-            target=${LIVE[(i + ROUND - 1) % ${#LIVE[@]}]}
-            focus "$target"
-            measure "$target" "h1 c32" wround "${PIN[@]}" wrk -t1 -c32 -d"${secs}s" --latency "$URL"
-            unfocus
-        done
-    done
+    in_turn "$C32_ROUNDS" closed_loop_round
     for target in "${LIVE[@]}"; do
         finish_wrk_rounds "$target" "h1 c32"
     done

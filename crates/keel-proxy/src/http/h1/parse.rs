@@ -91,8 +91,7 @@ fn invalid(why: impl Into<String>) -> HeadError {
 /// A parsed request head.
 #[derive(Debug)]
 pub struct RequestHead {
-    /// Boxed: the head passes through every layer of the request path (each an async fn
-    /// whose future holds it), and by value each layer was a copy of its ~240 bytes.
+    /// Boxed, and so through the request path ([`crate::upstream::Outbound`] says why).
     pub parts: Box<request::Parts>,
     pub body: BodyLength,
     /// The connection may carry another request after this one.
